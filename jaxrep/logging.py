@@ -1,0 +1,138 @@
+"""Run outputs: metrics (stdout progress bar, `metrics.jsonl`, TensorBoard), configs and pictures.
+
+Everything writes into the run's work directory. Only process 0 writes on multi-host runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any, Mapping, Sequence
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+
+def is_main_process() -> bool:
+    return jax.process_index() == 0
+
+
+def _to_float(value: Any) -> float:
+    return float(np.asarray(value))
+
+
+class MetricLogger:
+    """Appends `{"step": s, **metrics}` lines to `metrics.jsonl` and scalars to TensorBoard events."""
+
+    def __init__(self, workdir: str, *, tensorboard: bool = True):
+        self.workdir = workdir
+        self._enabled = is_main_process()
+        self._jsonl = None
+        self._tb = None
+        if self._enabled:
+            os.makedirs(workdir, exist_ok=True)
+            self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", buffering=1)
+            if tensorboard:
+                from tensorboardX import SummaryWriter
+
+                self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+    def log(self, step: int, metrics: Mapping[str, Any]) -> dict[str, float]:
+        scalars = {k: _to_float(v) for k, v in metrics.items()}
+        if self._enabled:
+            record = {"step": int(step), **{k: (v if math.isfinite(v) else str(v)) for k, v in scalars.items()}}
+            self._jsonl.write(json.dumps(record) + "\n")
+            if self._tb is not None:
+                for name, value in scalars.items():
+                    self._tb.add_scalar(name, value, int(step))
+        return scalars
+
+    def close(self) -> None:
+        if self._jsonl is not None:
+            self._jsonl.close()
+        if self._tb is not None:
+            self._tb.close()
+
+
+def read_metrics(workdir: str) -> list[dict]:
+    """Reads back `metrics.jsonl` (for studies, plots and tests)."""
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def progress_bar(total: int, initial: int = 0, desc: str = "train", unit: str = "step") -> tqdm:
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True,
+                disable=not is_main_process())
+
+
+def save_config(workdir: str, config: Any) -> None:
+    """Writes the resolved config as `config.json` (ml_collections `to_json_best_effort`)."""
+    if not is_main_process():
+        return
+    os.makedirs(workdir, exist_ok=True)
+    text = config.to_json_best_effort(indent=2) if hasattr(config, "to_json_best_effort") else json.dumps(config, indent=2)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(text)
+
+
+def to_uint8(images: np.ndarray, value_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
+    """Maps float images in `value_range` to uint8 with clipping; uint8 input is returned unchanged."""
+    images = np.asarray(images)
+    if images.dtype == np.uint8:
+        return images
+    low, high = value_range
+    scaled = (images.astype(np.float32) - low) / (high - low)
+    return np.clip(np.round(scaled * 255.0), 0, 255).astype(np.uint8)
+
+
+def image_grid(images: np.ndarray, ncols: int | None = None, pad: int = 1) -> np.ndarray:
+    """Tiles uint8 images (N, H, W, C) into one (rows*(H+pad)+pad, cols*(W+pad)+pad, C) array."""
+    n, h, w, c = images.shape
+    ncols = ncols or int(math.ceil(math.sqrt(n)))
+    nrows = int(math.ceil(n / ncols))
+    grid = np.full((nrows * (h + pad) + pad, ncols * (w + pad) + pad, c), 255, np.uint8)
+    for i, image in enumerate(images):
+        r, col = divmod(i, ncols)
+        top, left = pad + r * (h + pad), pad + col * (w + pad)
+        grid[top:top + h, left:left + w] = image
+    return grid
+
+
+def save_image_grid(path: str, images: np.ndarray, *, ncols: int | None = None,
+                    value_range: tuple[float, float] = (-1.0, 1.0), upscale: int = 1) -> None:
+    """Saves images (N, H, W, C) with C in {1, 3} as one PNG grid, optionally upscaled (nearest)."""
+    from PIL import Image
+
+    grid = image_grid(to_uint8(images, value_range), ncols)
+    if upscale > 1:
+        grid = grid.repeat(upscale, axis=0).repeat(upscale, axis=1)
+    if grid.shape[-1] == 1:
+        grid = grid[..., 0]
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    Image.fromarray(grid).save(path)
+
+
+def save_curves(path: str, curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], *,
+                xlabel: str = "step", ylabel: str = "", title: str = "") -> None:
+    """Plots named (x, y) curves into one PNG (learning curves, FD against steps, ...)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for name, (xs, ys) in curves.items():
+        ax.plot(xs, ys, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    if len(curves) > 1:
+        ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
