@@ -1,0 +1,51 @@
+"""The grain input pipeline: per-host shards, reshuffled epochs, fixed-size batches, checkpointable state.
+
+Each process reads only its own shard (`source[process_index::process_count]`) and yields its
+`global_batch // process_count` examples per step; `jaxrep.parallel.global_batch` assembles the global array.
+The iterator's state (`get_state()`, a small JSON dict) is saved with the model so a resumed run sees exactly
+the batches the uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grain
+import jax
+import numpy as np
+
+
+def _stack(examples) -> dict:
+    return {key: np.stack([np.asarray(e[key]) for e in examples]) for key in examples[0]}
+
+
+def make_dataset(source: Any, *, global_batch_size: int, seed: int, process_index: int | None = None,
+                 process_count: int | None = None, keys: tuple[str, ...] = ("image", "label")) -> grain.IterDataset:
+    """Infinite, shuffled (new order each epoch), batched dataset of this process's shard.
+
+    Args:
+      source: random-access source (`__len__`, `__getitem__` returning a dict).
+      global_batch_size: examples per step over all processes (divisible by process_count).
+      seed: shuffle seed (from the run's root seed).
+      keys: which fields of each example to keep.
+    """
+    process_index = jax.process_index() if process_index is None else process_index
+    process_count = jax.process_count() if process_count is None else process_count
+    if global_batch_size % process_count:
+        raise ValueError(f"batch_size: {global_batch_size} is not divisible by {process_count} processes")
+    local_batch = global_batch_size // process_count
+    shard = grain.MapDataset.source(source)[process_index::process_count]
+    if len(shard) < local_batch:
+        raise ValueError(f"batch_size: per-process batch {local_batch} exceeds the {len(shard)} examples of the shard")
+    dataset = (shard.shuffle(seed=seed).repeat()
+               .map(lambda example: {k: example[k] for k in keys})
+               .batch(local_batch, drop_remainder=True, batch_fn=_stack))
+    return dataset.to_iter_dataset()
+
+
+def make_iterator(dataset: grain.IterDataset, state: dict | None = None):
+    """An iterator over `dataset`, restored to `state` (from `iterator.get_state()`) when given."""
+    iterator = iter(dataset)
+    if state:
+        iterator.set_state(state)
+    return iterator
