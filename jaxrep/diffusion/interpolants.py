@@ -42,15 +42,15 @@ def gvp_interpolant(x: jax.Array, noise: jax.Array, t: jax.Array) -> tuple[jax.A
 INTERPOLANTS = {"linear": linear_interpolant, "gvp": gvp_interpolant}
 
 
-def sample_time(key: jax.Array, batch_size: int, weighting: str = "uniform") -> jax.Array:
-    """Training times t (B,) in [0, 1].
+def sample_time(key: jax.Array, shape: int | tuple[int, ...] = (), weighting: str = "uniform") -> jax.Array:
+    """Training times in [0, 1] of the given shape (e.g. (B,), or () per example under vmap).
 
     "uniform": t ~ U(0, 1) (REPA's default). "lognormal": sigma = exp(N(0, 1)), t = sigma / (1 + sigma)
     (REPA's `--weighting lognormal`).
     """
     if weighting == "uniform":
-        return jax.random.uniform(key, (batch_size,))
+        return jax.random.uniform(key, shape)
     if weighting == "lognormal":
-        sigma = jnp.exp(jax.random.normal(key, (batch_size,)))
+        sigma = jnp.exp(jax.random.normal(key, shape))
         return sigma / (1.0 + sigma)
     raise ValueError(f"weighting: unknown time weighting {weighting!r}; use 'uniform' or 'lognormal'")

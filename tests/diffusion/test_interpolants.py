@@ -38,7 +38,7 @@ def test_gvp_is_variance_preserving():
 
 @pytest.mark.parametrize("weighting", ["uniform", "lognormal"])
 def test_sample_time_in_unit_interval(weighting):
-    t = sample_time(jax.random.key(0), 4096, weighting)
+    t = sample_time(jax.random.key(0), (4096,), weighting)
     assert t.shape == (4096,) and float(t.min()) >= 0.0 and float(t.max()) <= 1.0
     if weighting == "lognormal":  # median of sigma/(1+sigma) with log sigma ~ N(0,1) is 1/2
         assert abs(float(jnp.median(t)) - 0.5) < 0.03

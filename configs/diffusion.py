@@ -1,0 +1,157 @@
+"""SiT flow-matching training configs: `--config=configs/diffusion.py:PRESET` with `--config.a.b=value`.
+
+Presets:
+  cpu  tiny SiT on procedural coloured shapes (32x32x3, pixel space); finishes in minutes on 2 cores.
+  s2   SiT-S/2 on pre-encoded 32x32x4 latents (benchmark size).
+  b2   SiT-B/2, the REPA paper's setting (ImageNet 256 latents, batch 256, AdamW 1e-4, EMA 0.9999).
+  xl2  SiT-XL/2, the REPA paper's setting.
+The latent presets read users' pre-encoded SD-VAE latents (scaled by 0.18215) from `data.path`.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from jaxrep.config_checks import (ConfigError, require, require_choice, require_positive, unknown_preset)
+
+PRESETS = ("cpu", "s2", "b2", "xl2")
+
+
+def base_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.preset = ""  # name of the preset this config came from
+    config.seed = 0  # root PRNG seed: init, per-step noise/time/label-drop keys, data order
+    config.batch_size = 256  # global batch over all devices and hosts
+    config.total_steps = 400_000  # optimizer updates
+    config.ema_decay = 0.9999  # EMA of the weights, used for sampling and evaluation
+    config.num_devices = 0  # devices in the mesh; 0 means all devices of all processes
+
+    config.data = ml_collections.ConfigDict()
+    config.data.source = "arrays"  # 'shapes32' (coloured shapes), 'dsprites', or 'arrays' (user files)
+    config.data.path = ""  # 'arrays': (N, H, W, C) .npy (memory-mapped) or .npz with 'images'
+    config.data.labels_path = ""  # 'arrays': (N,) int labels .npy; empty: 'labels' in the .npz or all 0
+    config.data.num_classes = 1000  # class count (the null class id is num_classes)
+
+    config.model = ml_collections.ConfigDict()
+    config.model.preset = ""  # 'S/2', 'B/2', 'L/2', 'XL/2', or '' to use the fields below
+    config.model.patch_size = 2  # patch size p (custom model)
+    config.model.hidden_size = 384  # width (custom model)
+    config.model.depth = 12  # number of blocks (custom model)
+    config.model.num_heads = 6  # attention heads (custom model)
+    config.model.mlp_ratio = 4.0  # MLP width / hidden size
+    config.model.dtype = "float32"  # activation dtype: 'float32' or 'bfloat16' (params stay float32)
+
+    config.diffusion = ml_collections.ConfigDict()
+    config.diffusion.path = "linear"  # interpolant: 'linear' (SiT/REPA default) or 'gvp'
+    config.diffusion.time_weighting = "uniform"  # training t distribution: 'uniform' or 'lognormal'
+    config.diffusion.class_dropout_prob = 0.1  # label dropout for classifier-free guidance
+
+    config.optim = ml_collections.ConfigDict()
+    config.optim.learning_rate = 1e-4  # AdamW peak rate (REPA: 1e-4 constant)
+    config.optim.warmup_steps = 0  # linear warmup steps (REPA: none)
+    config.optim.b1 = 0.9  # Adam beta1
+    config.optim.b2 = 0.999  # Adam beta2
+    config.optim.eps = 1e-8  # Adam epsilon
+    config.optim.weight_decay = 0.0  # decoupled weight decay (REPA: 0)
+    config.optim.grad_clip = 1.0  # global-norm clipping; 0 disables
+
+    config.sample = ml_collections.ConfigDict()
+    config.sample.sampler = "ode"  # 'ode' or 'sde' (Euler-Maruyama)
+    config.sample.ode_method = "euler"  # 'euler' or 'heun' (ode sampler)
+    config.sample.num_steps = 50  # integration steps (REPA preview: Euler 50; paper: SDE 250)
+    config.sample.cfg_scale = 4.0  # guidance scale; 1.0 disables (REPA preview: 4.0)
+    config.sample.guidance_low = 0.0  # guidance applies for t in [low, high]
+    config.sample.guidance_high = 1.0  # (REPA final eval: 0.7)
+    config.sample.num_images = 64  # images in each sample grid
+
+    config.log_every = 100  # steps between metric logs
+    config.checkpoint_every = 10_000  # steps between checkpoints
+    config.keep_checkpoints = 3  # checkpoints kept on disk
+    config.sample_every = 50_000  # steps between EMA sample grids (0: only at the end)
+
+    config.distributed = ml_collections.ConfigDict()
+    config.distributed.enabled = False  # call jax.distributed.initialize() (multi-host)
+    config.distributed.coordinator_address = ""  # host:port; empty lets JAX auto-detect (TPU pod, SLURM)
+    config.distributed.num_processes = 0  # with coordinator_address: number of processes
+    config.distributed.process_id = -1  # with coordinator_address: this process's id
+    return config
+
+
+def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
+    if preset not in PRESETS:
+        raise unknown_preset(preset, PRESETS)
+    config = base_config()
+    config.preset = preset
+    if preset == "cpu":
+        config.data.source = "shapes32"
+        config.data.num_classes = 3
+        config.model.update(patch_size=4, hidden_size=128, depth=4, num_heads=4)
+        config.batch_size = 64
+        config.total_steps = 600
+        config.optim.learning_rate = 1e-3  # a tiny model tolerates (and needs) a larger rate
+        config.optim.warmup_steps = 50
+        config.ema_decay = 0.99
+        config.log_every = 20
+        config.checkpoint_every = 200
+        config.sample_every = 0
+        config.sample.cfg_scale = 2.0
+        config.sample.ode_method = "heun"
+        config.sample.num_steps = 25
+    elif preset == "s2":
+        config.model.preset = "S/2"
+    elif preset == "b2":
+        config.model.preset = "B/2"
+    elif preset == "xl2":
+        config.model.preset = "XL/2"
+    return config
+
+
+def image_size_of(config: ml_collections.ConfigDict) -> int | None:
+    return {"shapes32": 32, "dsprites": 64}.get(config.data.source)
+
+
+def validate(config: ml_collections.ConfigDict, *, num_devices: int, image_size: int | None = None) -> None:
+    """Checks the config before anything compiles; raises ConfigError naming the field.
+
+    Args:
+      num_devices: devices the mesh will use.
+      image_size: spatial size of the data (for 'arrays', read from the file by the caller).
+    """
+    require_positive(config, "batch_size", "total_steps", "log_every", "checkpoint_every", "keep_checkpoints",
+                     "model.mlp_ratio", "sample.num_steps", "sample.num_images")
+    require(config.batch_size % num_devices == 0, "batch_size",
+            f"{config.batch_size} is not divisible by the {num_devices} devices of the mesh")
+    require(config.optim.learning_rate > 0, "optim.learning_rate", f"must be > 0, got {config.optim.learning_rate}")
+    require(config.optim.warmup_steps >= 0, "optim.warmup_steps", "must be >= 0")
+    require(config.optim.weight_decay >= 0, "optim.weight_decay", "must be >= 0")
+    require(config.optim.grad_clip >= 0, "optim.grad_clip", "must be >= 0 (0 disables clipping)")
+    require(0.0 <= config.ema_decay < 1.0, "ema_decay", f"must be in [0, 1), got {config.ema_decay}")
+    require(0.0 <= config.diffusion.class_dropout_prob < 1.0, "diffusion.class_dropout_prob", "must be in [0, 1)")
+    require(config.sample_every >= 0, "sample_every", "must be >= 0 (0: only at the end)")
+    require(config.num_devices >= 0, "num_devices", "must be >= 0 (0: all devices)")
+    require_choice(config, "data.source", ("shapes32", "dsprites", "arrays"))
+    require_choice(config, "model.dtype", ("float32", "bfloat16"))
+    require_choice(config, "diffusion.path", ("linear", "gvp"))
+    require_choice(config, "diffusion.time_weighting", ("uniform", "lognormal"))
+    require_choice(config, "sample.sampler", ("ode", "sde"))
+    require_choice(config, "sample.ode_method", ("euler", "heun"))
+    require(config.data.source != "arrays" or bool(config.data.path), "data.path",
+            "data.source='arrays' needs a path to .npy/.npz images or latents")
+    require(config.data.num_classes >= 1, "data.num_classes", "must be >= 1")
+    require(0.0 <= config.sample.guidance_low <= config.sample.guidance_high <= 1.0, "sample.guidance_low",
+            "need 0 <= guidance_low <= guidance_high <= 1")
+    if config.model.preset:
+        require_choice(config, "model.preset", ("S/2", "B/2", "L/2", "XL/2"))
+        patch_size = int(config.model.preset.split("/")[1])
+    else:
+        require_positive(config, "model.patch_size", "model.hidden_size", "model.depth", "model.num_heads")
+        require(config.model.hidden_size % config.model.num_heads == 0, "model.hidden_size",
+                f"{config.model.hidden_size} is not divisible by model.num_heads={config.model.num_heads}")
+        patch_size = config.model.patch_size
+    image_size = image_size or image_size_of(config)
+    if image_size is not None:
+        require(image_size % patch_size == 0, "model.patch_size",
+                f"image size {image_size} is not divisible by the patch size {patch_size}")
+
+
+__all__ = ["ConfigError", "PRESETS", "get_config", "validate"]

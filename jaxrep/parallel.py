@@ -1,0 +1,46 @@
+"""Meshes, shardings, multi-host initialisation and global batches (data parallelism under `jax.jit`).
+
+The mesh has one `data` axis with `AxisType.Auto` (classic compiler-chosen sharding): `jax.make_mesh`
+defaults to Explicit axes, on which linen embeddings inside a batch-sharded jit fail (see
+reference/environment.md). The same code runs on 1 device, 8 fake CPU devices, 8 GPUs, and a multi-host
+TPU pod after `initialize_distributed`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+
+DATA_AXIS = "data"
+
+
+def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A 1-D data-parallel mesh over `devices` (default: all devices of all processes)."""
+    devices = jax.devices() if devices is None else list(devices)
+    return Mesh(np.asarray(devices), (DATA_AXIS,), axis_types=(AxisType.Auto,))
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Leading (batch) axis split over `data`, the rest replicated."""
+    return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+
+def replicated_sharding(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def global_batch(local_batch: Any, mesh: Mesh) -> Any:
+    """Assembles each process's slice (a pytree of host arrays) into global batch-sharded arrays."""
+    sharding = batch_sharding(mesh)
+    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local_batch)
+
+
+def initialize_distributed(coordinator_address: str | None = None, num_processes: int | None = None,
+                           process_id: int | None = None) -> None:
+    """`jax.distributed.initialize`, before any other JAX call. With no arguments, the cluster (TPU pod,
+    SLURM) is auto-detected; locally pass all three."""
+    jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
+                               process_id=process_id)

@@ -1,0 +1,225 @@
+"""Train a SiT flow-matching model: `python -m train.diffusion --config=configs/diffusion.py:cpu --workdir=DIR`.
+
+Everything the run produces goes to the work directory: `checkpoints/` (orbax; resumed automatically),
+`metrics.jsonl`, `tensorboard/`, `samples_<step>.png` (EMA samples) and `config.json`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from configs import diffusion as diffusion_configs
+from jaxrep import parallel
+from jaxrep.checkpoint import Checkpointer, PreemptionGuard, abstract_like
+from jaxrep.config_checks import ConfigError
+from jaxrep.data import ArraySource, ColoredShapes, DSprites, make_dataset, make_iterator
+from jaxrep.diffusion import classifier_free_guidance, ode_sample, sde_sample
+from jaxrep.diffusion.objective import make_diffusion_loss
+from jaxrep.logging import MetricLogger, progress_bar, save_config, save_image_grid
+from jaxrep.nn.sit import SiT, sit_preset
+from jaxrep.training import create_train_state, current_learning_rate, make_optimizer, make_train_step
+
+# Fault injection for the kill-and-resume test: SIGKILL this process right after the given step.
+KILL_AT_STEP_ENV = "JAXREP_KILL_AT_STEP"
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised when a step produced a non-finite loss or gradient; no checkpoint is written after it."""
+
+
+def build_source(config) -> Any:
+    if config.data.source == "shapes32":
+        return ColoredShapes()
+    if config.data.source == "dsprites":
+        return DSprites()
+    return ArraySource(config.data.path, config.data.labels_path or None)
+
+
+def build_model(config, image_shape: tuple[int, ...]) -> SiT:
+    height, _, channels = image_shape
+    common = dict(input_size=height, in_channels=channels, num_classes=config.data.num_classes,
+                  mlp_ratio=config.model.mlp_ratio, dtype=jnp.dtype(config.model.dtype))
+    if config.model.preset:
+        return sit_preset(config.model.preset, **common)
+    return SiT(patch_size=config.model.patch_size, hidden_size=config.model.hidden_size, depth=config.model.depth,
+               num_heads=config.model.num_heads, **common)
+
+
+def init_params(model: SiT, key: jax.Array, image_shape: tuple[int, ...]) -> dict:
+    x = jnp.zeros((1, *image_shape), jnp.float32)
+    return {"sit": model.init(key, x, jnp.zeros((1,)), jnp.zeros((1,), jnp.int32))["params"]}
+
+
+def make_sampler(model: SiT, config):
+    """sample(params, labels (N,), key) -> images (N, H, W, C): EMA sampling with CFG (pure, jit-able)."""
+
+    def sample(params, labels, key):
+        noise_key, sde_key = jax.random.split(key)
+        shape = (labels.shape[0], model.input_size, model.input_size, model.in_channels)
+        noise = jax.random.normal(noise_key, shape)
+        model_fn = lambda x, t, y: model.apply({"params": params["sit"]}, x, t, y)
+        velocity_fn = classifier_free_guidance(
+            model_fn, labels, null_label=model.num_classes, scale=config.sample.cfg_scale,
+            interval=(config.sample.guidance_low, config.sample.guidance_high))
+        if config.sample.sampler == "sde":
+            return sde_sample(velocity_fn, noise, sde_key, num_steps=config.sample.num_steps)
+        return ode_sample(velocity_fn, noise, num_steps=config.sample.num_steps, method=config.sample.ode_method)
+
+    return sample
+
+
+def describe_compiled(compiled, step_time_hint: str = "") -> str:
+    """One-line memory analysis of a compiled step (lets a pod user see an OOM before training)."""
+    memory = compiled.memory_analysis()
+    if memory is None:
+        return "memory analysis unavailable on this backend"
+    mib = lambda n: f"{n / 2**20:.1f} MiB"
+    return (f"compiled step memory per device: arguments {mib(memory.argument_size_in_bytes)}, "
+            f"outputs {mib(memory.output_size_in_bytes)}, temporaries {mib(memory.temp_size_in_bytes)}, "
+            f"code {mib(memory.generated_code_size_in_bytes)}{step_time_hint}")
+
+
+def train_and_evaluate(config, workdir: str, devices=None):
+    """Trains (resuming from the latest checkpoint in `workdir`), logs, samples; returns the final state."""
+    devices = devices or (jax.devices()[:config.num_devices] if config.num_devices else jax.devices())
+    source = build_source(config)
+    image_shape = tuple(source.image_shape)
+    diffusion_configs.validate(config, num_devices=len(devices), image_size=image_shape[0])
+
+    mesh = parallel.make_mesh(devices)
+    replicated = parallel.replicated_sharding(mesh)
+    model = build_model(config, image_shape)
+    tx = make_optimizer(config.optim.learning_rate, warmup_steps=config.optim.warmup_steps, b1=config.optim.b1,
+                        b2=config.optim.b2, eps=config.optim.eps, weight_decay=config.optim.weight_decay,
+                        grad_clip=config.optim.grad_clip)
+    init_key, train_key, sample_key = jax.random.split(jax.random.key(config.seed), 3)
+
+    @functools.partial(jax.jit, out_shardings=replicated)
+    def init_state():
+        params = init_params(model, init_key, image_shape)
+        return create_train_state(params, tx, jax.random.key_data(train_key))
+
+    state = init_state()  # born on the mesh, replicated
+    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), save_every=config.checkpoint_every,
+                                keep=config.keep_checkpoints)
+    dataset = make_dataset(source, global_batch_size=config.batch_size, seed=config.seed)
+    data_state = None
+    if checkpointer.latest_step() is not None:
+        state, extra = checkpointer.restore(abstract_like(state))
+        data_state = extra.get("data")
+        print(f"restored step {int(state.step)} from {checkpointer.directory}", flush=True)
+    iterator = make_iterator(dataset, data_state)
+    save_config(workdir, config)
+
+    loss_fn = make_diffusion_loss(model, path=config.diffusion.path, time_weighting=config.diffusion.time_weighting,
+                                  class_dropout_prob=config.diffusion.class_dropout_prob)
+    train_step = make_train_step(loss_fn, tx, ema_decay=config.ema_decay)
+    state_sharding = jax.tree.map(lambda _: replicated, state)
+    batch_sharding = parallel.batch_sharding(mesh)
+    jitted = jax.jit(train_step, in_shardings=(state_sharding, batch_sharding),
+                     out_shardings=(state_sharding, replicated), donate_argnums=0)
+
+    first = parallel.global_batch(next(iterator), mesh)
+    start = time.perf_counter()
+    compiled = jitted.lower(state, first).compile()
+    print(describe_compiled(compiled, f"; compile {time.perf_counter() - start:.1f} s"), flush=True)
+
+    sampler = jax.jit(make_sampler(model, config))
+    num_labels = config.sample.num_images
+    sample_labels = jnp.arange(num_labels, dtype=jnp.int32) % config.data.num_classes
+
+    def write_samples(step: int) -> None:
+        images = sampler(state.ema_params, sample_labels, sample_key)
+        save_image_grid(os.path.join(workdir, f"samples_{step:07d}.png"), np.asarray(images), upscale=2,
+                        ncols=int(np.ceil(np.sqrt(num_labels))))
+
+    logger = MetricLogger(workdir)
+    kill_at = int(os.environ.get(KILL_AT_STEP_ENV, "-1"))
+    step = int(state.step)
+    bar = progress_bar(config.total_steps, initial=step)
+    batch, pending, last_log = first, None, time.perf_counter()
+    try:
+        with PreemptionGuard() as preemption:
+            while step < config.total_steps:
+                state, metrics = compiled(state, batch)
+                step += 1
+                data_state = iterator.get_state()  # position after every batch consumed so far
+                # Check the previous step's metrics after dispatching this one, keeping the device busy.
+                if pending is not None:
+                    check_finite(pending)
+                pending = metrics
+                bar.update(1)
+                if step % config.log_every == 0 or step == config.total_steps:
+                    now = time.perf_counter()
+                    metrics = jax.device_get(metrics)
+                    check_finite(metrics)
+                    scalars = dict(metrics, learning_rate=current_learning_rate(state.opt_state),
+                                   samples_per_s=config.batch_size * config.log_every / (now - last_log))
+                    scalars = logger.log(step, scalars)
+                    bar.set_postfix(loss=f"{scalars['loss']:.4f}", samples_s=f"{scalars['samples_per_s']:.0f}")
+                    last_log = now
+                if step % config.checkpoint_every == 0 or preemption.requested:
+                    check_finite(jax.device_get(metrics))
+                    checkpointer.save(step, state, {"data": data_state}, force=preemption.requested)
+                if config.sample_every and step % config.sample_every == 0:
+                    write_samples(step)
+                if step == kill_at:
+                    checkpointer.wait()
+                    os.kill(os.getpid(), signal.SIGKILL)
+                if preemption.requested:
+                    print(f"SIGTERM: saved step {step}, exiting", flush=True)
+                    checkpointer.close()
+                    return state
+                if step < config.total_steps:
+                    batch = parallel.global_batch(next(iterator), mesh)
+            if pending is not None:  # this run trained: save its end unless the interval just did
+                check_finite(jax.device_get(pending))
+                if checkpointer.latest_step() != step:
+                    checkpointer.save(step, state, {"data": iterator.get_state()}, force=True)
+            write_samples(step)
+    finally:
+        bar.close()
+        logger.close()
+    checkpointer.close()
+    return state
+
+
+def check_finite(metrics: dict) -> None:
+    if float(metrics["finite"]) != 1.0:
+        raise NonFiniteLossError(
+            f"non-finite loss or gradient (loss={float(metrics['loss'])}, grad_norm={float(metrics['grad_norm'])}); "
+            "stopping without saving, the last good checkpoint is kept")
+
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/diffusion.py:cpu", "Config file and preset.")
+_WORKDIR = flags.DEFINE_string("workdir", "workdirs/diffusion_cpu", "Directory for checkpoints, logs and samples.")
+
+
+def main(argv) -> None:
+    del argv
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+    config = _CONFIG.value
+    if config.distributed.enabled:
+        parallel.initialize_distributed(config.distributed.coordinator_address or None,
+                                        config.distributed.num_processes or None,
+                                        None if config.distributed.process_id < 0 else config.distributed.process_id)
+    try:
+        train_and_evaluate(config, _WORKDIR.value)
+    except (ConfigError, NonFiniteLossError) as error:
+        sys.exit(f"error: {error}")
+
+
+if __name__ == "__main__":
+    app.run(main)
