@@ -147,6 +147,8 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int, image_size:
         require_positive(config, "model.patch_size", "model.hidden_size", "model.depth", "model.num_heads")
         require(config.model.hidden_size % config.model.num_heads == 0, "model.hidden_size",
                 f"{config.model.hidden_size} is not divisible by model.num_heads={config.model.num_heads}")
+        require(config.model.hidden_size % 4 == 0, "model.hidden_size",
+                f"{config.model.hidden_size} is not divisible by 4 (2-D sin-cos position embedding)")
         patch_size = config.model.patch_size
     image_size = image_size or image_size_of(config)
     if image_size is not None:

@@ -68,7 +68,7 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, *, ema_de
         params = optax.apply_updates(state.params, updates)
         updated = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                                 ema_params=ema_update(state.ema_params, params, ema_decay))
-        grad_norm = optax.global_norm(grads)
+        grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(grad_norm)
         new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), updated, state)
         metrics.update(grad_norm=grad_norm, finite=finite.astype(jnp.float32))
@@ -92,5 +92,5 @@ def make_optimizer(learning_rate: float, *, warmup_steps: int = 0, b1: float = 0
 
 
 def current_learning_rate(opt_state: Any) -> jax.Array:
-    """The learning rate in effect, read from the `inject_hyperparams` state of `make_optimizer`."""
+    """The learning rate of the most recent update (the `inject_hyperparams` state of `make_optimizer`)."""
     return opt_state[1].hyperparams["learning_rate"]

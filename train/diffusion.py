@@ -6,12 +6,13 @@ Everything the run produces goes to the work directory: `checkpoints/` (orbax; r
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import signal
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -91,8 +92,24 @@ def describe_compiled(compiled, step_time_hint: str = "") -> str:
             f"code {mib(memory.generated_code_size_in_bytes)}{step_time_hint}")
 
 
-def train_and_evaluate(config, workdir: str, devices=None):
-    """Trains (resuming from the latest checkpoint in `workdir`), logs, samples; returns the final state."""
+@dataclasses.dataclass
+class Experiment:
+    """Everything built from a config before training: tests drive the same pieces as the entrypoint."""
+
+    config: Any
+    mesh: jax.sharding.Mesh
+    model: SiT
+    source: Any
+    state: Any  # initial TrainState, replicated on the mesh
+    train_step: Callable  # pure step(state, batch) -> (state, metrics), for jit or shard_map
+    jitted_step: Callable  # jax.jit of train_step with shardings and donated state
+    sampler: Callable  # jitted sample(params, labels, key) -> images
+    sample_key: jax.Array
+    tx: Any  # the optax transformation
+
+
+def build_experiment(config, devices=None) -> Experiment:
+    """Validates the config (before anything compiles) and builds model, state, step and sampler."""
     devices = devices or (jax.devices()[:config.num_devices] if config.num_devices else jax.devices())
     source = build_source(config)
     image_shape = tuple(source.image_shape)
@@ -112,9 +129,33 @@ def train_and_evaluate(config, workdir: str, devices=None):
         return create_train_state(params, tx, jax.random.key_data(train_key))
 
     state = init_state()  # born on the mesh, replicated
+    train_step = make_train_step(make_loss(model, config), tx, ema_decay=config.ema_decay)
+    state_sharding = jax.tree.map(lambda _: replicated, state)
+    jitted = jax.jit(train_step, in_shardings=(state_sharding, parallel.batch_sharding(mesh)),
+                     out_shardings=(state_sharding, replicated), donate_argnums=0)
+    return Experiment(config=config, mesh=mesh, model=model, source=source, state=state, train_step=train_step,
+                      jitted_step=jitted, sampler=jax.jit(make_sampler(model, config)), sample_key=sample_key,
+                      tx=tx)
+
+
+def make_loss(model: SiT, config):
+    return make_diffusion_loss(model, path=config.diffusion.path, time_weighting=config.diffusion.time_weighting,
+                               class_dropout_prob=config.diffusion.class_dropout_prob)
+
+
+def make_train_step_for_axis(experiment: Experiment, axis_name: str) -> Callable:
+    """The experiment's step for per-device execution under `jax.shard_map` / `jax.pmap` over `axis_name`."""
+    return make_train_step(make_loss(experiment.model, experiment.config), experiment.tx,
+                           ema_decay=experiment.config.ema_decay, axis_name=axis_name)
+
+
+def train_and_evaluate(config, workdir: str, devices=None):
+    """Trains (resuming from the latest checkpoint in `workdir`), logs, samples; returns the final state."""
+    experiment = build_experiment(config, devices)
+    mesh, state = experiment.mesh, experiment.state
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), save_every=config.checkpoint_every,
                                 keep=config.keep_checkpoints)
-    dataset = make_dataset(source, global_batch_size=config.batch_size, seed=config.seed)
+    dataset = make_dataset(experiment.source, global_batch_size=config.batch_size, seed=config.seed)
     data_state = None
     if checkpointer.latest_step() is not None:
         state, extra = checkpointer.restore(abstract_like(state))
@@ -123,25 +164,16 @@ def train_and_evaluate(config, workdir: str, devices=None):
     iterator = make_iterator(dataset, data_state)
     save_config(workdir, config)
 
-    loss_fn = make_diffusion_loss(model, path=config.diffusion.path, time_weighting=config.diffusion.time_weighting,
-                                  class_dropout_prob=config.diffusion.class_dropout_prob)
-    train_step = make_train_step(loss_fn, tx, ema_decay=config.ema_decay)
-    state_sharding = jax.tree.map(lambda _: replicated, state)
-    batch_sharding = parallel.batch_sharding(mesh)
-    jitted = jax.jit(train_step, in_shardings=(state_sharding, batch_sharding),
-                     out_shardings=(state_sharding, replicated), donate_argnums=0)
-
     first = parallel.global_batch(next(iterator), mesh)
     start = time.perf_counter()
-    compiled = jitted.lower(state, first).compile()
+    compiled = experiment.jitted_step.lower(state, first).compile()
     print(describe_compiled(compiled, f"; compile {time.perf_counter() - start:.1f} s"), flush=True)
 
-    sampler = jax.jit(make_sampler(model, config))
     num_labels = config.sample.num_images
     sample_labels = jnp.arange(num_labels, dtype=jnp.int32) % config.data.num_classes
 
     def write_samples(step: int) -> None:
-        images = sampler(state.ema_params, sample_labels, sample_key)
+        images = experiment.sampler(state.ema_params, sample_labels, experiment.sample_key)
         save_image_grid(os.path.join(workdir, f"samples_{step:07d}.png"), np.asarray(images), upscale=2,
                         ncols=int(np.ceil(np.sqrt(num_labels))))
 

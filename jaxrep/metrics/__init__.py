@@ -1,0 +1,25 @@
+"""Evaluation metrics as pure functions: Frechet distance, precision/recall/density/coverage, representation."""
+
+from jaxrep.metrics.frechet import FeatureStatistics, frechet_distance, load_statistics, save_statistics, statistics
+from jaxrep.metrics.prdc import prdc
+from jaxrep.metrics.representation import (
+    correlation_decay_slope,
+    effective_rank,
+    linear_cka,
+    local_distant_similarity,
+    srank,
+)
+
+__all__ = [
+    "FeatureStatistics",
+    "correlation_decay_slope",
+    "effective_rank",
+    "frechet_distance",
+    "linear_cka",
+    "load_statistics",
+    "local_distant_similarity",
+    "prdc",
+    "save_statistics",
+    "srank",
+    "statistics",
+]

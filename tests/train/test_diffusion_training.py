@@ -1,0 +1,236 @@
+"""Reliability of SiT training: exact resume after a kill, SIGTERM saves, non-finite stops, config errors,
+multi-device and shard_map equivalence, no recompilation, topology-agnostic restore."""
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import PartitionSpec as P
+
+from configs import diffusion as diffusion_configs
+from jaxrep import parallel
+from jaxrep.checkpoint import Checkpointer, abstract_like
+from jaxrep.config_checks import ConfigError
+from jaxrep.data import make_dataset, make_iterator
+from jaxrep.logging import read_metrics
+from jaxrep.training import current_learning_rate
+from train import diffusion as train_diffusion
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TINY_OVERRIDES = {
+    "batch_size": 8, "total_steps": 6, "log_every": 1, "checkpoint_every": 3, "num_devices": 1,
+    "model.patch_size": 8, "model.hidden_size": 32, "model.depth": 2, "model.num_heads": 2,
+    "optim.warmup_steps": 4, "sample.num_images": 4, "sample.num_steps": 2, "sample.cfg_scale": 1.5,
+}
+
+
+def tiny_config(**overrides):
+    config = diffusion_configs.get_config("cpu")
+    for key, value in {**TINY_OVERRIDES, **overrides}.items():
+        *path, leaf = key.split(".")
+        node = config
+        for part in path:
+            node = node[part]
+        node[leaf] = value
+    return config
+
+
+def cli_args(workdir, **overrides):
+    values = {**TINY_OVERRIDES, **overrides}
+    return [sys.executable, "-m", "train.diffusion", "--config=configs/diffusion.py:cpu", f"--workdir={workdir}"] + [
+        f"--config.{k}={v}" for k, v in values.items()]
+
+
+def run_cli(workdir, env_extra=None, **overrides):
+    env = dict(os.environ, **(env_extra or {}))
+    return subprocess.run(cli_args(workdir, **overrides), cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+def restore_latest(workdir, config):
+    experiment = train_diffusion.build_experiment(config)
+    state, extra = Checkpointer(os.path.join(workdir, "checkpoints"), save_every=1).restore(
+        abstract_like(experiment.state))
+    return state, extra
+
+
+def assert_trees_equal(a, b):
+    jax.tree.map(lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)), a, b)
+
+
+def test_killed_run_resumes_bitwise(tmp_path):
+    reference = train_diffusion.train_and_evaluate(tiny_config(), str(tmp_path / "uninterrupted"))
+    killed = run_cli(tmp_path / "killed", {train_diffusion.KILL_AT_STEP_ENV: "4"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert Checkpointer(tmp_path / "killed" / "checkpoints", save_every=1).latest_step() == 3
+    resumed = run_cli(tmp_path / "killed")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "restored step 3" in resumed.stdout
+    state, _ = restore_latest(str(tmp_path / "killed"), tiny_config())
+    assert int(state.step) == 6
+    assert_trees_equal(state.params, reference.params)
+    assert_trees_equal(state.ema_params, reference.ema_params)
+    assert_trees_equal(state.opt_state, reference.opt_state)
+    losses = {r["step"]: r["loss"] for r in read_metrics(str(tmp_path / "uninterrupted"))}
+    resumed_losses = {r["step"]: r["loss"] for r in read_metrics(str(tmp_path / "killed"))}
+    assert all(resumed_losses[s] == losses[s] for s in range(1, 7))
+    assert os.path.exists(tmp_path / "killed" / "samples_0000006.png")
+
+
+def test_sigterm_saves_and_exits_zero(tmp_path):
+    process = subprocess.Popen(cli_args(tmp_path, total_steps=100_000, checkpoint_every=100_000), cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 2):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr[-2000:]
+    assert "SIGTERM: saved step" in stdout
+    saved = Checkpointer(tmp_path / "checkpoints", save_every=1).latest_step()
+    assert saved is not None and saved >= 2
+
+
+def test_restored_state_keeps_ema_optimizer_and_schedule_position(tmp_path):
+    # Stop inside the warmup so the learning-rate schedule position matters.
+    config = tiny_config(total_steps=3, **{"optim.warmup_steps": 10})
+    final = train_diffusion.train_and_evaluate(config, str(tmp_path))
+    state, extra = restore_latest(str(tmp_path), config)
+    assert int(state.step) == 3 and extra["data"]
+    assert_trees_equal(state.ema_params, final.ema_params)
+    assert_trees_equal(state.opt_state, final.opt_state)
+    np.testing.assert_allclose(current_learning_rate(state.opt_state), 2 / 10 * config.optim.learning_rate, rtol=1e-6)
+    assert not np.array_equal(state.ema_params["sit"]["final_layer"]["linear"]["kernel"],
+                              state.params["sit"]["final_layer"]["linear"]["kernel"])
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    images = np.random.default_rng(0).uniform(-1, 1, (16, 16, 16, 3)).astype(np.float32)
+    path = str(tmp_path / "images.npy")
+    np.save(path, images)
+    config = tiny_config(total_steps=3, checkpoint_every=3, **{"data.source": "arrays", "data.path": path})
+    good = train_diffusion.train_and_evaluate(config, str(tmp_path / "run"))
+    np.save(path, np.full_like(images, np.nan))
+    with pytest.raises(train_diffusion.NonFiniteLossError, match="last good checkpoint"):
+        train_diffusion.train_and_evaluate(tiny_config(total_steps=6, checkpoint_every=1,
+                                                       **{"data.source": "arrays", "data.path": path}),
+                                           str(tmp_path / "run"))
+    checkpointer = Checkpointer(tmp_path / "run" / "checkpoints", save_every=1)
+    assert checkpointer.all_steps() == [3]
+    state, _ = restore_latest(str(tmp_path / "run"), config)
+    assert_trees_equal(state.params, good.params)
+
+
+@pytest.mark.parametrize("override, field", [
+    ({"batch_size": 7, "num_devices": 2}, "batch_size"),
+    ({"model.patch_size": 5}, "model.patch_size"),
+    ({"optim.learning_rate": -1.0}, "optim.learning_rate"),
+    ({"model.hidden_size": 30}, "model.hidden_size"),
+    ({"sample.sampler": "ddim"}, "sample.sampler"),
+])
+def test_bad_config_fails_before_compiling_naming_the_field(override, field, monkeypatch):
+    compiles = []
+    monkeypatch.setattr(jax.stages.Lowered, "compile", lambda *a, **k: compiles.append(1))
+    with pytest.raises(ConfigError, match=f"^{field}:"):
+        train_diffusion.build_experiment(tiny_config(**override))
+    assert not compiles
+
+
+def test_unknown_preset_and_cli_one_line_error(tmp_path):
+    with pytest.raises(ConfigError, match="^preset: unknown preset 'huge'"):
+        diffusion_configs.get_config("huge")
+    result = run_cli(tmp_path, **{"optim.learning_rate": -0.5})
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1].startswith("error: optim.learning_rate: must be > 0")
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def _first_batches(config, mesh, count):
+    dataset = make_dataset(train_diffusion.build_source(config), global_batch_size=config.batch_size, seed=0)
+    iterator = make_iterator(dataset)
+    return [parallel.global_batch(next(iterator), mesh) for _ in range(count)]
+
+
+def _run_steps(step_fn, state, batches):
+    losses = []
+    for batch in batches:
+        state, metrics = step_fn(state, batch)
+        losses.append(float(metrics["loss"]))
+    return state, losses
+
+
+def test_eight_devices_match_one_device_and_shard_map_matches_jit():
+    config = tiny_config(batch_size=16)
+    one = train_diffusion.build_experiment(config, jax.devices()[:1])
+    eight = train_diffusion.build_experiment(config, jax.devices()[:8])
+    assert len(jax.devices()) >= 8
+    state_1, losses_1 = _run_steps(one.jitted_step, one.state, _first_batches(config, one.mesh, 3))
+    batches_8 = _first_batches(config, eight.mesh, 3)
+    assert batches_8[0]["image"].sharding.num_devices == 8
+    state_8, losses_8 = _run_steps(eight.jitted_step, eight.state, batches_8)
+    np.testing.assert_allclose(losses_8, losses_1, rtol=2e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), state_8.params, state_1.params)
+
+    # The same step, per device under shard_map with an axis name (the pmap form), on global arrays.
+    fresh = train_diffusion.build_experiment(config, jax.devices()[:8])
+    mapped_step = train_diffusion.make_train_step_for_axis(fresh, parallel.DATA_AXIS)
+    shard_mapped = jax.jit(jax.shard_map(mapped_step, mesh=fresh.mesh, in_specs=(P(), P(parallel.DATA_AXIS)),
+                                         out_specs=(P(), P())))
+    state_s, losses_s = _run_steps(shard_mapped, fresh.state, batches_8)
+    np.testing.assert_allclose(losses_s, losses_1, rtol=2e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), state_s.params, state_1.params)
+
+    # And under jax.pmap (maintenance mode, but still the API some users call).
+    devices = jax.devices()[:8]
+    host_batches = [jax.tree.map(lambda x: np.asarray(x).reshape(8, -1, *x.shape[1:]), b) for b in batches_8]
+    replicated = jax.tree.map(lambda x: np.broadcast_to(np.asarray(x), (8, *x.shape)), fresh.state)
+    pmapped = jax.pmap(mapped_step, axis_name=parallel.DATA_AXIS, devices=devices)
+    state_p, losses_p = replicated, []
+    for batch in host_batches:
+        state_p, metrics = pmapped(state_p, batch)
+        losses_p.append(float(metrics["loss"][0]))
+    np.testing.assert_allclose(losses_p, losses_1, rtol=2e-5)
+
+
+def test_second_call_does_not_recompile():
+    config = tiny_config()
+    experiment = train_diffusion.build_experiment(config)
+    batches = _first_batches(config, experiment.mesh, 3)
+    state, _ = experiment.jitted_step(experiment.state, batches[0])
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    jax_logger = logging.getLogger("jax")
+    jax_logger.addHandler(handler)
+    try:
+        with jax.log_compiles():
+            for batch in batches[1:]:
+                state, metrics = experiment.jitted_step(state, batch)
+            jax.block_until_ready(metrics)
+    finally:
+        jax_logger.removeHandler(handler)
+    compiles = [r for r in records if "Compiling" in r.getMessage() or "Finished XLA compilation" in r.getMessage()]
+    assert not compiles, [r.getMessage() for r in compiles]
+
+
+def test_checkpoint_from_eight_devices_restores_on_one_and_loss_continues(tmp_path):
+    config_8 = tiny_config(total_steps=4, checkpoint_every=4, num_devices=8, batch_size=16)
+    train_diffusion.train_and_evaluate(config_8, str(tmp_path / "eight"))
+    os.system(f"cp -r {tmp_path / 'eight'} {tmp_path / 'one'}")
+    train_diffusion.train_and_evaluate(tiny_config(total_steps=6, checkpoint_every=4, num_devices=8, batch_size=16),
+                                       str(tmp_path / "eight"))
+    state = train_diffusion.train_and_evaluate(tiny_config(total_steps=6, checkpoint_every=4, num_devices=1,
+                                                           batch_size=16), str(tmp_path / "one"))
+    assert all(len(leaf.sharding.device_set) == 1 for leaf in jax.tree.leaves(state.params))
+    losses_8 = {r["step"]: r["loss"] for r in read_metrics(str(tmp_path / "eight"))}
+    losses_1 = {r["step"]: r["loss"] for r in read_metrics(str(tmp_path / "one"))}
+    np.testing.assert_allclose([losses_1[5], losses_1[6]], [losses_8[5], losses_8[6]], rtol=2e-5)
