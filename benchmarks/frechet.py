@@ -9,16 +9,12 @@ on the dimension. Also times pytorch-fid's scipy.linalg.sqrtm route for comparis
 from __future__ import annotations
 
 import argparse
-import pathlib
-import sys
 import time
 
 import numpy as np
 import scipy.linalg
 
-# Run as a plain script from a checkout: put the repository root, not benchmarks/, first on the path.
-
-from jaxrep.metrics import FeatureStatistics, frechet_distance  # noqa: E402
+from jaxrep.metrics import FeatureStatistics, frechet_distance
 
 
 def _synthetic_features(rng, num_features, dim, chunk):
