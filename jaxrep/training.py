@@ -50,6 +50,8 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, *, ema_de
       ema_decay: EMA decay of the parameters (REPA: 0.9999).
       axis_name: when the step runs per device under `jax.shard_map`/`jax.pmap`, the mapped axis name;
         gradients and metrics are then averaged with `lax.pmean`. None under `jax.jit` on global arrays.
+        Under `jax.shard_map` pass `check_vma=False` (per-device gradients, as under pmap): with
+        `check_vma=True`, JAX's autodiff already sums the gradients of replicated parameters over the axis.
     Returns:
       train_step(state, batch) -> (state, metrics); metrics hold `loss`, `grad_norm`, `learning_rate` if the
       optimizer exposes it, `finite` (1.0 or 0.0) and everything `loss_fn` reports.
