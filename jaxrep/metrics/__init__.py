@@ -1,5 +1,12 @@
 """Evaluation metrics as pure functions: Frechet distance, precision/recall/density/coverage, representation."""
 
+from jaxrep.metrics.disentanglement import (
+    dci,
+    dci_scores,
+    mig,
+    mutual_information_matrix,
+    variation_predictability,
+)
 from jaxrep.metrics.frechet import FeatureStatistics, frechet_distance, load_statistics, save_statistics, statistics
 from jaxrep.metrics.prdc import prdc
 from jaxrep.metrics.representation import (
@@ -13,13 +20,18 @@ from jaxrep.metrics.representation import (
 __all__ = [
     "FeatureStatistics",
     "correlation_decay_slope",
+    "dci",
+    "dci_scores",
     "effective_rank",
     "frechet_distance",
     "linear_cka",
     "load_statistics",
     "local_distant_similarity",
+    "mig",
+    "mutual_information_matrix",
     "prdc",
     "save_statistics",
     "srank",
     "statistics",
+    "variation_predictability",
 ]

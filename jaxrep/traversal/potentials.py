@@ -1,0 +1,105 @@
+"""K potentials u_k(z, t) with stacked parameters (Song et al., ICML 2023, "Latent Traversals in Generative
+Models as Potential Flows": one scalar potential per traversal, the flow follows its gradient).
+
+Each potential is the official code's MLP (KingJamesSong/PDETraversal `lib/WavePDE.py` `MLP`, all widths = d):
+
+    h_z = tanh(W_z z)                                       (x-branch)
+    h_t = W_2 gelu(W_1 emb(t))                              (sinusoidal time embedding, as in diffusion models)
+    u   = tanh(w_o^T tanh(W_f (h_z + h_t)))                 (the final tanh is dropped for StyleGAN2 upstream)
+
+plus one learnable wave speed c_k per potential (initialised at 1). The K parameter sets are stacked on a
+leading axis (a vmapped init) instead of a Python list of modules, so the potential index k can be a traced
+integer: `potential(params, k)` gathers row k of every leaf, and one compiled step serves every k.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxrep.rl.networks import torch_uniform
+
+# u(z: (d,), t: ()) -> (): one potential with its parameters bound.
+Potential = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+def sinusoidal_embedding(t: jax.Array, dim: int) -> jax.Array:
+    """Transformer/diffusion time embedding of a scalar: concat[sin(t f), cos(t f)], (2 * (dim // 2),).
+
+    f_j = exp(-j ln(10000) / (half - 1)), j < half = dim // 2 (the official `SinusoidalPositionEmbeddings`; the
+    denominator is clamped at 1 so that dim = 2, 3 do not divide by zero).
+    """
+    half = dim // 2
+    frequencies = jnp.exp(-jnp.arange(half) * (math.log(10000.0) / max(half - 1, 1)))
+    angles = jnp.asarray(t, jnp.float32) * frequencies
+    return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)])
+
+
+class PotentialMLP(nn.Module):
+    """One potential u(z, t) for a single latent z: (d,) and scalar time t: () -> scalar.
+
+    Attributes:
+      width: hidden width (the official code uses the latent dimension d).
+      output_tanh: bound u in (-1, 1) (official default; the StyleGAN2 runs drop it).
+    """
+
+    width: int
+    output_tanh: bool = True
+
+    def _dense(self, x: jax.Array, features: int, name: str) -> jax.Array:
+        # PyTorch's default Linear init, as in the official code: it sets the initial size of grad u.
+        fan_in = x.shape[-1]
+        return nn.Dense(features, kernel_init=torch_uniform(fan_in), bias_init=torch_uniform(fan_in), name=name)(x)
+
+    @nn.compact
+    def __call__(self, z: jax.Array, t: jax.Array) -> jax.Array:
+        chex.assert_rank([z, t], [1, 0])
+        h_z = jnp.tanh(self._dense(z, self.width, "z_in"))
+        h_t = self._dense(sinusoidal_embedding(t, self.width), self.width, "t_in")
+        h_t = self._dense(nn.gelu(h_t, approximate=False), self.width, "t_out")  # torch GELU is the erf form
+        u = self._dense(jnp.tanh(self._dense(h_z + h_t, self.width, "fuse")), 1, "out")[0]
+        return jnp.tanh(u) if self.output_tanh else u
+
+
+@dataclasses.dataclass(frozen=True)
+class MLPPotentials:
+    """The K potential MLPs and their wave speeds; a static description, parameters live in the pytree.
+
+    params = {"mlp": PotentialMLP params with a leading (K,) axis on every leaf, "wave_speed": (K,)}.
+
+    Attributes:
+      num_potentials: K, the number of traversals.
+      latent_dim: d.
+      width: hidden width; None means d (the official choice).
+      output_tanh: see `PotentialMLP`.
+    """
+
+    num_potentials: int
+    latent_dim: int
+    width: int | None = None
+    output_tanh: bool = True
+
+    @property
+    def module(self) -> PotentialMLP:
+        return PotentialMLP(width=self.width or self.latent_dim, output_tanh=self.output_tanh)
+
+    def init(self, key: jax.Array) -> dict[str, Any]:
+        keys = jax.random.split(key, self.num_potentials)
+        z, t = jnp.zeros((self.latent_dim,)), jnp.zeros(())
+        stacked = jax.vmap(lambda k: self.module.init(k, z, t)["params"])(keys)
+        return {"mlp": stacked, "wave_speed": jnp.ones((self.num_potentials,), jnp.float32)}
+
+    def potential(self, params: dict[str, Any], k: jax.Array | int) -> Potential:
+        """u_k(z, t) for a (possibly traced) integer k in [0, K)."""
+        selected = jax.tree.map(lambda leaf: leaf[k], params["mlp"])
+        return lambda z, t: self.module.apply({"params": selected}, z, t)
+
+    def wave_speed(self, params: dict[str, Any], k: jax.Array | int) -> jax.Array:
+        """c_k, scalar; the PDE coefficient is c_k^2."""
+        return params["wave_speed"][k]
