@@ -1,7 +1,7 @@
 """SiT train-step throughput: samples/s, step time, compile time, achieved FLOP/s and fraction of peak.
 
-    python benchmarks/diffusion_step.py            # the `cpu` preset and SiT-S/2 on 32x32x4 latents, batch 32
-    python benchmarks/diffusion_step.py --only s2 --batch 256 --steps 20
+    python -m benchmarks.diffusion_step            # the `cpu` preset and SiT-S/2 on 32x32x4 latents, batch 32
+    python -m benchmarks.diffusion_step --only s2 --batch 256 --steps 20
 
 Uses synthetic batches (the step's cost does not depend on the data) and the same pure step as training.
 """
