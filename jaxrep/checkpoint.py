@@ -27,6 +27,10 @@ def abstract_like(tree: Any) -> Any:
     return jax.tree.map(to_abstract, tree)
 
 
+class CheckpointMismatchError(ValueError):
+    """A checkpoint whose arrays or tree do not match the state the current config builds."""
+
+
 class Checkpointer:
     """`CheckpointManager` wrapper: save every `save_every` steps, keep the latest `keep`.
 
@@ -69,12 +73,18 @@ class Checkpointer:
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
-        restored = self._manager.restore(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract_state), extra=ocp.args.JsonRestore()
-            ),
-        )
+        try:
+            restored = self._manager.restore(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract_state), extra=ocp.args.JsonRestore()
+                ),
+            )
+        except ValueError as error:  # shape/structure mismatch: the run's config changed
+            raise CheckpointMismatchError(
+                f"checkpoint {step} in {self.directory} does not fit the current model/config "
+                f"(use a new work directory or the config it was written with): {str(error).splitlines()[0]}"
+            ) from error
         return restored["state"], dict(restored["extra"] or {})
 
     def wait(self) -> None:

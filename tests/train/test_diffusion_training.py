@@ -235,3 +235,11 @@ def test_checkpoint_from_eight_devices_restores_on_one_and_loss_continues(tmp_pa
     losses_8 = {r["step"]: r["loss"] for r in read_metrics(str(tmp_path / "eight"))}
     losses_1 = {r["step"]: r["loss"] for r in read_metrics(str(tmp_path / "one"))}
     np.testing.assert_allclose([losses_1[5], losses_1[6]], [losses_8[5], losses_8[6]], rtol=1e-4)
+
+
+def test_resuming_with_a_different_model_fails_clearly(tmp_path):
+    from jaxrep.checkpoint import CheckpointMismatchError
+
+    train_diffusion.train_and_evaluate(tiny_config(total_steps=1), str(tmp_path))
+    with pytest.raises(CheckpointMismatchError, match="does not fit the current model/config"):
+        train_diffusion.train_and_evaluate(tiny_config(total_steps=2, **{"model.hidden_size": 64}), str(tmp_path))
