@@ -95,22 +95,21 @@ class DSprites(_FactorDataset):
 
 
 class ColoredShapes(_FactorDataset):
-    """Coloured shapes on black: {"image": (32, 32, 3) float32 in [-1, 1], "label": shape, "factors": (6,)}.
+    """Coloured upright shapes on black: {"image": (32, 32, 3) float32 in [-1, 1], "label": shape, "factors": (5,)}.
 
-    Factors: shape (3), colour (6), scale (linspace(0.7, 1, 3)), orientation (8 steps over a quarter turn,
-    where squares repeat), horizontal and vertical position (5 each). Kept coarse so that a tiny SiT learns
+    Factors: shape (3), colour (6), scale (linspace(0.7, 1, 3)), horizontal and vertical position (5 each).
+    Shapes are not rotated, so each class has one silhouette: coarse enough that a tiny SiT learns
     recognisable shapes in minutes on a CPU.
     """
 
-    factor_names = ("shape", "color", "scale", "orientation", "pos_x", "pos_y")
-    factor_sizes = (3, 6, 3, 8, 5, 5)
+    factor_names = ("shape", "color", "scale", "pos_x", "pos_y")
+    factor_sizes = (3, 6, 3, 5, 5)
     image_shape = (32, 32, 3)
     num_classes = 3
 
     def __getitem__(self, index: int) -> dict:
         f = self.factors(int(index))
-        coverage = render_shapes(
-            int(f[0]), np.linspace(0.7, 1.0, 3)[f[2]], np.linspace(0, 0.5 * np.pi, 8, endpoint=False)[f[3]],
-            np.linspace(0, 1, 5)[f[4]], np.linspace(0, 1, 5)[f[5]], size=32, max_radius=9.0)
+        coverage = render_shapes(int(f[0]), np.linspace(0.7, 1.0, 3)[f[2]], 0.0, np.linspace(0, 1, 5)[f[3]],
+                                 np.linspace(0, 1, 5)[f[4]], size=32, max_radius=9.0)
         image = coverage[..., None] * PALETTE[f[1]][None, None]
         return {"image": (2.0 * image - 1.0).astype(np.float32), "label": np.int32(f[0]), "factors": f}

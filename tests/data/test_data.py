@@ -43,7 +43,7 @@ def test_shapes_have_expected_areas():
 
 def test_colored_shapes_label_is_shape_and_colour_is_palette():
     ds = ColoredShapes()
-    example = ds[ds.index([2, 3, 2, 0, 2, 2])]
+    example = ds[ds.index([2, 3, 2, 2, 2])]
     assert example["label"] == 2 and example["image"].shape == (32, 32, 3)
     assert example["image"].min() >= -1.0 and example["image"].max() <= 1.0
     centre = (example["image"][16, 16] + 1) / 2
