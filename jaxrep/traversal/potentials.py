@@ -23,7 +23,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxrep.rl.networks import torch_uniform
+from jaxrep.nn.torch_init import torch_dense
 
 # u(z: (d,), t: ()) -> (): one potential with its parameters bound.
 Potential = Callable[[jax.Array, jax.Array], jax.Array]
@@ -52,18 +52,14 @@ class PotentialMLP(nn.Module):
     width: int
     output_tanh: bool = True
 
-    def _dense(self, x: jax.Array, features: int, name: str) -> jax.Array:
-        # PyTorch's default Linear init, as in the official code: it sets the initial size of grad u.
-        fan_in = x.shape[-1]
-        return nn.Dense(features, kernel_init=torch_uniform(fan_in), bias_init=torch_uniform(fan_in), name=name)(x)
-
     @nn.compact
     def __call__(self, z: jax.Array, t: jax.Array) -> jax.Array:
         chex.assert_rank([z, t], [1, 0])
-        h_z = jnp.tanh(self._dense(z, self.width, "z_in"))
-        h_t = self._dense(sinusoidal_embedding(t, self.width), self.width, "t_in")
-        h_t = self._dense(nn.gelu(h_t, approximate=False), self.width, "t_out")  # torch GELU is the erf form
-        u = self._dense(jnp.tanh(self._dense(h_z + h_t, self.width, "fuse")), 1, "out")[0]
+        # PyTorch-default init as in the official code: it sets the initial size of grad u.
+        h_z = jnp.tanh(torch_dense(z, self.width, "z_in"))
+        h_t = torch_dense(sinusoidal_embedding(t, self.width), self.width, "t_in")
+        h_t = torch_dense(nn.gelu(h_t, approximate=False), self.width, "t_out")  # torch GELU is the erf form
+        u = torch_dense(jnp.tanh(torch_dense(h_z + h_t, self.width, "fuse")), 1, "out")[0]
         return jnp.tanh(u) if self.output_tanh else u
 
 

@@ -1,0 +1,257 @@
+"""Train DDPG or BEER-DDPG on a dm-control task.
+
+  python -m train.rl --config=configs/rl.py:cpu --workdir=/tmp/rl_cpu
+  python -m train.rl --config=configs/rl.py:humanoid-stand --config.method=ddpg --config.seed=1 --workdir=...
+
+A CleanRL-style host loop (the env is MuJoCo on the host) around jitted pieces: `act` per env step, replay
+`add`, and `train`, which fuses `update_every * updates_per_step` updates under one `lax.scan` with batches
+sampled on the device. Everything a run produces goes to `workdir`: config.json, metrics.jsonl, tensorboard/,
+learning_curve.png, checkpoints/.
+
+Randomness: one root key (`config.seed`); named streams are folded out of it. Exploration noise uses
+`fold_in(explore, env_step)`, update batches `fold_in(state.rng, update_step)`, episode e starts from the
+seed `seed_from_key(env, e)`, evaluation episode i from `seed_from_key(eval, i)` (the same 10 start states at
+every evaluation, as the official code's freshly seeded eval env). Nothing random is carried.
+
+Resume: a checkpoint holds the train state, the replay buffer, and (as JSON) the env-step counters, the
+current episode's index, length and return, and the evaluation history. It may be written mid-episode:
+on restore, the current episode is rebuilt by resetting its env with the episode's seed and replaying its
+actions, which are the newest `episode_step` entries of the buffer (MuJoCo is deterministic); the replayed
+observation is checked against the buffer. So a killed run continues exactly as the uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import sys
+import time
+
+import jax
+import numpy as np
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from configs.rl import validate
+from envs.dmc import DMCEnv, seed_from_key
+from jaxrep.checkpoint import Checkpointer, PreemptionGuard, abstract_like
+from jaxrep.config_checks import ConfigError
+from jaxrep.logging import MetricLogger, progress_bar, save_config, save_curves
+from jaxrep.rl import replay
+from jaxrep.rl.ddpg import DDPG, BeerOptions
+from jaxrep.rl.networks import Actor, Critic
+
+# Independent random streams folded out of the root key.
+PARAMS_STREAM, EXPLORE_STREAM, ENV_STREAM, EVAL_STREAM, DIAGNOSTICS_STREAM = range(5)
+
+
+def make_agent(config, action_size: int) -> DDPG:
+    hidden_sizes = tuple(int(width) for width in config.agent.hidden_sizes)
+    beer = None
+    if config.method == "beer":
+        beer = BeerOptions(coef=config.beer.coef, gamma=config.beer.gamma, form=config.beer.form)
+    return DDPG(
+        actor=Actor(action_size, hidden_sizes, config.agent.init_scheme),
+        critic=Critic(hidden_sizes, config.agent.init_scheme),
+        actor_learning_rate=config.agent.actor_learning_rate,
+        critic_learning_rate=config.agent.critic_learning_rate,
+        discount=config.agent.discount,
+        tau=config.agent.tau,
+        exploration_noise=config.agent.exploration_noise,
+        start_steps=config.start_steps,
+        batch_size=config.batch_size,
+        beer=beer,
+    )
+
+
+def make_env(config) -> DMCEnv:
+    return DMCEnv(config.task, action_repeat=config.env.action_repeat, episode_length=config.env.episode_length)
+
+
+def run_episodes(env: DMCEnv, action_fn, key: jax.Array, episodes: int) -> np.ndarray:
+    """Undiscounted returns of `episodes` episodes; episode i starts from `seed_from_key(key, i)`.
+
+    `action_fn(observation, episode, t) -> action` (deterministic policy, random baseline, ...).
+    """
+    returns = np.zeros(episodes)
+    for episode in range(episodes):
+        observation, done, t = env.reset(seed_from_key(key, episode)), False, 0
+        while not done:
+            step = env.step(action_fn(observation, episode, t))
+            returns[episode] += step.reward
+            observation, done, t = step.observation, step.terminated or step.truncated, t + 1
+    return returns
+
+
+def restore_episode(env: DMCEnv, seed: int, buffer: replay.ReplayBuffer, episode_step: int) -> np.ndarray:
+    """Rebuilds the env mid-episode by replaying the episode's actions (the buffer's newest entries)."""
+    observation = env.reset(seed)
+    if episode_step == 0:
+        return observation
+    recent = jax.device_get(replay.latest(buffer, episode_step))
+    reproduced = np.array_equal(observation, recent.observation[0])
+    for action in recent.action:
+        observation = env.step(action).observation
+    if not (reproduced and np.array_equal(observation, recent.next_observation[-1])):
+        raise RuntimeError("replaying the current episode did not reproduce the stored observations: was the run "
+                           "resumed with another task, env setting or MuJoCo version?")
+    return observation
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+    """Trains for `config.total_env_steps` env steps (resuming from `workdir` if it holds a checkpoint)."""
+    validate(config)
+    os.makedirs(workdir, exist_ok=True)
+    save_config(workdir, config)
+    root = jax.random.PRNGKey(config.seed)
+    params_key, explore_key, env_key, eval_key, diagnostics_key = (
+        jax.random.fold_in(root, stream)
+        for stream in (PARAMS_STREAM, EXPLORE_STREAM, ENV_STREAM, EVAL_STREAM, DIAGNOSTICS_STREAM))
+
+    env, eval_env = make_env(config), make_env(config)
+    agent = make_agent(config, env.action_size)
+    state = agent.init(params_key, env.observation_size, env.action_size)
+    buffer = replay.init_replay(config.replay_capacity, env.observation_size, env.action_size)
+    progress = {"env_step": 0, "episode": 0, "episode_step": 0, "episode_return": 0.0, "evals": []}
+
+    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), save_every=config.checkpoint_every,
+                                keep=config.checkpoint_keep)
+    if checkpointer.latest_step() is not None:
+        (state, buffer), progress = checkpointer.restore(abstract_like((state, buffer)))
+        observation = restore_episode(env, seed_from_key(env_key, progress["episode"]), buffer,
+                                      progress["episode_step"])
+    else:
+        observation = env.reset(seed_from_key(env_key, 0))
+
+    act = jax.jit(agent.act)
+    policy = jax.jit(agent.policy)
+    train = jax.jit(agent.train, static_argnames="num_updates", donate_argnums=0)
+    diagnostics = jax.jit(lambda state, buffer, key: agent.representation_metrics(
+        state, replay.sample(buffer, key, config.batch_size)))
+    updates_per_call = config.update_every * config.updates_per_step
+
+    logger = MetricLogger(workdir)
+    staged: list[tuple] = []  # transitions not yet in the device buffer
+    window_metrics: list[dict] = []  # update metrics since the last log (device arrays, no sync)
+    window_returns: list[float] = []
+    window_start, window_start_step = time.perf_counter(), progress["env_step"]
+    run_start, run_start_step = window_start, progress["env_step"]
+
+    def flush(buffer):
+        if not staged:
+            return buffer
+        columns = [np.stack(column) for column in zip(*staged)]
+        staged.clear()
+        return replay.add(buffer, replay.Transitions(*columns))
+
+    def evaluate(actor_params) -> float:
+        returns = run_episodes(eval_env, lambda obs, *_: np.asarray(policy(actor_params, obs)), eval_key,
+                               config.eval_episodes)
+        progress["evals"].append([progress["env_step"], float(returns.mean())])
+        logger.log(progress["env_step"], {"eval/return": returns.mean(), "eval/return_std": returns.std()})
+        steps, means = zip(*progress["evals"])
+        save_curves(os.path.join(workdir, "learning_curve.png"), {config.method: (steps, means)},
+                    xlabel="env steps", ylabel="eval return", title=config.task)
+        return float(returns.mean())
+
+    preempted = False
+    bar = progress_bar(config.total_env_steps, initial=progress["env_step"], desc=f"{config.task} {config.method}")
+    with PreemptionGuard() as guard:
+        while progress["env_step"] < config.total_env_steps:
+            env_step = progress["env_step"]
+            action = np.asarray(act(state.params["actor"], observation, jax.random.fold_in(explore_key, env_step),
+                                    env_step))
+            step = env.step(action)
+            staged.append((observation, action, np.float32(step.reward), np.float32(not step.terminated),
+                           step.observation))
+            observation = step.observation
+            progress["env_step"] = env_step = env_step + 1
+            progress["episode_step"] += 1
+            progress["episode_return"] += step.reward
+            bar.update(1)
+
+            if step.terminated or step.truncated:
+                window_returns.append(progress["episode_return"])
+                logger.log(env_step, {"train/episode_return": progress["episode_return"]})
+                progress["episode"] += 1
+                progress["episode_step"], progress["episode_return"] = 0, 0.0
+                observation = env.reset(seed_from_key(env_key, progress["episode"]))
+
+            update_now = env_step > config.start_steps and (env_step - config.start_steps) % config.update_every == 0
+            if update_now or len(staged) >= config.update_every:
+                buffer = flush(buffer)  # updates sample from every transition collected so far
+            if update_now:
+                state, metrics = train(state, buffer, num_updates=updates_per_call)
+                window_metrics.append(metrics)
+
+            if env_step % config.eval_every == 0:
+                bar.set_postfix(eval_return=f"{evaluate(state.params['actor']):.1f}")
+
+            if env_step % config.log_every == 0:
+                buffer = flush(buffer)
+                now = time.perf_counter()
+                record = {"perf/env_steps_per_s": (env_step - window_start_step) / (now - window_start),
+                          "perf/updates": state.step}
+                if window_metrics:
+                    record.update(jax.tree.map(lambda *xs: np.mean(np.stack(xs)), *jax.device_get(window_metrics)))
+                    record.update(diagnostics(state, buffer, jax.random.fold_in(diagnostics_key, env_step)))
+                if window_returns:
+                    record["train/mean_episode_return"] = np.mean(window_returns)
+                logger.log(env_step, record)
+                window_metrics, window_returns = [], []
+                window_start, window_start_step = now, env_step
+
+            preempted = guard.requested  # SIGTERM: save now and stop
+            if env_step % config.checkpoint_every == 0 or env_step >= config.total_env_steps or preempted:
+                buffer = flush(buffer)
+                # A copy: the JSON item is written asynchronously while the loop moves on.
+                checkpointer.save(env_step, (state, buffer), copy.deepcopy(progress), force=True)
+            if preempted:
+                break
+    bar.close()
+    checkpointer.close()
+    logger.close()
+    elapsed = time.perf_counter() - run_start
+    return {
+        "env_steps": progress["env_step"],
+        "updates": int(state.step),
+        "evals": [tuple(e) for e in progress["evals"]],
+        "final_eval_return": progress["evals"][-1][1] if progress["evals"] else float("nan"),
+        "env_steps_per_s": (progress["env_step"] - run_start_step) / max(elapsed, 1e-9),
+        "preempted": preempted,
+        "state": state,
+        "buffer": buffer,
+    }
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, but an invalid preset exits with the ConfigError's one line, not a traceback."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as error:
+        match = re.search(r"ConfigError: (.+)", str(error))
+        if match is None:
+            return app.parse_flags_with_usage(argv)
+        sys.exit(f"config error: {match.group(1)}")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO; keep the progress bar readable
+    config = flags.FLAGS.config
+    try:
+        validate(config)
+    except ConfigError as error:
+        sys.exit(f"config error: {error}")
+    summary = train_and_evaluate(config, flags.FLAGS.workdir)
+    print(f"done: {summary['env_steps']} env steps, final eval return {summary['final_eval_return']:.2f}, "
+          f"{summary['env_steps_per_s']:.0f} env steps/s")
+
+
+if __name__ == "__main__":
+    # Flags are defined only when run as a program, so importing this module (tests, benchmarks) adds none.
+    config_flags.DEFINE_config_file("config", "configs/rl.py:cpu", "RL config file and preset.", lock_config=True)
+    flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and plots.", required=True)
+    app.run(main, flags_parser=parse_flags)
