@@ -16,6 +16,19 @@ from jaxrep.metrics.representation import (
     local_distant_similarity,
     srank,
 )
+from jaxrep.metrics.features import (
+    FeatureExtractor,
+    FeatureSet,
+    cached_reference_features,
+    eval_net_extractor,
+    extract_features,
+    inception_extractor,
+    load_eval_net,
+    load_feature_extractor,
+    load_feature_set,
+    save_eval_net,
+    save_feature_set,
+)
 
 __all__ = [
     "FeatureStatistics",
@@ -34,4 +47,15 @@ __all__ = [
     "srank",
     "statistics",
     "variation_predictability",
+    "FeatureExtractor",
+    "FeatureSet",
+    "cached_reference_features",
+    "eval_net_extractor",
+    "extract_features",
+    "inception_extractor",
+    "load_eval_net",
+    "load_feature_extractor",
+    "load_feature_set",
+    "save_eval_net",
+    "save_feature_set",
 ]
