@@ -5,16 +5,24 @@ Presets:
   s2   SiT-S/2 on pre-encoded 32x32x4 latents (benchmark size).
   b2   SiT-B/2, the REPA paper's setting (ImageNet 256 latents, batch 256, AdamW 1e-4, EMA 0.9999).
   xl2  SiT-XL/2, the REPA paper's setting.
+  {cpu,b2,xl2}_{repa,irepa,erw}  the same with representation alignment (`align.*`): REPA (MLP projector,
+       lambda 0.5), iREPA (conv projector, spatially z-scored targets, lambda 1.0) or ERW (warmup stage, then
+       a decaying lambda). cpu_*: the in-repo encoder (train/encoder.py, trained on first use); b2_*/xl2_*:
+       DINOv2-B/14 from a weights file (docs/dinov2.md).
 The latent presets read users' pre-encoded SD-VAE latents (scaled by 0.18215) from `data.path`.
 """
 
 from __future__ import annotations
 
+import os
+
 import ml_collections
 
 from jaxrep.config_checks import (ConfigError, require, require_choice, require_positive, unknown_preset)
 
-PRESETS = ("cpu", "s2", "b2", "xl2")
+ALIGN_METHODS = ("none", "repa", "irepa", "erw")
+ALIGNED_PRESETS = tuple(f"{base}_{method}" for base in ("cpu", "b2", "xl2") for method in ALIGN_METHODS[1:])
+PRESETS = ("cpu", "s2", "b2", "xl2") + ALIGNED_PRESETS
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -74,6 +82,25 @@ def base_config() -> ml_collections.ConfigDict:
     config.distributed.coordinator_address = ""  # host:port; empty lets JAX auto-detect (TPU pod, SLURM)
     config.distributed.num_processes = 0  # with coordinator_address: number of processes
     config.distributed.process_id = -1  # with coordinator_address: this process's id
+
+    config.align = ml_collections.ConfigDict()
+    config.align.method = "none"  # representation alignment: 'none', 'repa', 'irepa' or 'erw'
+    config.align.depth = 8  # 1-based SiT block whose output is aligned (REPA: 8 for L/XL, 4 for B; ERW XL: 14)
+    config.align.coef = 0.5  # lambda (REPA 0.5, iREPA 1.0); erw: the initial weight c0 of the decaying lambda
+    config.align.projector_dim = 2048  # hidden width of the MLP projector (repa, erw)
+    config.align.conv_kernel = 3  # kernel side of the conv projector (irepa)
+    config.align.spatial_norm_gamma = 0.6  # irepa: share of the per-image mean token removed by the z-score
+    config.align.encoder = ml_collections.ConfigDict()
+    config.align.encoder.source = "checkpoint"  # 'checkpoint' (in-repo orbax encoder) or 'dinov2' (weights file)
+    config.align.encoder.path = "workdirs/encoder_shapes32"  # checkpoint dir (trained on first use) or DINOv2 file
+    config.align.encoder.preset = "B/14"  # dinov2: ViT preset of the file ('S/14', 'B/14', 'L/14', 'g/14')
+    config.align.encoder.image_size = 0  # encoder input side; 0: the checkpoint's training size, 224 for DINOv2
+    config.align.encoder.images_path = ""  # latent data: (N, H, W, 3) uint8 .npy of the raw images behind data.path
+    config.align.erw = ml_collections.ConfigDict()
+    config.align.erw.warmup_steps = 100_000  # ERW phase 1 steps (counted in total_steps)
+    config.align.erw.l2r_depth = 4  # blocks trained in the warmup and transplanted ("L2R" region)
+    config.align.erw.half_life = 50_000  # steps for the phase-2 lambda to halve
+    config.align.erw.warmup_coef = 0.5  # scale of the warmup alignment loss (ERW's --proj-coeff)
     return config
 
 
@@ -82,7 +109,8 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
         raise unknown_preset(preset, PRESETS)
     config = base_config()
     config.preset = preset
-    if preset == "cpu":
+    base, _, method = preset.partition("_")
+    if base == "cpu":
         config.data.source = "shapes32"
         config.data.num_classes = 3
         config.model.update(patch_size=4, hidden_size=128, depth=4, num_heads=4)
@@ -98,13 +126,52 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
         config.sample.cfg_scale = 3.0
         config.sample.ode_method = "heun"
         config.sample.num_steps = 25
-    elif preset == "s2":
+    elif base == "s2":
         config.model.preset = "S/2"
-    elif preset == "b2":
+    elif base == "b2":
         config.model.preset = "B/2"
-    elif preset == "xl2":
+    elif base == "xl2":
         config.model.preset = "XL/2"
+    if method:
+        _add_alignment(config, base, method)
     return config
+
+
+def _add_alignment(config: ml_collections.ConfigDict, base: str, method: str) -> None:
+    """Alignment settings of the `{base}_{method}` presets (paper values for b2/xl2, scaled down for cpu)."""
+    align = config.align
+    align.method = method
+    align.coef = {"repa": 0.5, "irepa": 1.0}.get(method, align.coef)
+    if base == "cpu":
+        # Tiny SiT (4 blocks of width 128) and the in-repo encoder (64-d tokens on an 8 x 8 grid = the SiT
+        # grid): align after block 2 (REPA aligns about a third of the way up; half here, with 4 blocks).
+        align.depth = 2
+        align.projector_dim = 256
+        align.encoder.source = "checkpoint"
+        align.encoder.path = "workdirs/encoder_shapes32"
+        # ERW: warm up block 1, align block 2 after it; warmup and half-life both 1/6 of the run, the
+        # proportions of ERW's XL recipe (100K warmup, 50K half-life, 300K steps); c0 1.0 (ERW: non-L models).
+        align.erw.l2r_depth = 1
+        align.erw.warmup_steps = config.total_steps // 6
+        align.erw.half_life = config.total_steps // 6
+        if method == "erw":
+            align.coef = 1.0
+        return
+    # b2/xl2: DINOv2-B/14 at 224 px -> 16 x 16 tokens = the SiT/2 grid on 32 x 32 latents (no token resize).
+    align.encoder.source = "dinov2"
+    align.encoder.path = ""  # the user's dinov2_vitb14 .pth or facebook/dinov2-base .safetensors
+    align.encoder.preset = "B/14"
+    align.encoder.image_size = 224
+    align.depth = 4 if base == "b2" else 8  # REPA/iREPA: 4 for SiT-B, 8 for SiT-L/XL
+    if method == "erw":
+        # ERW README recipe for XL: 100K warmup of 4 blocks, alignment at block 14, c0 6.0, 300K steps.
+        # For B (no published recipe): the 4-block warmup and ERW's argparse default depth 8, c0 1.0.
+        align.erw.l2r_depth = 4
+        align.erw.warmup_steps = 100_000
+        align.erw.half_life = 50_000
+        align.depth = 14 if base == "xl2" else 8
+        align.coef = 6.0 if base == "xl2" else 1.0
+        config.total_steps = 300_000
 
 
 def image_size_of(config: ml_collections.ConfigDict) -> int | None:
@@ -151,10 +218,57 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int, image_size:
         require(config.model.hidden_size % 4 == 0, "model.hidden_size",
                 f"{config.model.hidden_size} is not divisible by 4 (2-D sin-cos position embedding)")
         patch_size = config.model.patch_size
+    validate_alignment(config)
     image_size = image_size or image_size_of(config)
     if image_size is not None:
         require(image_size % patch_size == 0, "model.patch_size",
                 f"image size {image_size} is not divisible by the patch size {patch_size}")
 
 
-__all__ = ["ConfigError", "PRESETS", "get_config", "validate"]
+def _sit_depth(config: ml_collections.ConfigDict) -> int:
+    if config.model.preset:
+        return {"S": 12, "B": 12, "L": 24, "XL": 28}[config.model.preset.split("/")[0]]
+    return config.model.depth
+
+
+def validate_alignment(config: ml_collections.ConfigDict) -> None:
+    """The `align.*` checks of `validate` (files included: a missing encoder fails before compiling)."""
+    require_choice(config, "align.method", ALIGN_METHODS)
+    align = config.align
+    if align.method == "none":
+        return
+    depth = _sit_depth(config)
+    require(1 <= align.depth <= depth, "align.depth", f"must be in [1, {depth}] (the SiT has {depth} blocks), "
+            f"got {align.depth}")
+    require(align.coef >= 0, "align.coef", f"must be >= 0, got {align.coef}")
+    require_positive(config, "align.projector_dim", "align.conv_kernel")
+    require(align.conv_kernel % 2 == 1, "align.conv_kernel", f"must be odd (SAME padding), got {align.conv_kernel}")
+    require_choice(config, "align.encoder.source", ("checkpoint", "dinov2"))
+    require(align.encoder.image_size >= 0, "align.encoder.image_size", "must be >= 0 (0: the encoder's own size)")
+    path = align.encoder.path
+    if align.encoder.source == "dinov2":
+        require_choice(config, "align.encoder.preset", ("S/14", "B/14", "L/14", "g/14"))
+        require(bool(path) and os.path.isfile(path), "align.encoder.path",
+                f"no DINOv2 weights file at {path!r} (a .safetensors/.pth; see docs/dinov2.md)")
+        require(align.encoder.image_size % 14 == 0, "align.encoder.image_size",
+                f"{align.encoder.image_size} is not a multiple of the DINOv2 patch size 14")
+    else:
+        require(bool(path), "align.encoder.path", "empty; name the encoder checkpoint directory")
+        require(os.path.exists(path) or config.data.source in ("shapes32", "dsprites"), "align.encoder.path",
+                f"no encoder checkpoint at {path!r}; train one with `python -m train.encoder` (done "
+                f"automatically only for the procedural data sources) or use align.encoder.source='dinov2'")
+        require(not os.path.isfile(path), "align.encoder.path",
+                f"{path!r} is a file; the in-repo encoder is a checkpoint directory (a DINOv2 file needs "
+                f"align.encoder.source='dinov2')")
+    require(not align.encoder.images_path or os.path.isfile(align.encoder.images_path),
+            "align.encoder.images_path", f"no such file {align.encoder.images_path!r}")
+    if align.method == "erw":
+        require(1 <= align.erw.l2r_depth <= depth, "align.erw.l2r_depth",
+                f"must be in [1, {depth}], got {align.erw.l2r_depth}")
+        require(0 < align.erw.warmup_steps < config.total_steps, "align.erw.warmup_steps",
+                f"must be in (0, total_steps={config.total_steps}), got {align.erw.warmup_steps}")
+        require(align.erw.half_life > 0, "align.erw.half_life", "must be > 0")
+        require(align.erw.warmup_coef > 0, "align.erw.warmup_coef", "must be > 0")
+
+
+__all__ = ["ALIGN_METHODS", "ConfigError", "PRESETS", "get_config", "validate"]

@@ -2,6 +2,10 @@
 
 Everything the run produces goes to the work directory: `checkpoints/` (orbax; resumed automatically),
 `metrics.jsonl`, `tensorboard/`, `samples_<step>.png` (EMA samples) and `config.json`.
+
+Representation alignment (`align.method` repa/irepa/erw, presets `cpu_repa`, `b2_irepa`, ...): see
+train/alignment.py. ERW runs its warmup stage first, in `erw_warmup/` of the work directory (its own
+checkpoints and metrics, resumed like the main stage), then the main stage from the transplanted weights.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import numpy as np
 
 from configs import diffusion as diffusion_configs
 from jaxrep import parallel
+from jaxrep.align.objective import make_erw_warmup_loss
 from jaxrep.checkpoint import Checkpointer, PreemptionGuard, abstract_like
 from jaxrep.config_checks import ConfigError
 from jaxrep.data import ArraySource, ColoredShapes, DSprites, make_dataset, make_iterator
@@ -31,6 +36,7 @@ from jaxrep.diffusion.objective import make_diffusion_loss
 from jaxrep.logging import MetricLogger, progress_bar, save_config, save_image_grid
 from jaxrep.nn.sit import SiT, sit_preset
 from jaxrep.training import create_train_state, current_learning_rate, make_optimizer, make_train_step
+from train.alignment import ERW_WARMUP_DIR, build_alignment, erw_transfer, with_encoder_images
 
 # Fault injection for the kill-and-resume test: SIGKILL this process right after the given step.
 KILL_AT_STEP_ENV = "JAXREP_KILL_AT_STEP"
@@ -103,21 +109,32 @@ class Experiment:
     state: Any  # initial TrainState, replicated on the mesh
     train_step: Callable  # pure step(state, batch) -> (state, metrics), for jit or shard_map
     jitted_step: Callable  # jax.jit of train_step with shardings and donated state
-    sampler: Callable  # jitted sample(params, labels, key) -> images
+    sampler: Callable | None  # jitted sample(params, labels, key) -> images; None for ERW's warmup stage
     sample_key: jax.Array
     tx: Any  # the optax transformation
+    loss_fn: Callable = None  # the LossFn the step differentiates
+    prepare_batch: Callable = lambda batch: batch  # adds the alignment targets to a global batch
+    data_keys: tuple = ("image", "label")  # example fields the data pipeline keeps
+    alignment: Any = None  # train.alignment.Alignment, or None for align.method='none'
 
 
-def build_experiment(config, devices=None) -> Experiment:
-    """Validates the config (before anything compiles) and builds model, state, step and sampler."""
+def build_experiment(config, devices=None, *, stage: str = "main") -> Experiment:
+    """Validates the config (before anything compiles) and builds model, state, step and sampler.
+
+    stage="erw_warmup" builds ERW's phase 1 instead: a SiT of the first `align.erw.l2r_depth` blocks plus
+    the projector, trained to match the encoder targets from clean inputs at t = 0 (no sampler).
+    """
     devices = devices or (jax.devices()[:config.num_devices] if config.num_devices else jax.devices())
-    source = build_source(config)
+    source = with_encoder_images(build_source(config), config)
     image_shape = tuple(source.image_shape)
     diffusion_configs.validate(config, num_devices=len(devices), image_size=image_shape[0])
 
     mesh = parallel.make_mesh(devices)
     replicated = parallel.replicated_sharding(mesh)
     model = build_model(config, image_shape)
+    alignment = build_alignment(config, model, image_shape, mesh)
+    if stage == "erw_warmup":
+        model = model.clone(depth=config.align.erw.l2r_depth)
     tx = make_optimizer(config.optim.learning_rate, warmup_steps=config.optim.warmup_steps, b1=config.optim.b1,
                         b2=config.optim.b2, eps=config.optim.eps, weight_decay=config.optim.weight_decay,
                         grad_clip=config.optim.grad_clip)
@@ -126,45 +143,86 @@ def build_experiment(config, devices=None) -> Experiment:
     @functools.partial(jax.jit, out_shardings=replicated)
     def init_state():
         params = init_params(model, init_key, image_shape)
+        if alignment is not None:
+            params["projector"] = alignment.init_projector(init_key, model)
         return create_train_state(params, tx, jax.random.key_data(train_key))
 
     state = init_state()  # born on the mesh, replicated
-    train_step = make_train_step(make_loss(model, config), tx, ema_decay=config.ema_decay)
+    loss_fn = make_loss(model, config, alignment, stage)
+    train_step = make_train_step(loss_fn, tx, ema_decay=config.ema_decay)
     state_sharding = jax.tree.map(lambda _: replicated, state)
     jitted = jax.jit(train_step, in_shardings=(state_sharding, parallel.batch_sharding(mesh)),
                      out_shardings=(state_sharding, replicated), donate_argnums=0)
+    sampler = None if stage == "erw_warmup" else jax.jit(make_sampler(model, config))
+    extra_keys = () if alignment is None or alignment.image_key == "image" else (alignment.image_key,)
     return Experiment(config=config, mesh=mesh, model=model, source=source, state=state, train_step=train_step,
-                      jitted_step=jitted, sampler=jax.jit(make_sampler(model, config)), sample_key=sample_key,
-                      tx=tx)
+                      jitted_step=jitted, sampler=sampler, sample_key=sample_key, tx=tx, loss_fn=loss_fn,
+                      prepare_batch=alignment.prepare_batch if alignment else (lambda batch: batch),
+                      data_keys=("image", "label", *extra_keys), alignment=alignment)
 
 
-def make_loss(model: SiT, config):
+def make_loss(model: SiT, config, alignment=None, stage: str = "main"):
+    if stage == "erw_warmup":
+        return make_erw_warmup_loss(model, alignment.projector, coef=config.align.erw.warmup_coef,
+                                    class_dropout_prob=config.diffusion.class_dropout_prob)
     return make_diffusion_loss(model, path=config.diffusion.path, time_weighting=config.diffusion.time_weighting,
-                               class_dropout_prob=config.diffusion.class_dropout_prob)
+                               class_dropout_prob=config.diffusion.class_dropout_prob,
+                               alignment=alignment.term if alignment else None)
 
 
 def make_train_step_for_axis(experiment: Experiment, axis_name: str) -> Callable:
     """The experiment's step for per-device execution under `jax.shard_map` / `jax.pmap` over `axis_name`."""
-    return make_train_step(make_loss(experiment.model, experiment.config), experiment.tx,
-                           ema_decay=experiment.config.ema_decay, axis_name=axis_name)
+    return make_train_step(experiment.loss_fn, experiment.tx, ema_decay=experiment.config.ema_decay,
+                           axis_name=axis_name)
 
 
 def train_and_evaluate(config, workdir: str, devices=None):
-    """Trains (resuming from the latest checkpoint in `workdir`), logs, samples; returns the final state."""
+    """Trains (resuming from the latest checkpoint in `workdir`), logs, samples; returns the final state.
+
+    With align.method='erw' and no main-stage checkpoint yet, the warmup stage runs (or resumes) first in
+    `workdir/erw_warmup` up to `align.erw.warmup_steps`; its weights are then transplanted into the fresh
+    model (`train.alignment.erw_transfer`) and the main stage continues the global step from there.
+    """
     experiment = build_experiment(config, devices)
+    start = None
+    main_checkpoints = Checkpointer(os.path.join(workdir, "checkpoints"), save_every=1)
+    main_started = main_checkpoints.latest_step() is not None
+    main_checkpoints.close()
+    if config.align.method == "erw" and not main_started:
+        warmup = build_experiment(config, devices, stage="erw_warmup")
+        warm_state, data_state = run_stage(warmup, os.path.join(workdir, ERW_WARMUP_DIR),
+                                           config.align.erw.warmup_steps)
+        if int(warm_state.step) < config.align.erw.warmup_steps:  # preempted inside the warmup
+            return warm_state
+        start = (erw_transfer(warm_state.params, experiment.state, experiment.tx,
+                              l2r_depth=config.align.erw.l2r_depth, warmup_steps=config.align.erw.warmup_steps,
+                              mesh=experiment.mesh), data_state)
+    return run_stage(experiment, workdir, config.total_steps, start)[0]
+
+
+def run_stage(experiment: Experiment, workdir: str, total_steps: int, start=None):
+    """Trains one stage up to `total_steps` in `workdir`, resuming from its latest checkpoint, else from
+    `start` = (state, data-iterator state) when given, else from the experiment's initial state.
+
+    Returns (state, data-iterator state).
+    """
+    config = experiment.config
     mesh, state = experiment.mesh, experiment.state
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), save_every=config.checkpoint_every,
                                 keep=config.keep_checkpoints)
-    dataset = make_dataset(experiment.source, global_batch_size=config.batch_size, seed=config.seed)
+    dataset = make_dataset(experiment.source, global_batch_size=config.batch_size, seed=config.seed,
+                           keys=experiment.data_keys)
     data_state = None
     if checkpointer.latest_step() is not None:
         state, extra = checkpointer.restore(abstract_like(state))
         data_state = extra.get("data")
         print(f"restored step {int(state.step)} from {checkpointer.directory}", flush=True)
+    elif start is not None:
+        state, data_state = start
     iterator = make_iterator(dataset, data_state)
     save_config(workdir, config)
 
-    first = parallel.global_batch(next(iterator), mesh)
+    first = experiment.prepare_batch(parallel.global_batch(next(iterator), mesh))
     start = time.perf_counter()
     compiled = experiment.jitted_step.lower(state, first).compile()
     print(describe_compiled(compiled, f"; compile {time.perf_counter() - start:.1f} s"), flush=True)
@@ -173,6 +231,8 @@ def train_and_evaluate(config, workdir: str, devices=None):
     sample_labels = jnp.arange(num_labels, dtype=jnp.int32) % config.data.num_classes
 
     def write_samples(step: int) -> None:
+        if experiment.sampler is None:
+            return
         images = experiment.sampler(state.ema_params, sample_labels, experiment.sample_key)
         save_image_grid(os.path.join(workdir, f"samples_{step:07d}.png"), np.asarray(images), upscale=2,
                         ncols=int(np.ceil(np.sqrt(num_labels))))
@@ -180,11 +240,11 @@ def train_and_evaluate(config, workdir: str, devices=None):
     logger = MetricLogger(workdir)
     kill_at = int(os.environ.get(KILL_AT_STEP_ENV, "-1"))
     step = int(state.step)
-    bar = progress_bar(config.total_steps, initial=step)
+    bar = progress_bar(total_steps, initial=step)
     batch, pending, last_log = first, None, time.perf_counter()
     try:
         with PreemptionGuard() as preemption:
-            while step < config.total_steps:
+            while step < total_steps:
                 state, metrics = compiled(state, batch)
                 step += 1
                 data_state = iterator.get_state()  # position after every batch consumed so far
@@ -193,7 +253,7 @@ def train_and_evaluate(config, workdir: str, devices=None):
                     check_finite(pending)
                 pending = metrics
                 bar.update(1)
-                if step % config.log_every == 0 or step == config.total_steps:
+                if step % config.log_every == 0 or step == total_steps:
                     now = time.perf_counter()
                     metrics = jax.device_get(metrics)
                     check_finite(metrics)
@@ -213,9 +273,9 @@ def train_and_evaluate(config, workdir: str, devices=None):
                 if preemption.requested:
                     print(f"SIGTERM: saved step {step}, exiting", flush=True)
                     checkpointer.close()
-                    return state
-                if step < config.total_steps:
-                    batch = parallel.global_batch(next(iterator), mesh)
+                    return state, data_state
+                if step < total_steps:
+                    batch = experiment.prepare_batch(parallel.global_batch(next(iterator), mesh))
             if pending is not None:  # this run trained: save its end unless the interval just did
                 check_finite(jax.device_get(pending))
                 if checkpointer.latest_step() != step:
@@ -225,7 +285,7 @@ def train_and_evaluate(config, workdir: str, devices=None):
         bar.close()
         logger.close()
     checkpointer.close()
-    return state
+    return state, data_state
 
 
 def check_finite(metrics: dict) -> None:
@@ -235,23 +295,22 @@ def check_finite(metrics: dict) -> None:
             "stopping without saving, the last good checkpoint is kept")
 
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/diffusion.py:cpu", "Config file and preset.")
-_WORKDIR = flags.DEFINE_string("workdir", "workdirs/diffusion_cpu", "Directory for checkpoints, logs and samples.")
-
-
 def main(argv) -> None:
     del argv
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-    config = _CONFIG.value
+    config = flags.FLAGS.config
     if config.distributed.enabled:
         parallel.initialize_distributed(config.distributed.coordinator_address or None,
                                         config.distributed.num_processes or None,
                                         None if config.distributed.process_id < 0 else config.distributed.process_id)
     try:
-        train_and_evaluate(config, _WORKDIR.value)
+        train_and_evaluate(config, flags.FLAGS.workdir)
     except (ConfigError, NonFiniteLossError) as error:
         sys.exit(f"error: {error}")
 
 
 if __name__ == "__main__":
+    # Flags are defined only when run as a program, so importing this module (tests, train.evaluate) adds none.
+    config_flags.DEFINE_config_file("config", "configs/diffusion.py:cpu", "Config file and preset.")
+    flags.DEFINE_string("workdir", "workdirs/diffusion_cpu", "Directory for checkpoints, logs and samples.")
     app.run(main)

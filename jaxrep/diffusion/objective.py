@@ -3,11 +3,13 @@
 Per example: t from the time weighting, noise ~ N(0, I), label dropped to the null class with probability
 `class_dropout_prob` (classifier-free guidance training; REPA drops inside the model, here it is explicit),
 x_t and the velocity target from the interpolant, and the flow-matching loss on the model's prediction.
+With an `AlignmentTerm` (`jaxrep.align.objective`), the same forward pass also returns the hidden state the
+REPA-family term aligns, and the loss is L_velocity + lambda(step) * L_REPA.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +17,9 @@ import jax.numpy as jnp
 from jaxrep.diffusion.interpolants import INTERPOLANTS, sample_time
 from jaxrep.diffusion.loss import flow_matching_loss
 from jaxrep.nn.sit import SiT
+
+if TYPE_CHECKING:
+    from jaxrep.align.objective import AlignmentTerm
 
 
 def draw_training_noise(keys: jax.Array, sample_shape: tuple[int, ...], *, time_weighting: str,
@@ -30,22 +35,31 @@ def draw_training_noise(keys: jax.Array, sample_shape: tuple[int, ...], *, time_
 
 
 def make_diffusion_loss(model: SiT, *, path: str = "linear", time_weighting: str = "uniform",
-                        class_dropout_prob: float = 0.1):
+                        class_dropout_prob: float = 0.1, alignment: AlignmentTerm | None = None):
     """Returns loss_fn(params, batch, keys, step) -> (loss, metrics) with params = {"sit": ...}.
 
     batch: {"image": (B, H, W, C) float in [-1, 1] (or latents), "label": (B,) int32}.
+    With `alignment`: params = {"sit": ..., "projector": ...}, batch also holds the encoder targets
+    "align_target" (B, N, D_enc), and the loss adds alignment(projector params, h_depth, targets, step).
     """
     interpolant = INTERPOLANTS[path]
 
     def loss_fn(params: Any, batch: dict, keys: jax.Array, step: jax.Array):
-        del step
         x = batch["image"]
         t, noise, drop = draw_training_noise(keys, x.shape[1:], time_weighting=time_weighting,
                                              class_dropout_prob=class_dropout_prob)
         labels = jnp.where(drop, model.num_classes, batch["label"])
         x_t, v_target = interpolant(x, noise, t)
-        v_pred = model.apply({"params": params["sit"]}, x_t, t, labels)
+        if alignment is None:
+            v_pred = model.apply({"params": params["sit"]}, x_t, t, labels)
+        else:
+            v_pred, hidden = model.apply({"params": params["sit"]}, x_t, t, labels, hidden_at=alignment.depth)
         loss = flow_matching_loss(v_pred, v_target)
-        return loss, {"flow_loss": loss}
+        metrics = {"flow_loss": loss}
+        if alignment is not None:
+            align_loss, align_metrics = alignment(params["projector"], hidden, batch["align_target"], step)
+            loss = loss + align_loss
+            metrics.update(align_metrics)
+        return loss, metrics
 
     return loss_fn

@@ -17,6 +17,8 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
+from jaxrep import parallel  # noqa: E402
+from jaxrep.metrics.features import extract_features, inception_extractor  # noqa: E402
 from jaxrep.nn.convert import CheckpointMismatchError  # noqa: E402
 from jaxrep.nn.inception import (FID_FEATURE_DIM, FIDInceptionV3, inception_variables_from_state_dict,  # noqa: E402
                                  load_inception_variables)
@@ -225,11 +227,17 @@ def test_pool_features_match_pytorch_fid_at_75px(reference):
     np.testing.assert_array_less(np.abs(actual - expected).max(), 1e-4)
 
 
-def test_pool_features_match_pytorch_fid_with_299_resize(reference):
-    """The full pipeline of pytorch-fid on 32 px images: bilinear resize to 299, normalise, pool3."""
+def test_fid_extractor_matches_pytorch_fid_on_uint8_grey_images(reference):
+    """The pipeline `train.evaluate` runs: uint8 -> [0, 1], grey -> RGB, bilinear resize to 299, pool3, with the
+    last batch padded; against pytorch-fid fed the same images as float RGB in [0, 1]."""
     model, state_dict = reference
-    images = np.random.default_rng(1).uniform(size=(2, 32, 32, 3)).astype(np.float32)
-    actual, expected = _features_both(model, state_dict, images)
+    grey = np.random.default_rng(1).integers(0, 256, size=(3, 32, 32, 1), dtype=np.uint8)
+    extractor = inception_extractor(inception_variables_from_state_dict(state_dict))
+    actual = extract_features(extractor, [grey[:2], grey[2:]], batch_size=2, keep=3,
+                              mesh=parallel.make_mesh(jax.devices()[:1])).features
+    rgb = np.repeat(grey, 3, axis=-1).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+    with torch.no_grad():
+        expected = model(torch.from_numpy(rgb)).numpy()
     np.testing.assert_array_less(np.abs(actual - expected).max(), 1e-4)
 
 

@@ -1,0 +1,276 @@
+"""Convergence of vanilla SiT vs REPA vs iREPA vs ERW on the CPU setting; writes docs/results/alignment.md + PNG.
+
+  python -m benchmarks.alignment_convergence                         # the study as specified (cpu preset budget)
+  python -m benchmarks.alignment_convergence --steps=600 --eval_every=200 --num_samples=500
+
+Every method trains `configs/diffusion.py:cpu` / `cpu_{repa,irepa,erw}` with the same seeds, step budget,
+batch and optimizer (`train.diffusion.train_and_evaluate`, in `--runs_dir/<method>/seed<k>`; runs resume from
+their checkpoints, so an interrupted study continues where it stopped). ERW's warmup steps count in the budget
+(its global step includes them, as the ERW paper's compute comparison does), and its warmup and half-life are
+set to 1/6 of the budget like the preset. Every `--eval_every` steps the checkpoint is evaluated with
+`train.evaluate`'s pieces and its `cpu` preset settings: its EMA weights draw `--num_samples` class-balanced samples with the run's
+sampler (Heun ODE, CFG; `--sample_steps` overrides the step count), and FD (plus precision/recall) against the
+whole dataset is computed in the features of the in-repo evaluation network (a ResNet trained on the factors,
+unlike the ViT alignment encoder). Lower FD is better; FD at a few hundred samples carries a positive bias, the
+same for every method since N is fixed.
+
+Wall-clock per step is measured separately per method on one fixed batch: the compiled train step plus, for
+aligned methods, the encoder forward that produces the targets (`prepare_batch`), after a warm-up call.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import time
+
+import jax
+import numpy as np
+from absl import app, flags, logging
+
+from configs import diffusion as diffusion_configs
+from configs import evaluate as evaluate_configs
+from jaxrep import parallel
+from jaxrep.checkpoint import Checkpointer
+from jaxrep.data import ColoredShapes, make_dataset, make_iterator
+from jaxrep.metrics import frechet_distance, prdc
+from jaxrep.metrics.features import cached_reference_features, extract_features
+from train import diffusion as train_diffusion
+from train import evaluate as train_evaluate
+
+_METHODS = flags.DEFINE_list("methods", ["none", "repa", "irepa", "erw"], "Methods ('none' = vanilla SiT).")
+_SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds per method (0 .. seeds-1).")
+_STEPS = flags.DEFINE_integer("steps", 0, "Training steps per run; 0: the cpu preset's total_steps.")
+_EVAL_EVERY = flags.DEFINE_integer("eval_every", 0, "Steps between FD evaluations; 0: steps // 4.")
+_NUM_SAMPLES = flags.DEFINE_integer("num_samples", 500, "Generated images per FD evaluation.")
+_SAMPLE_STEPS = flags.DEFINE_integer("sample_steps", 0, "ODE steps of the sampler; 0: the preset's.")
+_TIMING_STEPS = flags.DEFINE_integer("timing_steps", 30, "Steps timed per method for the wall-clock column.")
+_RUNS_DIR = flags.DEFINE_string("runs_dir", "/tmp/alignment_study", "Root of the runs' work directories.")
+_OUTPUT = flags.DEFINE_string("output", "docs/results/alignment.md", "Markdown report; the PNG goes next to it.")
+
+NAMES = {"none": "vanilla SiT", "repa": "REPA", "irepa": "iREPA", "erw": "ERW"}
+
+
+def run_config(method: str, seed: int, steps: int, eval_every: int):
+    config = diffusion_configs.get_config("cpu" if method == "none" else f"cpu_{method}")
+    config.seed = seed
+    config.total_steps = steps
+    config.checkpoint_every = eval_every
+    config.keep_checkpoints = steps // eval_every + 1
+    config.log_every = min(config.log_every, eval_every)
+    config.align.erw.warmup_steps = steps // 6
+    config.align.erw.half_life = steps // 6
+    if _SAMPLE_STEPS.value:
+        config.sample.num_steps = _SAMPLE_STEPS.value
+    return config
+
+
+def evaluate_checkpoints(workdir: str) -> dict[int, dict]:
+    """FD, precision, recall, density, coverage of every main-stage checkpoint of the run, with the pieces of
+    `train.evaluate` (preset `cpu` settings; the same numbers as `train.evaluate.evaluate` per checkpoint), but
+    one experiment and one compiled sampler for all checkpoints of the run."""
+    eval_config = evaluate_configs.get_config("cpu")
+    eval_config.num_samples = _NUM_SAMPLES.value
+    if _SAMPLE_STEPS.value:
+        eval_config.sample.num_steps = _SAMPLE_STEPS.value
+    run_config = train_evaluate.load_run_config(workdir)
+    config = train_evaluate.sampling_config(run_config, eval_config)
+    experiment = train_diffusion.build_experiment(config)
+    sampler = train_evaluate.make_sharded_sampler(experiment)
+    extractor = train_evaluate.feature_extractor_for(eval_config, run_config, show_progress=False)
+    indices = train_evaluate.reference_selection(experiment.source, eval_config.reference.num_images)
+    batch_size, keep = eval_config.features.batch_size, eval_config.prdc_max_samples
+    real, _, _ = cached_reference_features(
+        extractor, lambda: train_evaluate.uint8_batches(experiment.source, indices, batch_size),
+        cache_dir=eval_config.reference.cache_dir, description=train_evaluate.reference_description(config, indices),
+        batch_size=batch_size, mesh=experiment.mesh, keep=keep)
+    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), save_every=1)
+    steps = checkpointer.all_steps()
+    checkpointer.close()
+    results = {}
+    for step in steps:
+        params, _ = train_evaluate.restore_params(experiment, workdir, step, use_ema=True)
+        images, _ = train_evaluate.generate_samples(
+            sampler, params, num_samples=eval_config.num_samples, batch_size=eval_config.batch_size,
+            num_classes=config.data.num_classes, key=jax.random.key(eval_config.seed), mesh=experiment.mesh,
+            show_progress=False)
+        fake = extract_features(extractor, (images[i:i + batch_size] for i in range(0, len(images), batch_size)),
+                                batch_size=batch_size, mesh=experiment.mesh, keep=keep)
+        fd = frechet_distance(real.statistics.mean, real.statistics.covariance, fake.statistics.mean,
+                              fake.statistics.covariance)
+        results[step] = {"fd": fd, **prdc(real.features, fake.features, k=eval_config.prdc_k)}
+    return results
+
+
+def time_per_step(method: str, steps: int) -> dict[str, float]:
+    """Seconds per training step (encoder targets included) of each stage of `method`, on one fixed batch."""
+    config = run_config(method, 0, 600, 100)
+    stages = ["erw_warmup", "main"] if method == "erw" else ["main"]
+    timings = {}
+    for stage in stages:
+        experiment = train_diffusion.build_experiment(config, stage=stage)
+        dataset = make_dataset(experiment.source, global_batch_size=config.batch_size, seed=0,
+                               keys=experiment.data_keys)
+        raw = parallel.global_batch(next(make_iterator(dataset)), experiment.mesh)
+        compiled = experiment.jitted_step.lower(experiment.state, experiment.prepare_batch(raw)).compile()
+        state, metrics = compiled(experiment.state, experiment.prepare_batch(raw))
+        jax.block_until_ready(metrics)
+        start = time.perf_counter()
+        for _ in range(steps):
+            state, metrics = compiled(state, experiment.prepare_batch(raw))
+        jax.block_until_ready(metrics)
+        timings[stage] = (time.perf_counter() - start) / steps
+    return timings
+
+
+def plot(path: str, steps: list[int], curves: dict[str, np.ndarray]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for method, values in curves.items():  # values: (seeds, len(steps)), NaN where undefined
+        mean, std = np.nanmean(values, 0), np.nanstd(values, 0)
+        defined = ~np.isnan(mean)
+        xs = np.asarray(steps)[defined]
+        ax.plot(xs, mean[defined], marker="o", label=f"{NAMES[method]} (n={len(values)})")
+        ax.fill_between(xs, (mean - std)[defined], (mean + std)[defined], alpha=0.2)
+    ax.set_xlabel("training step (ERW: warmup included)")
+    ax.set_ylabel("FD (eval-net features), lower is better")
+    ax.set_title("Convergence on the CPU setting (coloured shapes 32x32)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def cell(values: np.ndarray) -> str:
+    values = values[~np.isnan(values)]
+    if not len(values):
+        return "-"
+    return f"{values.mean():.1f} ± {values.std():.1f}"
+
+
+def run(method: str, seed: int, steps: int, eval_every: int) -> dict:
+    """Trains (or resumes) one run and evaluates its checkpoints; the record is kept in `<run>/study.json`, so a
+    restarted study neither retrains nor re-evaluates finished runs."""
+    workdir = os.path.join(_RUNS_DIR.value, method, f"seed{seed}")
+    path = os.path.join(workdir, "study.json")
+    settings = {"num_samples": _NUM_SAMPLES.value, "sample_steps": _SAMPLE_STEPS.value}
+    record = json.load(open(path)) if os.path.exists(path) else {"train_seconds": None}
+    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), save_every=1)
+    latest = checkpointer.latest_step()
+    checkpointer.close()
+    if latest != steps:
+        start = time.perf_counter()
+        train_diffusion.train_and_evaluate(run_config(method, seed, steps, eval_every), workdir)
+        # Wall-clock of a whole run only when it ran in one go (a resumed run's time is partial).
+        record["train_seconds"] = time.perf_counter() - start if latest is None else None
+        record.pop("results", None)
+    if record.get("settings") != settings or "results" not in record:
+        results = evaluate_checkpoints(workdir)
+        record["results"] = {str(step): {k: float(r[k]) for k in ("fd", "precision", "recall", "density", "coverage")}
+                             for step, r in results.items()}
+        record["settings"] = settings
+    with open(path, "w") as f:
+        json.dump(record, f, indent=2)
+    return record
+
+
+def main(argv) -> None:
+    del argv
+    logging.set_verbosity(logging.WARNING)
+    base = diffusion_configs.get_config("cpu")
+    steps = _STEPS.value or base.total_steps
+    eval_every = _EVAL_EVERY.value or steps // 4
+    if steps % eval_every:
+        raise app.UsageError(f"--steps {steps} is not a multiple of --eval_every {eval_every}")
+    checkpoints = list(range(eval_every, steps + 1, eval_every))
+    curves, train_seconds, final = {}, {}, {}
+    for method in _METHODS.value:
+        rows, seconds, finals = [], [], []
+        for seed in range(_SEEDS.value):
+            record = run(method, seed, steps, eval_every)
+            results = record["results"]
+            rows.append([results[str(step)]["fd"] if str(step) in results else np.nan for step in checkpoints])
+            finals.append(results[str(steps)])
+            seconds.append(record["train_seconds"])
+            print(f"{method} seed {seed}: FD " + ", ".join(f"{s}: {v:.2f}" for s, v in zip(checkpoints, rows[-1])),
+                  flush=True)
+        curves[method], train_seconds[method], final[method] = np.array(rows), seconds, finals
+    timings_path = os.path.join(_RUNS_DIR.value, "timings.json")
+    timings = json.load(open(timings_path)) if os.path.exists(timings_path) else {}
+    for method in _METHODS.value:
+        if method not in timings:
+            timings[method] = time_per_step(method, _TIMING_STEPS.value)
+            with open(timings_path, "w") as f:
+                json.dump(timings, f, indent=2)
+
+    output_dir = os.path.dirname(_OUTPUT.value) or "."
+    os.makedirs(output_dir, exist_ok=True)
+    png = os.path.join(output_dir, "alignment_fd.png")
+    plot(png, checkpoints, curves)
+    write_report(steps, eval_every, checkpoints, curves, timings, train_seconds, final, base, png)
+    print(open(_OUTPUT.value).read())
+
+
+def write_report(steps, eval_every, checkpoints, curves, timings, train_seconds, final, base, png) -> None:
+    vanilla_step = timings.get("none", {}).get("main")
+    lines = [
+        "# Representation alignment on the CPU setting: vanilla SiT vs REPA vs iREPA vs ERW",
+        "",
+        f"Generated by `python -m benchmarks.alignment_convergence --steps={steps} --eval_every={eval_every} "
+        f"--seeds={_SEEDS.value} --num_samples={_NUM_SAMPLES.value}"
+        + (f" --sample_steps={_SAMPLE_STEPS.value}" if _SAMPLE_STEPS.value else "") + "` on "
+        f"{datetime.date.today().isoformat()} ({platform.machine()}, {os.cpu_count()} CPU cores, shared with other "
+        f"jobs; JAX {jax.__version__}, backend {jax.default_backend()}).",
+        "",
+        f"Setting: `configs/diffusion.py:cpu` (SiT patch {base.model.patch_size}, width {base.model.hidden_size}, "
+        f"{base.model.depth} blocks, batch {base.batch_size}, AdamW {base.optim.learning_rate:g}, "
+        f"{base.diffusion.time_weighting} t) on the coloured shapes (32x32x3, label = shape), and the "
+        "`cpu_{repa,irepa,erw}` presets: in-repo ViT encoder (`train/encoder.py`, 64-d tokens on the 8x8 SiT grid), "
+        "alignment after block 2 of 4 (REPA: MLP projector, lambda 0.5; iREPA: 3x3 conv projector, spatially "
+        f"z-scored targets, lambda 1.0; ERW: {steps // 6} warmup steps of block 1 on clean inputs, then lambda = "
+        f"2^(-(s - {steps // 6}) / {steps // 6}) at block 2). Same seeds (0..{_SEEDS.value - 1}), step budget "
+        f"({steps}, ERW's warmup included), data order and initialisation for every method. FD: "
+        f"{_NUM_SAMPLES.value} class-balanced EMA samples (Heun ODE, "
+        f"{_SAMPLE_STEPS.value or base.sample.num_steps} steps, CFG {base.sample.cfg_scale}) against all "
+        f"{len(ColoredShapes())} dataset images, in the 128-d features of the in-repo evaluation ResNet "
+        "(`train.evaluate`, preset `cpu`). Mean ± std over seeds; lower is better. ERW has no FD before its "
+        "warmup ends (the warmup model has no generator yet).",
+        "",
+        f"![FD against training steps]({os.path.basename(png)})",
+        "",
+        "| method | " + " | ".join(f"FD @ {s}" for s in checkpoints) + " | train step (ms) | vs vanilla |",
+        "|---|" + "---|" * (len(checkpoints) + 2),
+    ]
+    for method, values in curves.items():
+        timing = timings[method]
+        step_ms = " / ".join(f"{1e3 * timing[s]:.0f}" for s in ("erw_warmup", "main") if s in timing)
+        if "erw_warmup" in timing:
+            step_ms = f"{step_ms} (warmup / main)"
+        ratio = f"{timing['main'] / vanilla_step:.2f}x" if vanilla_step else "-"
+        lines.append(f"| {NAMES[method]} | " + " | ".join(cell(values[:, i]) for i in range(len(checkpoints)))
+                     + f" | {step_ms} | {ratio} |")
+    lines += ["", f"At step {steps}, per seed (FD / precision / recall, k = 5):", "",
+              "| method | " + " | ".join(f"seed {s}" for s in range(_SEEDS.value))
+              + " | recall (mean) | wall-clock per run (s, incl. compile and checkpoints; - : resumed) |",
+              "|---|" + "---|" * (_SEEDS.value + 2)]
+    for method, results in final.items():
+        per_seed = [f"{r['fd']:.1f} / {r['precision']:.2f} / {r['recall']:.2f}" for r in results]
+        recall = np.mean([r["recall"] for r in results])
+        lines.append(f"| {NAMES[method]} | " + " | ".join(per_seed) + f" | {recall:.2f} | "
+                     + ", ".join("-" if s is None else f"{s:.0f}" for s in train_seconds[method]) + " |")
+    lines += ["", "Train step times: the compiled step on one fixed batch plus, for aligned methods, the jitted "
+              "encoder forward that makes the targets, averaged over "
+              f"{_TIMING_STEPS.value} steps after a warm-up step, on this shared machine (noisy)."]
+    with open(_OUTPUT.value, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,212 @@
+"""The frozen target encoder of representation alignment, from the in-repo checkpoint or a DINOv2 file.
+
+Two sources (`load_encoder`):
+- "checkpoint": an orbax checkpoint written by `save_encoder` (`train/encoder.py` trains a small
+  DINOv2-architecture ViT on the procedural data). Item `state` = {"params": ViT params}, item `extra` =
+  {"kind": "jaxrep-encoder", "vit": the ViT's fields, "image_size": input side, ...}: the architecture
+  travels with the weights and the weights are restored against it, so a file of another architecture
+  fails with a message naming what differs.
+- "dinov2": a released DINOv2 `.safetensors` / `.pth` (torch-hub or `transformers` layout) converted at load
+  by `jaxrep.nn.convert`; the position embedding is resampled once to the input grid, as REPA's
+  `load_encoders` does (37 x 37 -> 16 x 16 for 224-px inputs).
+
+Both go through one target pipeline (`make_target_fn`): model-space images -> [0, 1] RGB -> REPA's
+preprocessing (ImageNet mean/std, then bicubic resize to `image_size`, `targets.preprocess_images`) ->
+post-LN patch tokens -> bilinear resize of the token grid to the SiT grid when the two differ
+(`targets.resize_token_grid`) -> optional iREPA spatial z-score -> `stop_gradient`. The in-repo encoder is
+trained with exactly this preprocessing, so it sees its inputs as it did in training.
+
+The encoder's parameters are an argument of the target function and never part of the trained params: the
+train step only sees the finished targets (`batch["align_target"]`), so nothing can update the encoder and
+gradients into it are zero by construction (`stop_gradient` makes that hold inside a larger `jax.grad` too).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import orbax.checkpoint as ocp
+
+from jaxrep.align.irepa import spatial_normalize
+from jaxrep.align.targets import encoder_targets
+from jaxrep.checkpoint import CheckpointMismatchError, Checkpointer
+from jaxrep.nn.convert import CheckpointMismatchError as ConversionMismatchError
+from jaxrep.nn.convert import load_dinov2_params
+from jaxrep.nn.vit import ViT, resample_pos_embed, vit_preset
+
+__all__ = [
+    "ENCODER_KIND",
+    "FrozenEncoder",
+    "EncoderFileError",
+    "save_encoder",
+    "read_encoder_metadata",
+    "load_encoder",
+    "to_unit_rgb",
+    "make_target_fn",
+]
+
+ENCODER_KIND = "jaxrep-encoder"
+# ViT fields stored in the checkpoint (everything that shapes the parameters or the forward pass).
+_VIT_FIELDS = ("width", "depth", "num_heads", "patch_size", "mlp_ratio", "ffn", "num_registers",
+               "pos_embed_grid", "pos_embed_antialias", "layerscale_init", "layer_norm_eps")
+
+
+class EncoderFileError(ValueError):
+    """An encoder path that is missing, not an encoder checkpoint, or of another architecture."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FrozenEncoder:
+    """A ViT with its (frozen) params and the side of the square images it is fed.
+
+    Attributes:
+      model: the `ViT`.
+      params: its `params` collection (float32 arrays).
+      image_size: encoder input side; the token grid is (image_size / patch)^2.
+      metadata: what the checkpoint recorded about its training (empty for DINOv2 files).
+    """
+
+    model: ViT
+    params: Any
+    image_size: int
+    metadata: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def width(self) -> int:
+        return self.model.width
+
+    @property
+    def grid_size(self) -> int:
+        return self.image_size // self.model.patch_size
+
+
+def save_encoder(directory: str | os.PathLike, model: ViT, params: Any, *, image_size: int,
+                 info: dict | None = None) -> None:
+    """Writes an in-repo encoder checkpoint (params + architecture + `info`) to `directory` (orbax)."""
+    checkpointer = Checkpointer(directory, save_every=1, keep=1, async_save=False)
+    extra = {"kind": ENCODER_KIND, "vit": {name: getattr(model, name) for name in _VIT_FIELDS},
+             "image_size": int(image_size), "info": info or {}}
+    checkpointer.save(0, {"params": params}, extra, force=True)
+    checkpointer.close()
+
+
+def read_encoder_metadata(directory: str | os.PathLike) -> dict:
+    """The `extra` item of an encoder checkpoint; raises `EncoderFileError` if it is not one."""
+    directory = os.path.abspath(os.fspath(directory))
+    if not os.path.isdir(directory):
+        raise EncoderFileError(f"align.encoder.path: no encoder checkpoint directory at {directory!r}")
+    manager = ocp.CheckpointManager(directory, item_names=("state", "extra"))
+    step = manager.latest_step()
+    if step is None:
+        raise EncoderFileError(f"align.encoder.path: {directory!r} holds no orbax checkpoint")
+    try:
+        extra = manager.restore(step, args=ocp.args.Composite(extra=ocp.args.JsonRestore()))["extra"]
+    except (ValueError, KeyError, FileNotFoundError) as error:
+        raise EncoderFileError(f"align.encoder.path: {directory!r} is not an encoder checkpoint ({error})") from error
+    finally:
+        manager.close()
+    if not isinstance(extra, dict) or extra.get("kind") != ENCODER_KIND:
+        raise EncoderFileError(
+            f"align.encoder.path: {directory!r} is an orbax checkpoint but not an encoder written by "
+            f"train/encoder.py (its metadata has no kind={ENCODER_KIND!r}); a DINOv2 file needs "
+            f"align.encoder.source='dinov2'")
+    return dict(extra)
+
+
+def _load_checkpoint(directory: str) -> FrozenEncoder:
+    metadata = read_encoder_metadata(directory)
+    model = ViT(**metadata["vit"])
+    image_size = int(metadata["image_size"])
+    images = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
+    shapes = jax.eval_shape(model.init, jax.random.key(0), images)["params"]
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    abstract = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=device), shapes)
+    try:
+        state, _ = Checkpointer(directory, save_every=1).restore({"params": abstract})
+    except CheckpointMismatchError as error:
+        raise EncoderFileError(
+            f"align.encoder.path: the weights in {directory!r} do not fit the architecture its metadata "
+            f"records ({metadata['vit']}): {str(error).splitlines()[0]}") from error
+    return FrozenEncoder(model, state["params"], image_size, metadata)
+
+
+def _load_dinov2(path: str, preset: str, image_size: int) -> FrozenEncoder:
+    if not os.path.isfile(path):
+        raise EncoderFileError(f"align.encoder.path: no DINOv2 weights file at {path!r} (see docs/dinov2.md)")
+    native = vit_preset(preset)
+    if image_size % native.patch_size:
+        raise EncoderFileError(f"align.encoder.image_size: {image_size} is not a multiple of the DINOv2 "
+                               f"patch size {native.patch_size}")
+    try:
+        params = load_dinov2_params(path, native)
+    except ConversionMismatchError as error:
+        raise EncoderFileError(f"align.encoder.path: {path!r} is not a DINOv2 {preset} file: {error}") from error
+    grid = image_size // native.patch_size
+    params = jax.device_get(resample_pos_embed(params, (grid, grid)))
+    return FrozenEncoder(native.clone(pos_embed_grid=grid), params, image_size)
+
+
+def load_encoder(source: str, path: str, *, preset: str = "B/14", image_size: int = 0) -> FrozenEncoder:
+    """Builds the frozen encoder.
+
+    Args:
+      source: "checkpoint" (in-repo orbax encoder; architecture from its metadata) or "dinov2".
+      path: the checkpoint directory or the DINOv2 weights file.
+      preset: DINOv2 ViT preset of the file ("S/14", "B/14", "L/14", "g/14"); unused for checkpoints.
+      image_size: encoder input side; 0 means the size the checkpoint was trained at, or 224 for DINOv2
+        (REPA: 16 x 16 patch tokens).
+
+    Raises:
+      EncoderFileError: missing path, not an encoder checkpoint, or weights of another architecture.
+    """
+    if source == "checkpoint":
+        encoder = _load_checkpoint(os.fspath(path))
+        if image_size and image_size != encoder.image_size:
+            if image_size % encoder.model.patch_size:
+                raise EncoderFileError(f"align.encoder.image_size: {image_size} is not a multiple of the "
+                                       f"encoder patch size {encoder.model.patch_size}")
+            encoder = dataclasses.replace(encoder, image_size=image_size)
+        return encoder
+    if source == "dinov2":
+        return _load_dinov2(os.fspath(path), preset, image_size or 224)
+    raise ValueError(f"align.encoder.source: must be 'checkpoint' or 'dinov2', got {source!r}")
+
+
+def to_unit_rgb(images: jax.Array) -> jax.Array:
+    """Model-space images (B, H, W, C) -> RGB the encoder preprocessing accepts.
+
+    uint8 passes through (the preprocessing divides by 255); floats are taken as [-1, 1] (the diffusion
+    data range) and mapped to [0, 1]; one channel (dSprites) is repeated to three.
+    """
+    if images.dtype != jnp.uint8:
+        images = (images.astype(jnp.float32) + 1.0) * 0.5
+    if images.shape[-1] == 1:
+        images = jnp.repeat(images, 3, axis=-1)
+    return images
+
+
+def make_target_fn(encoder: FrozenEncoder, *, grid_hw: tuple[int, int] | None,
+                   spatial_norm_gamma: float | None = None) -> Callable[[Any, jax.Array], jax.Array]:
+    """Returns targets(encoder_params, images) -> (B, N, D_enc), the alignment targets y*.
+
+    Args:
+      encoder: the frozen encoder (its params are passed to the returned function, not captured, so
+        `jax.grad` with respect to them is well defined and zero).
+      grid_hw: the SiT token grid; the encoder grid is resized to it bilinearly when they differ.
+      spatial_norm_gamma: iREPA's spatial z-score with this gamma (applied on the SiT grid, after any
+        resize); None for REPA/ERW.
+    Images are (B, H, W, C) uint8 or float in [-1, 1].
+    """
+
+    def targets(encoder_params: Any, images: jax.Array) -> jax.Array:
+        tokens = encoder_targets(encoder.model, encoder_params, to_unit_rgb(images),
+                                 image_size=encoder.image_size, grid_hw=grid_hw)
+        if spatial_norm_gamma is not None:
+            tokens = spatial_normalize(tokens, gamma=spatial_norm_gamma)
+        return jax.lax.stop_gradient(tokens)
+
+    return targets

@@ -1,0 +1,93 @@
+"""The in-repo target encoder: its pre-training objective, the orbax checkpoint it writes, and automatic
+training on the first aligned run."""
+
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import encoder as encoder_configs
+from jaxrep.align.encoder import load_encoder, read_encoder_metadata
+from jaxrep.config_checks import ConfigError
+from jaxrep.data import ColoredShapes
+from jaxrep.logging import read_metrics
+from jaxrep.nn.vit import ViT
+from tests.train.test_diffusion_training import tiny_config
+from train import encoder as train_encoder_module
+from train import diffusion as train_diffusion
+
+
+def tiny_encoder_config(**overrides):
+    config = encoder_configs.get_config("shapes32")
+    config.update(total_steps=4, batch_size=16, log_every=2)
+    config.model.update(width=16, depth=1, num_heads=2)
+    config.optim.warmup_steps = 1
+    config.update(overrides)
+    return config
+
+
+def test_patch_coverage_matches_numpy():
+    image = -np.ones((1, 8, 8, 3), np.float32)
+    image[0, :2, :2] = 1.0  # the whole top-left 2x2 cell (of a 4x4 grid of 2x2 cells)
+    image[0, 4, 6, 1] = 0.0  # one pixel of cell (2, 3), green at half intensity
+    coverage = np.asarray(train_encoder_module.patch_coverage(jnp.asarray(image), 4)).reshape(4, 4)
+    expected = np.zeros((4, 4))
+    expected[0, 0], expected[2, 3] = 1.0, 0.25
+    np.testing.assert_allclose(coverage, expected)
+
+
+def test_pretraining_loss_at_zero_heads_is_log_class_counts():
+    source = ColoredShapes()
+    vit = ViT(width=16, depth=1, num_heads=2, patch_size=4, pos_embed_grid=8)
+    heads = train_encoder_module.TokenHeads(tuple(source.factor_sizes))
+    params = {"vit": vit.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"],
+              "heads": jax.tree.map(jnp.zeros_like, heads.init(jax.random.key(1), jnp.zeros((1, 64, 16)))["params"])}
+    batch = {"image": np.stack([source[i]["image"] for i in (0, 500)]),
+             "factors": np.stack([source[i]["factors"] for i in (0, 500)])}
+    loss_fn = train_encoder_module.make_pretraining_loss(vit, heads, image_size=32, coverage_weight=0.5)
+    loss, metrics = jax.jit(loss_fn)(params, batch, None, 0)
+    # Uniform logits: cross-entropy log K per factor; a zero coverage logit: log 2 whatever the target.
+    np.testing.assert_allclose(metrics["factor_loss"], np.mean(np.log(source.factor_sizes)), rtol=1e-6)
+    np.testing.assert_allclose(metrics["coverage_loss"], np.log(2.0), rtol=1e-6)
+    np.testing.assert_allclose(loss, np.mean(np.log(source.factor_sizes)) + 0.5 * np.log(2.0), rtol=1e-6)
+
+
+def test_trained_encoder_checkpoint_round_trips(tmp_path):
+    config = tiny_encoder_config()
+    trained = train_encoder_module.train_encoder(config, str(tmp_path), show_progress=False)
+    loaded = load_encoder("checkpoint", str(tmp_path))
+    assert loaded.model == trained.model and loaded.image_size == 32 and loaded.grid_size == 8
+    jax.tree.map(np.testing.assert_array_equal, loaded.params, trained.params)
+    info = read_encoder_metadata(str(tmp_path))["info"]
+    assert info["steps"] == 4 and 0.0 <= info["holdout_factor_accuracy"] <= 1.0
+    assert [r["step"] for r in read_metrics(str(tmp_path))] == [2, 4, 4]
+    with pytest.raises(ConfigError, match="^model.patch_size:"):
+        train_encoder_module.train_encoder(tiny_encoder_config(image_size=30), str(tmp_path / "bad"))
+
+
+def test_first_aligned_run_trains_the_missing_encoder_once(tmp_path, monkeypatch, capsys):
+    tiny = tiny_encoder_config()
+    monkeypatch.setattr(encoder_configs, "get_config", lambda preset: tiny)
+    path = str(tmp_path / "encoder")
+    config = tiny_config(**{"align.method": "repa", "align.depth": 1, "align.projector_dim": 16,
+                            "align.encoder.path": path})
+    experiment = train_diffusion.build_experiment(config)
+    assert "no encoder checkpoint at" in capsys.readouterr().out
+    assert read_encoder_metadata(path)["info"]["steps"] == 4
+    assert experiment.alignment.encoder.width == 16
+    stamp = os.path.getmtime(path)
+    time.sleep(0.01)
+    monkeypatch.setattr(train_encoder_module, "train_encoder", lambda *a, **k: pytest.fail("retrained"))
+    train_diffusion.build_experiment(config)
+    assert os.path.getmtime(path) == stamp
+
+
+@pytest.mark.slow
+def test_shapes32_preset_learns_the_factors_within_three_minutes(tmp_path):
+    start = time.perf_counter()
+    train_encoder_module.train_encoder(encoder_configs.get_config("shapes32"), str(tmp_path), show_progress=False)
+    assert time.perf_counter() - start < 180
+    assert read_encoder_metadata(str(tmp_path))["info"]["holdout_factor_accuracy"] > 0.6  # chance: ~0.26

@@ -1,0 +1,162 @@
+"""Representation alignment (REPA, iREPA, ERW) in SiT training: what `train.diffusion` builds from `config.align`.
+
+- `build_alignment`: the frozen target encoder (`align.encoder.source`: the in-repo checkpoint, trained
+  automatically on first use, or a DINOv2 file), the projector, the loss term, and `prepare_batch`, which
+  adds the targets `batch["align_target"]` (B, N, D_enc) to every global batch with a jitted, batch-sharded
+  encoder forward *before* the train step. The encoder params are replicated on the mesh, never part of
+  the train state, so the optimizer cannot see them and the step cannot differentiate into them.
+- Encoder inputs: pixel-space data feeds the training images themselves ([-1, 1] -> [0, 1] RGB -> ImageNet
+  mean/std -> bicubic resize to `align.encoder.image_size`); latent data (the b2/xl2 presets) feeds the raw
+  uint8 images of `align.encoder.images_path`, row-aligned with the latents (REPA's loader yields both).
+  When the encoder's token grid differs from the SiT grid the tokens are resized bilinearly
+  (`targets.resize_token_grid`; e.g. 8 x 8 encoder tokens for SiT/2 on 32 px -> 16 x 16).
+- ERW's transfer (`erw_transfer`): the warmup stage's embedders and first `l2r_depth` blocks (and the
+  projector) go into the fresh full model (`transplant_blocks`); the EMA restarts from those weights, the
+  optimizer restarts fresh, the global step continues at `align.erw.warmup_steps`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from configs import encoder as encoder_configs
+from jaxrep import parallel
+from jaxrep.align.encoder import FrozenEncoder, load_encoder, make_target_fn
+from jaxrep.align.erw import transplant_blocks
+from jaxrep.align.objective import AlignmentTerm, make_alignment_term, make_projector
+from jaxrep.config_checks import ConfigError
+from jaxrep.nn.sit import SiT
+from jaxrep.train_state import TrainState
+
+ERW_WARMUP_DIR = "erw_warmup"  # work-directory subfolder of ERW's warmup stage (checkpoints, metrics)
+ENCODER_IMAGE_KEY = "encoder_image"
+
+
+class WithEncoderImages:
+    """A source whose examples also carry the raw uint8 image the encoder sees (`encoder_image`).
+
+    Args:
+      source: random-access source of {"image": latents, "label"}.
+      path: (N, H, W, 3) uint8 `.npy`, row i = the image encoded as latent i (memory-mapped).
+    """
+
+    def __init__(self, source, path: str):
+        if not os.path.isfile(path):
+            raise ConfigError(f"align.encoder.images_path: no such file {path!r}")
+        self._source = source
+        self._images = np.load(path, mmap_mode="r", allow_pickle=False)
+        if self._images.ndim != 4 or self._images.shape[-1] != 3:
+            raise ConfigError(f"align.encoder.images_path: expected (N, H, W, 3) images, got {self._images.shape}")
+        if len(self._images) != len(source):
+            raise ConfigError(f"align.encoder.images_path: {len(self._images)} images for {len(source)} latents")
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(self._source.image_shape)
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __getitem__(self, index: int) -> dict:
+        return {**self._source[index], ENCODER_IMAGE_KEY: np.asarray(self._images[int(index)])}
+
+
+def with_encoder_images(source, config):
+    """`source`, wrapped by `WithEncoderImages` when the config names raw images for the encoder."""
+    if config.align.method != "none" and config.align.encoder.images_path:
+        return WithEncoderImages(source, config.align.encoder.images_path)
+    return source
+
+
+def ensure_encoder(config) -> None:
+    """Trains the in-repo encoder (progress bar; configs/encoder.py preset = the data source) if
+    `align.encoder.path` does not exist yet; only for the procedural data it is defined on."""
+    from train.encoder import train_encoder  # the encoder trainer is only needed on first use
+
+    path = config.align.encoder.path
+    if config.align.encoder.source != "checkpoint" or os.path.exists(path):
+        return
+    if config.data.source not in encoder_configs.PRESETS:
+        raise ConfigError(f"align.encoder.path: no encoder checkpoint at {path!r}; train one with "
+                          f"`python -m train.encoder` or use a DINOv2 file (align.encoder.source='dinov2')")
+    if jax.process_count() > 1:
+        raise ConfigError(f"align.encoder.path: no encoder checkpoint at {path!r}; on several hosts train it "
+                          f"first with `python -m train.encoder --workdir={path}`")
+    print(f"no encoder checkpoint at {path}: training one (configs/encoder.py:{config.data.source})", flush=True)
+    train_encoder(encoder_configs.get_config(config.data.source), path)
+
+
+@dataclasses.dataclass
+class Alignment:
+    """Everything the alignment method adds to an experiment."""
+
+    encoder: FrozenEncoder
+    encoder_params: Any  # replicated on the mesh; never in the train state
+    projector: nn.Module
+    term: AlignmentTerm
+    targets: Callable[[Any, jax.Array], jax.Array]  # jitted (encoder_params, images) -> (B, N, D_enc)
+    image_key: str  # batch entry the encoder reads: "image" or "encoder_image"
+
+    def prepare_batch(self, batch: dict) -> dict:
+        """Adds `align_target` (B, N, D_enc); drops the raw encoder images (the step never needs them)."""
+        target = self.targets(self.encoder_params, batch[self.image_key])
+        return {**{k: v for k, v in batch.items() if k != ENCODER_IMAGE_KEY}, "align_target": target}
+
+    def init_projector(self, key: jax.Array, model: SiT) -> Any:
+        """Projector params for the tokens of `model`; the key is folded so the SiT init is the vanilla one."""
+        tokens = jnp.zeros((1, model.num_tokens, model.hidden_size), jnp.float32)
+        return self.projector.init(jax.random.fold_in(key, 1), tokens)["params"]
+
+
+def build_alignment(config, model: SiT, image_shape: tuple[int, ...], mesh: jax.sharding.Mesh) -> Alignment | None:
+    """The alignment pieces for `config.align`, or None for align.method='none'."""
+    align = config.align
+    if align.method == "none":
+        return None
+    image_key = ENCODER_IMAGE_KEY if align.encoder.images_path else "image"
+    if image_key == "image" and image_shape[-1] not in (1, 3):
+        raise ConfigError(f"align.encoder.images_path: the training data has {image_shape[-1]} channels "
+                          f"(latents?); give the raw (N, H, W, 3) uint8 images the encoder should see")
+    ensure_encoder(config)
+    encoder = load_encoder(align.encoder.source, align.encoder.path, preset=align.encoder.preset,
+                           image_size=align.encoder.image_size)
+    grid_hw = (model.grid_size, model.grid_size)
+    projector = make_projector(align.method, out_dim=encoder.width, hidden_dim=align.projector_dim,
+                               kernel_size=align.conv_kernel, grid_hw=grid_hw, dtype=model.dtype)
+    term = make_alignment_term(align.method, projector=projector, depth=align.depth, coef=align.coef,
+                               erw_warmup_steps=align.erw.warmup_steps, erw_half_life=align.erw.half_life,
+                               total_steps=config.total_steps)
+    gamma = align.spatial_norm_gamma if align.method == "irepa" else None
+    replicated, batch_sharded = parallel.replicated_sharding(mesh), parallel.batch_sharding(mesh)
+    targets = jax.jit(make_target_fn(encoder, grid_hw=grid_hw, spatial_norm_gamma=gamma),
+                      in_shardings=(replicated, batch_sharded), out_shardings=batch_sharded)
+    encoder_params = jax.device_put(encoder.params, replicated)
+    return Alignment(encoder, encoder_params, projector, term, targets, image_key)
+
+
+def erw_transfer(warmup_params: Any, fresh_state: TrainState, tx, *, l2r_depth: int, warmup_steps: int,
+                 mesh: jax.sharding.Mesh) -> TrainState:
+    """ERW's phase-2 start state: fresh full model with the warmed-up L2R region and projector copied in.
+
+    Copies the warmup *model* weights (not its EMA), as `ERW:train.py` loads `warmup_ckpt['model']`; the
+    EMA restarts as a copy of the transplanted weights, the optimizer state is fresh (ERW does not transfer
+    it), and the step continues at `warmup_steps` (the schedule lambda(s) and per-step keys use the global
+    step). The root key stays the fresh state's.
+    """
+
+    @jax.jit
+    def transfer(warm, fresh):
+        sit = transplant_blocks(warm["sit"], fresh.params["sit"], num_blocks=l2r_depth)
+        params = {**fresh.params, "sit": sit, "projector": warm["projector"]}
+        return fresh.replace(step=jnp.asarray(warmup_steps, jnp.int32), params=params,
+                             ema_params=jax.tree.map(jnp.copy, params), opt_state=tx.init(params))
+
+    state = transfer(warmup_params, fresh_state)
+    return jax.device_put(state, parallel.replicated_sharding(mesh))
