@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from typing import Any
 
 from absl import app, flags, logging
@@ -40,17 +39,15 @@ from ml_collections import config_flags
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from configs import encoder as encoder_configs
 from jaxrep.align.encoder import FrozenEncoder, save_encoder, to_unit_rgb
 from jaxrep.align.targets import preprocess_images
 from jaxrep.config_checks import ConfigError
-from jaxrep.data import ColoredShapes, DSprites, make_dataset, make_iterator
-from jaxrep.logging import MetricLogger, progress_bar, save_config
 from jaxrep.nn.vit import ViT
-from jaxrep.training import create_train_state, make_optimizer, make_train_step
+from jaxrep.training import make_optimizer
+from train.factor_training import build_source, fit_on_factors
 
 # Pixels brighter than this (in [0, 1], max over channels) count as the object; the background is black.
 FOREGROUND_THRESHOLD = 0.05
@@ -102,31 +99,10 @@ def make_pretraining_loss(vit: ViT, heads: TokenHeads, *, image_size: int, cover
     return loss_fn
 
 
-class _Subset:
-    """A random-access view of `source` at `indices`."""
-
-    def __init__(self, source, indices: np.ndarray):
-        self._source, self._indices = source, indices
-
-    def __len__(self) -> int:
-        return len(self._indices)
-
-    def __getitem__(self, index: int) -> dict:
-        return self._source[int(self._indices[int(index)])]
-
-
-def build_source(name: str):
-    return ColoredShapes() if name == "shapes32" else DSprites()
-
-
 def train_encoder(config, workdir: str, *, show_progress: bool = True) -> FrozenEncoder:
     """Trains the encoder, writes its checkpoint (and metrics.jsonl, config.json) to `workdir`, returns it."""
     encoder_configs.validate(config)
     source = build_source(config.data_source)
-    order = np.random.default_rng(config.seed).permutation(len(source))
-    holdout_count = max(1, int(round(config.holdout_fraction * len(source))))
-    train_source, holdout_indices = _Subset(source, order[holdout_count:]), order[:holdout_count]
-
     vit = ViT(width=config.model.width, depth=config.model.depth, num_heads=config.model.num_heads,
               patch_size=config.model.patch_size, mlp_ratio=config.model.mlp_ratio,
               pos_embed_grid=config.image_size // config.model.patch_size)
@@ -135,50 +111,19 @@ def train_encoder(config, workdir: str, *, show_progress: bool = True) -> Frozen
                         weight_decay=config.optim.weight_decay, grad_clip=config.optim.grad_clip)
     init_key, heads_key, train_key = jax.random.split(jax.random.key(config.seed), 3)
     pixels = jnp.zeros((1, config.image_size, config.image_size, 3))
-    vit_params = vit.init(init_key, pixels)["params"]
     tokens = jnp.zeros((1, (config.image_size // config.model.patch_size) ** 2, config.model.width))
-    params = {"vit": vit_params, "heads": heads.init(heads_key, tokens)["params"]}
-    state = create_train_state(params, tx, jax.random.key_data(train_key))
+    params = {"vit": vit.init(init_key, pixels)["params"], "heads": heads.init(heads_key, tokens)["params"]}
     loss_fn = make_pretraining_loss(vit, heads, image_size=config.image_size,
                                     coverage_weight=config.coverage_weight)
-    step_fn = jax.jit(make_train_step(loss_fn, tx, ema_decay=config.ema_decay), donate_argnums=0)
-
-    dataset = make_dataset(train_source, global_batch_size=config.batch_size, seed=config.seed,
-                           process_index=0, process_count=1, keys=("image", "factors"))
-    iterator = make_iterator(dataset)
-    save_config(workdir, config)
-    logger = MetricLogger(workdir, tensorboard=False)
-    bar = progress_bar(config.total_steps, desc=f"encoder ({config.data_source})")
-    bar.disable = bar.disable or not show_progress
-    start = time.perf_counter()
-    try:
-        for step in range(1, config.total_steps + 1):
-            state, metrics = step_fn(state, next(iterator))
-            bar.update(1)
-            if step % config.log_every == 0 or step == config.total_steps:
-                scalars = logger.log(step, jax.device_get(metrics))
-                if scalars["finite"] != 1.0:
-                    raise FloatingPointError(f"encoder training: non-finite loss at step {step}")
-                bar.set_postfix(loss=f"{scalars['loss']:.3f}", acc=f"{scalars['factor_accuracy']:.2f}")
-    finally:
-        bar.close()
-    seconds = time.perf_counter() - start
-
-    holdout = [source[int(index)] for index in holdout_indices]
-    holdout_batch = {"image": np.stack([e["image"] for e in holdout]),
-                     "factors": np.stack([e["factors"] for e in holdout])}
-    _, holdout_metrics = jax.jit(loss_fn)(state.ema_params, holdout_batch, None, state.step)
-    holdout_metrics = {f"holdout_{k}": float(v) for k, v in jax.device_get(holdout_metrics).items()}
-    logger.log(config.total_steps, holdout_metrics)
-    logger.close()
+    fit = fit_on_factors(loss_fn, params, tx, train_key, config, source, workdir,
+                         description=f"encoder ({config.data_source})", show_progress=show_progress)
     info = {"objective": "per-token factor classification + patch coverage (ground-truth factors)",
             "data_source": config.data_source, "steps": int(config.total_steps), "seed": int(config.seed),
-            "train_seconds": round(seconds, 1), **holdout_metrics}
-    vit_params = jax.device_get(state.ema_params["vit"])
-    save_encoder(workdir, vit, vit_params, image_size=config.image_size, info=info)
-    print(f"encoder: {config.total_steps} steps in {seconds:.0f} s; held-out factor accuracy "
-          f"{holdout_metrics['holdout_factor_accuracy']:.3f}; saved to {os.path.abspath(workdir)}", flush=True)
-    return FrozenEncoder(vit, vit_params, config.image_size, {"info": info})
+            "train_seconds": round(fit.seconds, 1), **fit.holdout_metrics}
+    save_encoder(workdir, vit, fit.ema_params["vit"], image_size=config.image_size, info=info)
+    print(f"encoder: {config.total_steps} steps in {fit.seconds:.0f} s; held-out factor accuracy "
+          f"{fit.holdout_metrics['holdout_factor_accuracy']:.3f}; saved to {os.path.abspath(workdir)}", flush=True)
+    return FrozenEncoder(vit, fit.ema_params["vit"], config.image_size, {"info": info})
 
 
 def main(argv) -> None:

@@ -44,11 +44,9 @@ from jaxrep.config_checks import ConfigError
 from jaxrep.logging import progress_bar, save_image_grid, to_uint8
 from jaxrep.metrics import frechet_distance, prdc
 from jaxrep.metrics.features import cached_reference_features, extract_features, load_feature_extractor
-from train import eval_net as train_eval_net
-
 from train import diffusion as train_diffusion
-
-PROCEDURAL_SOURCES = ("shapes32", "dsprites")
+from train import eval_net as train_eval_net
+from train.factor_training import PROCEDURAL_SOURCES
 
 
 def load_run_config(workdir: str) -> ml_collections.ConfigDict:

