@@ -21,7 +21,6 @@ import time
 os.environ.setdefault("MUJOCO_GL", "disable")
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import app, flags, logging
 

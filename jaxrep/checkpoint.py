@@ -14,6 +14,7 @@ import threading
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 
@@ -25,6 +26,19 @@ def abstract_like(tree: Any) -> Any:
         return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding)
 
     return jax.tree.map(to_abstract, tree)
+
+
+def without_empty(tree: Any) -> Any:
+    """`tree` with its zero-size leaves replaced by None (what orbax can save)."""
+    return jax.tree.map(lambda leaf: None if np.size(leaf) == 0 else leaf, tree)
+
+
+def with_empty(restored: Any, like: Any) -> Any:
+    """Inverse of `without_empty`: `restored`'s leaves in the places of `like`'s non-empty leaves, `like`'s
+    own zero-size leaves elsewhere."""
+    leaves, treedef = jax.tree.flatten(like)
+    restored_leaves = iter(jax.tree.leaves(restored))
+    return jax.tree.unflatten(treedef, [leaf if np.size(leaf) == 0 else next(restored_leaves) for leaf in leaves])
 
 
 class CheckpointMismatchError(ValueError):

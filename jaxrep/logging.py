@@ -62,9 +62,10 @@ def read_metrics(workdir: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def progress_bar(total: int, initial: int = 0, desc: str = "train", unit: str = "step") -> tqdm:
+def progress_bar(total: int, initial: int = 0, desc: str = "train", unit: str = "step", show: bool = True) -> tqdm:
+    """A tqdm bar on the main process only (and only if `show`)."""
     return tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True,
-                disable=not is_main_process())
+                disable=not (show and is_main_process()))
 
 
 def save_config(workdir: str, config: Any) -> None:

@@ -111,8 +111,7 @@ def generate_samples(sample_fn, params: Any, *, num_samples: int, batch_size: in
     labels = (np.arange(num_samples) % num_classes).astype(np.int32)
     sharding = parallel.batch_sharding(mesh)
     images = []
-    bar = progress_bar(num_samples, desc="sample", unit="img")
-    bar.disable = bar.disable or not show_progress
+    bar = progress_bar(num_samples, desc="sample", unit="img", show=show_progress)
     try:
         for index, start in enumerate(range(0, num_samples, batch_size)):
             batch_labels = labels[start:start + batch_size]
@@ -154,8 +153,7 @@ def reference_description(config, indices: np.ndarray) -> dict:
 
 def uint8_batches(source, indices: np.ndarray, batch_size: int, show_progress: bool = True):
     """uint8 batches of the real images at `indices`, with a progress bar (created only when iterated)."""
-    bar = progress_bar(len(indices), desc="reference features", unit="img")
-    bar.disable = bar.disable or not show_progress
+    bar = progress_bar(len(indices), desc="reference features", unit="img", show=show_progress)
     try:
         for start in range(0, len(indices), batch_size):
             chunk = indices[start:start + batch_size]

@@ -61,8 +61,7 @@ def fit_on_factors(loss_fn: LossFn, params: Any, tx: optax.GradientTransformatio
     iterator = make_iterator(dataset)
     save_config(workdir, config)
     logger = MetricLogger(workdir, tensorboard=False)
-    bar = progress_bar(config.total_steps, desc=description)
-    bar.disable = bar.disable or not show_progress
+    bar = progress_bar(config.total_steps, desc=description, show=show_progress)
     start = time.perf_counter()
     try:
         for step in range(1, config.total_steps + 1):

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import os
-import re
 import sys
 import time
 
@@ -41,6 +40,7 @@ from jaxrep.logging import MetricLogger, progress_bar, save_config, save_curves
 from jaxrep.rl import replay
 from jaxrep.rl.ddpg import DDPG, BeerOptions
 from jaxrep.rl.networks import Actor, Critic
+from train.cli import parse_flags
 
 # Independent random streams folded out of the root key.
 PARAMS_STREAM, EXPLORE_STREAM, ENV_STREAM, EVAL_STREAM, DIAGNOSTICS_STREAM = range(5)
@@ -223,17 +223,6 @@ def train_and_evaluate(config, workdir: str) -> dict:
         "state": state,
         "buffer": buffer,
     }
-
-
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl's flag parsing, but an invalid preset exits with the ConfigError's one line, not a traceback."""
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as error:
-        match = re.search(r"ConfigError: (.+)", str(error))
-        if match is None:
-            return app.parse_flags_with_usage(argv)
-        sys.exit(f"config error: {match.group(1)}")
 
 
 def main(argv):

@@ -1,0 +1,98 @@
+"""DDPG / BEER-DDPG fully on the device (MJX + `lax.scan`): `--config=configs/rl_mjx.py:<preset>`.
+
+Presets:
+- a DM Control Suite task that MuJoCo Playground provides, as `"domain-task"` (`cheetah-run`, `walker-walk`):
+  the official BEER agent settings (`configs.rl`: 256-256 nets, Adam 3e-4, batch 256, tau 0.005, beta 1e-3,
+  25k uniform-random steps, 1M env steps, 1M replay, UTD 1) collected by 16 envs stepped together, so 16
+  updates per loop iteration; 625 iterations (10k env steps) per jitted chunk, evaluated after each.
+- `cpu`: cartpole-balance with 8 envs, action repeat 4, 10k env steps, UTD 2 (16 updates per iteration),
+  500-step chunks: the host loop's `cpu` preset (`configs/rl.py:cpu`) on the device. MJX compiles slowly on
+  CPU (about 30 s for the chunk and again for the evaluation).
+Pick the method with `--config.method=beer|ddpg`. Needs the `playground` extra.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from configs.rl import get_config as host_config
+from jaxrep.config_checks import ConfigError, require, require_choice, require_positive
+
+
+def _config(task: str) -> ml_collections.ConfigDict:
+    host = host_config(task)  # the agent's settings are the host loop's, shared
+    config = ml_collections.ConfigDict()
+    config.task = task  # "domain-task"; must be a MuJoCo Playground DM Control Suite env (envs.mjx)
+    config.method = host.method  # "beer" (DDPG + BEER regulariser) or "ddpg"
+    config.seed = 0  # root PRNG key; parameters, exploration, env resets and evaluation derive from it
+
+    config.env = ml_collections.ConfigDict()
+    config.env.num_envs = 16  # envs stepped together (vmapped) per loop iteration
+    config.env.action_repeat = host.env.action_repeat  # control steps per agent step
+    config.env.episode_length = host.env.episode_length  # control steps per episode
+    config.env.impl = "jax"  # MJX implementation: "jax" (CPU and GPU) or "warp" (GPU only)
+
+    config.total_env_steps = host.total_env_steps  # agent steps to train for, summed over the envs
+    config.start_steps = host.start_steps  # uniform-random actions before this; updates start after it
+    config.updates_per_iteration = 16  # updates per loop iteration; UTD = updates_per_iteration / num_envs
+    config.iterations_per_chunk = 625  # loop iterations per jitted `lax.scan` call (a checkpoint may follow)
+    config.batch_size = host.batch_size  # transitions per update
+    config.replay_capacity = host.replay_capacity  # FIFO ring buffer size (device memory)
+    config.agent = host.agent  # networks and optimisers (see configs/rl.py)
+    config.beer = host.beer  # BEER regulariser (see configs/rl.py)
+
+    config.eval_every_chunks = 1  # chunks between deterministic evaluations (num_envs episodes in parallel)
+    config.checkpoint_every_chunks = 1  # chunks between checkpoints; the last chunk is always saved
+    config.checkpoint_keep = 2  # checkpoints kept on disk
+    return config
+
+
+def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
+    """The config of `preset`: a dm-control task name (the official agent settings) or "cpu"."""
+    preset = (preset or "cpu").strip()
+    if preset == "cpu":
+        config = _config("cartpole-balance")
+        config.env.num_envs = 8
+        config.env.action_repeat = 4  # 250 agent steps per episode, as configs/rl.py:cpu
+        config.total_env_steps = 10_000
+        config.start_steps = 1_000
+        config.updates_per_iteration = 16  # UTD 2
+        config.iterations_per_chunk = 125  # 1000 env steps per chunk
+        config.replay_capacity = 100_000
+        config.eval_every_chunks = 5
+        config.checkpoint_every_chunks = 5
+        return config
+    return _config(preset)
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Raises ConfigError naming the first invalid field; call before building anything."""
+    from envs.mjx import playground_name  # imports MuJoCo Playground only when a config is checked
+
+    try:
+        playground_name(config.task)
+    except ValueError as error:
+        raise ConfigError(f"task: {error}") from None
+    require_choice(config, "method", ("beer", "ddpg"))
+    require_choice(config, "env.impl", ("jax", "warp"))
+    require_choice(config, "beer.form", ("official", "clean"))
+    require_choice(config, "agent.init_scheme", ("torch", "flax"))
+    require_positive(config, "env.num_envs", "env.action_repeat", "env.episode_length", "total_env_steps",
+                     "iterations_per_chunk", "batch_size", "replay_capacity", "agent.actor_learning_rate",
+                     "agent.critic_learning_rate", "agent.discount", "agent.tau", "eval_every_chunks",
+                     "checkpoint_every_chunks", "checkpoint_keep", "beer.gamma")
+    require(config.updates_per_iteration >= 0, "updates_per_iteration",
+            f"must be >= 0, got {config.updates_per_iteration}")
+    require(config.start_steps >= config.batch_size, "start_steps",
+            f"{config.start_steps} < batch_size={config.batch_size}: the first updates would sample a batch from "
+            "fewer transitions than it holds")
+    require(config.replay_capacity >= config.env.num_envs, "replay_capacity",
+            f"{config.replay_capacity} < num_envs={config.env.num_envs}: one iteration inserts num_envs transitions")
+    require(config.agent.tau <= 1, "agent.tau", f"must be in (0, 1], got {config.agent.tau}")
+    require(config.beer.coef >= 0, "beer.coef", f"must be >= 0, got {config.beer.coef}")
+    chunk = config.env.num_envs * config.iterations_per_chunk
+    require(config.total_env_steps % chunk == 0, "total_env_steps",
+            f"{config.total_env_steps} is not a multiple of num_envs * iterations_per_chunk = {chunk}")
+
+
+__all__ = ["ConfigError", "get_config", "validate"]

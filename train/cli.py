@@ -1,0 +1,42 @@
+"""Command-line helpers shared by the `train.*` entrypoints (flags are defined by each entrypoint, only
+under `if __name__ == "__main__":`, so importing an entrypoint defines none).
+
+Expected failures end in one line on stderr and exit status 1: `config error: FIELD: ...` for a bad
+config (an unknown preset included), `error: ...` for a run that cannot go on (non-finite loss, a
+checkpoint that does not match the model).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from typing import Any, Callable
+
+from absl import app, flags, logging
+
+from jaxrep.checkpoint import CheckpointMismatchError
+from jaxrep.config_checks import ConfigError
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, but an invalid preset exits with the ConfigError's one line, not a traceback."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as error:
+        match = re.search(r"ConfigError: (.+)", str(error))
+        if match is None:
+            return app.parse_flags_with_usage(argv)
+        sys.exit(f"config error: {match.group(1)}")
+
+
+def run_main(train_fn: Callable[[Any, str], Any], config: Any, workdir: str,
+             expected_errors: tuple[type[Exception], ...] = ()) -> Any:
+    """Returns train_fn(config, workdir); a ConfigError, CheckpointMismatchError or one of `expected_errors`
+    (e.g. the loop's non-finite-loss error) becomes one line on stderr and exit status 1."""
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO; keep the progress bar readable
+    try:
+        return train_fn(config, workdir)
+    except ConfigError as error:
+        sys.exit(f"config error: {error}")
+    except (CheckpointMismatchError, *expected_errors) as error:
+        sys.exit(f"error: {error}")
