@@ -1,0 +1,159 @@
+"""The traversal entrypoint on a frozen in-repo VAE: both families end to end with a tiny config (strips of
+K rows x T + 1 columns, metrics, checkpoints), the generator trained on first use, bitwise resume, sharding
+invariance, config errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from configs import traversal as traversal_configs
+from jaxrep.checkpoint import Checkpointer
+from jaxrep.config_checks import ConfigError
+from jaxrep.logging import read_metrics
+from tests.train.test_vae_training import compilation_cache  # noqa: F401 (autouse: this module's cache)
+from tests.train.test_vae_training import REPO, assert_strips, assert_trees_equal, losses
+from tests.train.test_vae_training import tiny_config as tiny_vae_config
+from train import traversal as train_traversal
+from train import vae as train_vae
+
+TINY_OVERRIDES = {
+    "batch_size": 8, "total_steps": 4, "log_every": 1, "checkpoint_every": 2, "num_devices": 1,
+    "traversal.num_potentials": 3, "traversal.num_steps": 3, "traversal.num_start_images": 32,
+    "classifier.features": (2, 4, 8), "classifier.hidden": 8, "eval.vp_pairs": 20, "eval.num_strips": 2,
+}
+
+
+@pytest.fixture(scope="module")
+def potential_run(tmp_path_factory):
+    """The potential family end to end from an empty generator directory: the VAE is trained on first use."""
+    root = tmp_path_factory.mktemp("traversal")
+    vae_workdir, workdir = root / "vae", root / "potential"
+    state = train_traversal.train_and_evaluate(tiny_config(str(vae_workdir)), str(workdir))
+    return str(vae_workdir), workdir, state
+
+
+@pytest.fixture(scope="module")
+def vae_workdir(potential_run):
+    return potential_run[0]
+
+
+def tiny_config(vae_workdir, preset="potential", **overrides):
+    config = traversal_configs.get_config(preset)
+    tiny_vae = tiny_vae_config("plain", total_steps=2)
+    for key, value in {**TINY_OVERRIDES, "vae.workdir": vae_workdir, "vae.config": tiny_vae, **overrides}.items():
+        *path, leaf = key.split(".")
+        node = config
+        for part in path:
+            node = node[part]
+        node[leaf] = value
+    return config
+
+
+def test_potential_traversals_end_to_end(potential_run):
+    vae_workdir, workdir, state = potential_run
+    generator = json.loads(open(os.path.join(vae_workdir, train_vae.FINAL_METRICS)).read())
+    assert generator["step"] == 2  # trained first, with the tiny vae.config
+    assert int(state.step) == 4
+    assert set(state.params) == {"family", "classifier"}  # the generator is frozen: not in the train state
+    assert state.params["family"]["wave_speed"].shape == (3,)
+    assert Checkpointer(workdir / "checkpoints", save_every=1).all_steps() == [2, 4]
+    records = read_metrics(str(workdir))
+    assert {"classification", "accuracy", "flow", "ic", "pde", "variation", "velocity_norm"} <= set(records[0])
+    final = json.loads((workdir / train_vae.FINAL_METRICS).read_text())
+    assert final["step"] == 4 and 0.0 <= final["vp"] <= 1.0
+    assert final["latent_change"] > 0 and final["image_change"] >= 0
+    assert_strips(workdir, 4, 2, num_potentials=3, num_steps=3)  # K rows, T + 1 columns
+
+
+def test_linear_baseline_resumes_bitwise_and_writes_strips(vae_workdir, tmp_path):
+    config = tiny_config(vae_workdir, "linear")
+    reference = train_traversal.train_and_evaluate(config, str(tmp_path / "uninterrupted"))
+    assert set(reference.params["family"]) == {"directions"}
+    assert "flow" not in read_metrics(str(tmp_path / "uninterrupted"))[0]  # classifier loss only
+    train_traversal.train_and_evaluate(tiny_config(vae_workdir, "linear", total_steps=2), str(tmp_path / "resumed"))
+    resumed = train_traversal.train_and_evaluate(config, str(tmp_path / "resumed"))
+    assert int(resumed.step) == 4
+    assert_trees_equal(resumed.params, reference.params)
+    assert_trees_equal(resumed.opt_state, reference.opt_state)
+    assert losses(tmp_path / "resumed") == losses(tmp_path / "uninterrupted")
+    assert_strips(tmp_path / "resumed", 4, 2, num_potentials=3, num_steps=3)
+    # Unit-speed straight walks: T steps move the latent exactly T (up to float error).
+    final = json.loads((tmp_path / "resumed" / train_vae.FINAL_METRICS).read_text())
+    np.testing.assert_allclose(final["latent_change"], 3.0, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_potential_traversals_resume_bitwise(vae_workdir, tmp_path):
+    reference = train_traversal.train_and_evaluate(tiny_config(vae_workdir), str(tmp_path / "uninterrupted"))
+    train_traversal.train_and_evaluate(tiny_config(vae_workdir, total_steps=2), str(tmp_path / "resumed"))
+    resumed = train_traversal.train_and_evaluate(tiny_config(vae_workdir), str(tmp_path / "resumed"))
+    assert_trees_equal(resumed.params, reference.params)
+    assert_trees_equal(resumed.opt_state, reference.opt_state)
+    assert losses(tmp_path / "resumed") == losses(tmp_path / "uninterrupted")
+
+
+@pytest.mark.slow
+def test_eight_devices_match_one_device(vae_workdir):
+    config = tiny_config(vae_workdir)
+    one = train_traversal.build_experiment(config, jax.devices()[:1])
+    eight = train_traversal.build_experiment(config, jax.devices()[:8])
+    state_1, state_8 = one.state, eight.state
+    for step in range(3):
+        state_1, metrics_1 = one.jitted_step(state_1, one.latent_batch(step))
+        batch_8 = eight.latent_batch(step)
+        assert batch_8["z"].sharding.num_devices == 8
+        state_8, metrics_8 = eight.jitted_step(state_8, batch_8)
+        np.testing.assert_allclose(metrics_8["loss"], metrics_1["loss"], rtol=1e-4)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5), state_8.params, state_1.params)
+
+
+@pytest.mark.slow
+def test_cli_sigterm_saves_and_exits_zero(vae_workdir, tmp_path):
+    overrides = {**TINY_OVERRIDES, "vae.workdir": vae_workdir, "total_steps": 100_000, "checkpoint_every": 100_000}
+    command = [sys.executable, "-m", "train.traversal", "--config=configs/traversal.py:linear",
+               f"--workdir={tmp_path}"] + [f"--config.{key}={value}" for key, value in overrides.items()]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 2):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr[-2000:]
+    assert "SIGTERM: saved step" in stdout
+    saved = Checkpointer(tmp_path / "checkpoints", save_every=1).latest_step()
+    assert saved is not None and saved >= 2
+    assert not os.path.exists(tmp_path / train_vae.FINAL_METRICS)  # preempted runs skip the evaluation
+
+
+def test_missing_generator_fails_before_compiling(tmp_path, monkeypatch):
+    compiles = []
+    monkeypatch.setattr(jax.stages.Lowered, "compile", lambda *a, **k: compiles.append(1))
+    config = tiny_config(str(tmp_path / "no_vae"), **{"vae.train_if_missing": False})
+    with pytest.raises(ConfigError, match="^vae.workdir: no VAE checkpoints in .*python -m train.vae"):
+        train_traversal.train_and_evaluate(config, str(tmp_path / "run"))
+    # A bad generator config fails before the generator trains.
+    config = tiny_config(str(tmp_path / "no_vae"), **{"vae.config.method": "regularized"})
+    with pytest.raises(ConfigError, match="^vae.config.method:"):
+        train_traversal.train_and_evaluate(config, str(tmp_path / "run"))
+    assert not compiles and not os.path.exists(tmp_path / "no_vae")
+
+
+@pytest.mark.parametrize("override, field", [
+    ({"traversal.family": "warped"}, "traversal.family"),
+    ({"traversal.num_potentials": 1}, "traversal.num_potentials"),
+    ({"traversal.num_steps": 1}, "traversal.num_steps"),
+    ({"traversal.start": "uniform"}, "traversal.start"),
+    ({"traversal.operator": "trace"}, "traversal.operator"),
+    ({"batch_size": 9, "num_devices": 2}, "batch_size"),
+])
+def test_bad_config_fails_naming_the_field(vae_workdir, override, field):
+    with pytest.raises(ConfigError, match=f"^{field}:"):
+        train_traversal.build_experiment(tiny_config(vae_workdir, **override))

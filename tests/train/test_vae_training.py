@@ -1,0 +1,216 @@
+"""The VAE entrypoint (plain and potential-flow regularised, from scratch): end to end with a tiny config,
+bitwise resume, the frozen-VAE loader, and config errors (K > number of factors) naming the field."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.experimental.compilation_cache import compilation_cache as jax_compilation_cache
+from PIL import Image
+
+from configs import vae as vae_configs
+from jaxrep import parallel
+from jaxrep.checkpoint import Checkpointer
+from jaxrep.config_checks import ConfigError
+from jaxrep.logging import MetricLogger, read_metrics
+from train import vae as train_vae
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# A 288-image subgrid (3 shapes x 2 scales x 3 orientations x 4 x 4 positions) and a tiny VAE.
+TINY_OVERRIDES = {
+    "batch_size": 8, "total_steps": 4, "log_every": 1, "checkpoint_every": 2, "num_devices": 1,
+    "model.latent_dim": 3, "model.channels": (4, 4, 4, 4), "model.hidden_dim": 16,
+    "data.factor_starts": (0, 0, 0, 0, 0), "data.factor_strides": (1, 3, 10, 8, 8), "regularizer.num_steps": 3,
+    "eval.num_images": 64, "eval.dci_trees": 2, "eval.nll_images": 8, "eval.nll_samples": 4, "eval.vp_pairs": 20,
+    "eval.num_strips": 2,
+}
+IMAGE = 64
+
+
+CACHE_OPTIONS = {"jax_persistent_cache_min_compile_time_secs": 0.0, "jax_persistent_cache_min_entry_size_bytes": 0}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compilation_cache(tmp_path_factory):
+    """A persistent compilation cache for the entrypoint test modules (this one and those importing the
+    fixture), shared between them: every run of an entrypoint compiles fresh closures of the same programs,
+    and the cache turns the repeated compiles (most of a tiny run) into hits. Off again after the module."""
+    saved = {name: getattr(jax.config, name) for name in ("jax_compilation_cache_dir", *CACHE_OPTIONS)}
+    directory = tmp_path_factory.getbasetemp() / "entrypoint_jax_cache"
+    for name, value in {"jax_compilation_cache_dir": str(directory), **CACHE_OPTIONS}.items():
+        jax.config.update(name, value)
+    jax_compilation_cache.reset_cache()
+    yield
+    for name, value in saved.items():
+        jax.config.update(name, value)
+    jax_compilation_cache.reset_cache()
+
+
+def tiny_config(preset="plain", **overrides):
+    config = vae_configs.get_config(preset)
+    for key, value in {**TINY_OVERRIDES, **overrides}.items():
+        *path, leaf = key.split(".")
+        node = config
+        for part in path:
+            node = node[part]
+        node[leaf] = value
+    return config
+
+
+def assert_trees_equal(a, b):
+    jax.tree.map(lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)), a, b)
+
+
+def strip_grid_shape(rows, columns, pad=1):
+    """(height, width) of a `save_image_grid` PNG of rows x columns 64-pixel images."""
+    return rows * (IMAGE + pad) + pad, columns * (IMAGE + pad) + pad
+
+
+@pytest.fixture(scope="module")
+def plain_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("vae_plain")
+    state = train_vae.train_and_evaluate(tiny_config("plain"), str(workdir))
+    return workdir, state
+
+
+def test_plain_vae_end_to_end_writes_metrics_checkpoints_and_pictures(plain_run):
+    workdir, state = plain_run
+    assert int(state.step) == 4
+    assert Checkpointer(workdir / "checkpoints", save_every=1).all_steps() == [2, 4]
+    records = read_metrics(str(workdir))
+    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4]
+    assert all(np.isfinite(r["elbo"]) for r in records if "elbo" in r)
+    final = json.loads((workdir / train_vae.FINAL_METRICS).read_text())
+    assert final["step"] == 4 and set(final) >= {"mig", "dci_disentanglement", "dci_completeness", "nll"}
+    assert 0.0 <= final["mig"] <= 1.0 and 0.0 <= final["dci_disentanglement"] <= 1.0
+    # Bernoulli NLL of a 64 x 64 binary image: positive and at most 4096 log 2 plus the KL at init.
+    assert 0.0 < final["nll"] < 4096 * np.log(2.0) + 100
+    assert np.asarray(Image.open(workdir / "reconstructions.png")).shape == strip_grid_shape(2, 8)
+    assert json.loads((workdir / "config.json").read_text())["method"] == "plain"
+
+
+def test_load_vae_returns_the_trained_weights(plain_run):
+    workdir, state = plain_run
+    mesh = parallel.make_mesh(jax.devices()[:1])
+    vae, params, config = train_vae.load_vae(str(workdir), mesh)
+    assert vae.latent_dim == 3 and config.method == "plain"
+    assert_trees_equal(params, state.ema_params["vae"])
+    with pytest.raises(ConfigError, match="^vae.workdir: no VAE run"):
+        train_vae.load_vae(str(workdir / "missing"), mesh)
+
+
+def test_plain_vae_resumes_bitwise(plain_run, tmp_path):
+    workdir, reference = plain_run  # 4 uninterrupted steps
+    train_vae.train_and_evaluate(tiny_config("plain", total_steps=2), str(tmp_path))
+    resumed = train_vae.train_and_evaluate(tiny_config("plain"), str(tmp_path))
+    assert int(resumed.step) == 4
+    assert_trees_equal(resumed.params, reference.params)
+    assert_trees_equal(resumed.opt_state, reference.opt_state)
+    assert losses(tmp_path) == losses(workdir)
+
+
+def test_non_finite_step_stops_the_loop_without_saving_it(plain_run, tmp_path):
+    _, state = plain_run
+
+    def step_fn(state, batch):  # finite for steps 1 and 2, then NaN
+        step = state.step + 1
+        finite = step <= 2
+        return state.replace(step=step), {"loss": jnp.where(finite, 1.0, jnp.nan), "grad_norm": 0.0,
+                                          "finite": finite.astype(jnp.float32)}
+
+    checkpointer = Checkpointer(tmp_path / "checkpoints", save_every=2)
+    logger = MetricLogger(str(tmp_path), tensorboard=False)
+    with pytest.raises(train_vae.NonFiniteLossError, match="last good checkpoint is kept"):
+        # log_every > total: step 3 is caught when step 4 has been dispatched, before step 4 is saved.
+        train_vae.fit(state.replace(step=jnp.zeros((), jnp.int32)), step_fn, lambda step: {}, total_steps=6,
+                      checkpointer=checkpointer, logger=logger, log_every=100, checkpoint_every=2, batch_size=8)
+    checkpointer.close()
+    logger.close()
+    assert Checkpointer(tmp_path / "checkpoints", save_every=1).all_steps() == [2]
+
+
+def losses(workdir):
+    return {r["step"]: r["loss"] for r in read_metrics(str(workdir)) if "loss" in r}
+
+
+def assert_strips(workdir, step, num_strips, num_potentials, num_steps):
+    """strips/<step>_<i>.png exist for i < num_strips, each K rows x T + 1 columns of 64-pixel images."""
+    names = [f"{step:07d}_{i}.png" for i in range(num_strips)]
+    assert set(names) <= set(os.listdir(workdir / "strips"))
+    for name in names:
+        shape = np.asarray(Image.open(workdir / "strips" / name)).shape
+        assert shape == strip_grid_shape(num_potentials, num_steps + 1)
+
+
+def test_regularized_vae_end_to_end_writes_strips_and_metrics(tmp_path):
+    config = tiny_config("regularized")
+    state = train_vae.train_and_evaluate(config, str(tmp_path))
+    assert int(state.step) == 4 and set(state.params) == {"vae", "potentials"}
+    assert Checkpointer(tmp_path / "checkpoints", save_every=1).all_steps() == [2, 4]
+    record = read_metrics(str(tmp_path))[0]
+    assert {"elbo", "shifted_elbo", "flow", "ic", "pde", "variation", "matching", "velocity_norm"} <= set(record)
+    final = json.loads((tmp_path / train_vae.FINAL_METRICS).read_text())
+    assert 0.0 <= final["vp"] <= 1.0 and 0.0 <= final["mig"] <= 1.0 and np.isfinite(final["nll"])
+    assert_strips(tmp_path, 4, 2, config.regularizer.num_potentials, config.regularizer.num_steps)
+
+
+@pytest.mark.slow
+def test_regularized_vae_resumes_bitwise(tmp_path):
+    reference = train_vae.train_and_evaluate(tiny_config("regularized"), str(tmp_path / "uninterrupted"))
+    train_vae.train_and_evaluate(tiny_config("regularized", total_steps=2), str(tmp_path / "resumed"))
+    resumed = train_vae.train_and_evaluate(tiny_config("regularized"), str(tmp_path / "resumed"))
+    assert_trees_equal(resumed.params, reference.params)
+    assert_trees_equal(resumed.opt_state, reference.opt_state)
+    assert losses(tmp_path / "resumed") == losses(tmp_path / "uninterrupted")
+
+
+@pytest.mark.parametrize("override", [
+    {"regularizer.num_potentials": 6},
+    {"data.sequence_factors": ("pos_x", "pos_y")},
+])
+def test_more_potentials_than_factors_fails_naming_the_field(override, monkeypatch):
+    compiles = []
+    monkeypatch.setattr(jax.stages.Lowered, "compile", lambda *a, **k: compiles.append(1))
+    with pytest.raises(ConfigError, match=r"^regularizer.num_potentials: \d potentials but only \d factors"):
+        train_vae.build_experiment(tiny_config("regularized", **override))
+    assert not compiles
+
+
+@pytest.mark.parametrize("override, field", [
+    ({"regularizer.num_potentials": 3}, "regularizer.num_potentials"),
+    ({"data.sequence_factors": ("pos_x", "colour")}, "data.sequence_factors"),
+    ({"batch_size": 7, "num_devices": 2}, "batch_size"),
+    ({"model.channels": (4, 4, 4, 4, 4, 4, 4)}, "model.channels"),
+    ({"method": "beta"}, "method"),
+])
+def test_bad_config_fails_naming_the_field(override, field):
+    with pytest.raises(ConfigError, match=f"^{field}:"):
+        train_vae.build_experiment(tiny_config("regularized", **override))
+
+
+def test_cli_one_line_error_for_too_many_potentials(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "train.vae", "--config=configs/vae.py:regularized", f"--workdir={tmp_path}",
+         "--config.regularizer.num_potentials=8"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "config error: regularizer.num_potentials: 8 potentials but only 5 factors")
+    assert not (tmp_path / "checkpoints").exists()
+    unknown = subprocess.run([sys.executable, "-m", "train.vae", "--config=configs/vae.py:huge",
+                              f"--workdir={tmp_path}"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert unknown.returncode != 0
+    assert unknown.stderr.strip().splitlines()[-1].startswith("config error: preset: unknown preset 'huge'")
+
+
+def test_importing_the_entrypoints_defines_no_flags():
+    script = ("import train.rl, train.traversal, train.vae; from absl import flags; "
+              "print(sorted(set(flags.FLAGS) & {'config', 'workdir'}))")
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "MUJOCO_GL": "disable"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"

@@ -1,0 +1,286 @@
+"""Discover latent traversals of a frozen VAE (Song et al., ICML 2023, the pretrained-VAE setting):
+
+  python -m train.traversal --config=configs/traversal.py:potential --workdir=workdirs/traversal_potential
+  python -m train.traversal --config=configs/traversal.py:linear --workdir=workdirs/traversal_linear
+
+The generator G is the decoder's Bernoulli mean of a `train.vae` run (`vae.workdir`; trained there first
+with `vae.config`, the plain VAE preset, if the directory holds no run), frozen: its parameters are closed
+over, never in the train state. The family (`traversal.family`) is K potential MLPs
+u_k (`jaxrep.traversal.MLPPotentials`) or the linear-direction baseline (`LinearDirections`), trained
+with the same pair classifier in the same step. Per example (official `lib/trainer_vae.py`):
+
+    z0 ~ N(0, I) (official) or a posterior mean of a data image, k ~ U{0..K-1}, t* ~ U{0..T-2}
+    (latent1, latent2) = (z_{t*+1}, z_{t*+2}) of the rollout z_{i+1} = z_i + grad u_k(z_i, i)
+    with probability 1/2 the pair is mirrored through z0: (2 z0 - latent2, 2 z0 - latent1)
+    L = lambda_cls CE(classifier(G(first), G(second)), k) + lambda_pde (L_ic + L_pde - L_var)
+
+The linear family trains on the classifier term alone (its PDE terms are identically zero or cannot
+hold, see `jaxrep/traversal/linear.py`). Deviation: k, t*, the reflection and the logit noise are drawn
+per example from the step's per-example keys, where the official trainer draws one k and t* per batch;
+the expected loss is the same, and the step stays independent of how the batch is sharded.
+
+The work directory gets `checkpoints/` (resumed automatically), `metrics.jsonl`, `tensorboard/`,
+`config.json`, `strips/<step>_<i>.png` (decoded traversals, one row per potential, one column per step)
+and `final_metrics.json` with the VP score and the mean latent and image change of a full traversal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+from typing import Any, Callable
+
+from absl import app, flags
+from ml_collections import config_flags
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from configs import traversal as traversal_configs
+from jaxrep import parallel
+from jaxrep.checkpoint import Checkpointer, abstract_like
+from jaxrep.logging import MetricLogger, save_config
+from jaxrep.nn.vae import ConvVAE
+from jaxrep.traversal import (
+    LinearDirections,
+    MLPPotentials,
+    PairClassifier,
+    potential_flow_loss,
+    reflected_pair,
+    rollout,
+    traversal_classifier_loss,
+    traversal_pair,
+)
+from jaxrep.training import create_train_state, make_optimizer, make_train_step
+from train import vae as train_vae
+from train.cli import parse_flags, run_main
+from train.vae import (
+    FINAL_METRICS,
+    NonFiniteLossError,
+    build_grid,
+    encode_means,
+    fit,
+    generate_images,
+    load_vae,
+    traversal_latents,
+    traversal_vp,
+    write_strips,
+)
+
+# Independent random streams folded out of the root key.
+INIT_STREAM, TRAIN_STREAM, LATENT_STREAM, EVAL_STREAM, START_STREAM = range(5)
+
+
+def build_family(config, latent_dim: int) -> MLPPotentials | LinearDirections:
+    traversal = config.traversal
+    if traversal.family == "linear":
+        return LinearDirections(num_potentials=traversal.num_potentials, latent_dim=latent_dim)
+    return MLPPotentials(num_potentials=traversal.num_potentials, latent_dim=latent_dim,
+                         width=traversal.width or None)
+
+
+def build_classifier(config) -> PairClassifier:
+    return PairClassifier(num_classes=config.traversal.num_potentials, features=tuple(config.classifier.features),
+                          hidden=config.classifier.hidden, stochastic_logits=config.classifier.stochastic_logits)
+
+
+def make_traversal_loss(family: MLPPotentials | LinearDirections, classifier: PairClassifier,
+                        generate: Callable[[jax.Array], jax.Array], config) -> Callable:
+    """loss_fn for `make_train_step` (module docstring); params = {"family", "classifier"},
+    batch = {"z": (B, d) starting latents}; `generate`: the frozen G, (B, d) -> (B, H, W, C) in [0, 1]."""
+    traversal = config.traversal
+    num_potentials, num_steps = traversal.num_potentials, traversal.num_steps
+    with_flow = traversal.family == "potential"
+    hutchinson = traversal.operator == "hutchinson"
+
+    def loss_fn(params, batch, example_keys, step):
+        del step
+        z0 = batch["z"]
+        keys = jax.vmap(lambda key: jax.random.split(key, 5))(example_keys)
+        k = jax.vmap(lambda key: jax.random.randint(key, (), 0, num_potentials))(keys[:, 0])
+        t_star = jax.vmap(lambda key: jax.random.randint(key, (), 0, num_steps - 1))(keys[:, 1])
+
+        def pair(k, t, z, key):
+            u = family.potential(params["family"], k)
+            if not with_flow:
+                latent1, latent2, _ = traversal_pair(rollout(u, z[None], num_steps), t)
+                return jnp.zeros(()), {"latent1": latent1[0], "latent2": latent2[0]}
+            loss, aux = potential_flow_loss(
+                u, family.wave_speed(params["family"], k), z[None], generate, t, num_steps=num_steps,
+                equation=traversal.equation, operator=traversal.operator, key=key if hutchinson else None,
+                num_probes=traversal.num_probes, variation_weight=traversal.variation_weight)
+            return loss, {name: value[0] if value.ndim == 2 else value for name, value in aux.items()}
+
+        flow_loss, aux = jax.vmap(pair)(k, t_star, z0, keys[:, 2])
+        first, second = aux["latent1"], aux["latent2"]
+        if traversal.reflect:
+            mirrored = jax.vmap(lambda key: jax.random.bernoulli(key))(keys[:, 3])[:, None]
+            reflected_first, reflected_second = reflected_pair(z0, first, second)
+            first = jnp.where(mirrored, reflected_first, first)
+            second = jnp.where(mirrored, reflected_second, second)
+        images = generate(jnp.concatenate([first, second]))
+        image1, image2 = jnp.split(images, 2)
+
+        def logits_of(a, b, key):  # per example: its own logit noise
+            return classifier.apply({"params": params["classifier"]}, a[None], b[None], key)[0]
+
+        logits = jax.vmap(logits_of)(image1, image2, keys[:, 4])
+        classification, accuracy = traversal_classifier_loss(logits, k)
+        loss = traversal.classifier_weight * classification
+        metrics = {"classification": classification, "accuracy": accuracy}
+        if with_flow:
+            loss = loss + traversal.pde_weight * jnp.mean(flow_loss)
+            metrics.update(flow=jnp.mean(flow_loss),
+                           **{name: jnp.mean(aux[name]) for name in ("ic", "pde", "variation", "velocity_norm")})
+        return loss, metrics
+
+    return loss_fn
+
+
+@dataclasses.dataclass
+class Experiment:
+    """Everything built from a config before training: tests drive the same pieces as the entrypoint."""
+
+    config: Any
+    mesh: jax.sharding.Mesh
+    vae: ConvVAE
+    vae_params: Any  # frozen, replicated
+    generate: Callable  # G(z): (B, d) -> (B, 64, 64, 1) in [0, 1]
+    family: MLPPotentials | LinearDirections
+    classifier: PairClassifier
+    state: Any  # initial TrainState, replicated on the mesh
+    train_step: Callable  # pure step(state, batch) -> (state, metrics)
+    jitted_step: Callable  # jax.jit of train_step with shardings and donated state
+    sample_starts: Callable  # sample_starts(key, n) -> (n, d) starting latents (traversal.start)
+    latent_batch: Callable  # jitted latent_batch(step) -> {"z": (B, d)} batch-sharded starting latents
+
+
+def mesh_devices(config, devices=None) -> list:
+    return devices or (jax.devices()[:config.num_devices] if config.num_devices else jax.devices())
+
+
+def prepare_generator(config, devices=None) -> None:
+    """Validates the config, then trains the generator in `vae.workdir` with `vae.config` if the directory
+    holds no run and `vae.train_if_missing` (a bad config fails before either compiles)."""
+    traversal_configs.validate(config, num_devices=len(mesh_devices(config, devices)))
+    if config.vae.train_if_missing and not traversal_configs.has_generator(config):
+        print(f"no generator in {config.vae.workdir}: training it first ({config.vae.config.preset} VAE)", flush=True)
+        train_vae.train_and_evaluate(config.vae.config, config.vae.workdir, devices)
+
+
+def build_experiment(config, devices=None) -> Experiment:
+    """Validates the config (before anything compiles), loads the frozen VAE, builds state and step."""
+    devices = mesh_devices(config, devices)
+    traversal_configs.validate(config, num_devices=len(devices))
+    mesh = parallel.make_mesh(devices)
+    replicated, batch_sharding = parallel.replicated_sharding(mesh), parallel.batch_sharding(mesh)
+    vae, vae_params, vae_config = load_vae(config.vae.workdir, mesh)
+    generate = lambda z: vae.apply({"params": vae_params}, z, method="generate")
+    family, classifier = build_family(config, vae.latent_dim), build_classifier(config)
+    tx = make_optimizer(config.optim.learning_rate, warmup_steps=config.optim.warmup_steps,
+                        grad_clip=config.optim.grad_clip)
+    root = jax.random.key(config.seed)
+    family_key, classifier_key = jax.random.split(jax.random.fold_in(root, INIT_STREAM))
+    train_key, latent_key = jax.random.fold_in(root, TRAIN_STREAM), jax.random.fold_in(root, LATENT_STREAM)
+
+    @functools.partial(jax.jit, out_shardings=replicated)
+    def init_state():
+        images = jnp.zeros((1, 64, 64, vae.image_channels), jnp.float32)
+        params = {"family": family.init(family_key),
+                  "classifier": classifier.init(classifier_key, images, images)["params"]}
+        return create_train_state(params, tx, jax.random.key_data(train_key))
+
+    state = init_state()  # born on the mesh, replicated
+    train_step = make_train_step(make_traversal_loss(family, classifier, generate, config), tx,
+                                 ema_decay=config.ema_decay)
+    state_sharding = jax.tree.map(lambda _: replicated, state)
+    jitted = jax.jit(train_step, in_shardings=(state_sharding, batch_sharding),
+                     out_shardings=(state_sharding, replicated), donate_argnums=0)
+    sample_starts = make_start_sampler(config, vae, vae_params, vae_config, jax.random.fold_in(root, START_STREAM))
+    latent_batch = jax.jit(lambda step: {"z": sample_starts(jax.random.fold_in(latent_key, step), config.batch_size)},
+                           out_shardings=batch_sharding)
+    return Experiment(config=config, mesh=mesh, vae=vae, vae_params=vae_params, generate=jax.jit(generate),
+                      family=family, classifier=classifier, state=state, train_step=train_step,
+                      jitted_step=jitted, sample_starts=sample_starts, latent_batch=latent_batch)
+
+
+def make_start_sampler(config, vae: ConvVAE, vae_params: Any, vae_config: Any,
+                       key: jax.Array) -> Callable[[jax.Array, int], jax.Array]:
+    """sample_starts(key, n) -> (n, d): N(0, I) draws ('prior'), or rows drawn uniformly from a bank of
+    posterior means of `traversal.num_start_images` random images of the VAE's training grid ('posterior')."""
+    latent_dim = vae.latent_dim
+    if config.traversal.start == "prior":
+        return lambda key, n: jax.random.normal(key, (n, latent_dim))
+    grid = build_grid(vae_config)
+    count = min(config.traversal.num_start_images, len(grid))
+    indices = np.asarray(jax.random.permutation(key, len(grid)))[:count]
+    bank = jnp.asarray(encode_means(vae, vae_params, np.stack([grid.image(int(i)) for i in indices])))
+    return lambda key, n: bank[jax.random.randint(key, (n,), 0, count)]
+
+
+def evaluate(experiment: Experiment, params: Any, workdir: str, step: int) -> dict[str, float]:
+    """VP of the traversals from fresh starting latents (pairs: first and last image of a T-step traversal),
+    the mean latent and image change of a traversal; writes the strips and final_metrics.json."""
+    config = experiment.config
+    z0 = experiment.sample_starts(jax.random.fold_in(jax.random.key(config.seed), EVAL_STREAM), config.eval.vp_pairs)
+    latents = traversal_latents(experiment.family, params["family"], z0, config.traversal.num_steps,
+                                config.eval.step_size)
+    images = generate_images(experiment.generate, latents)
+    write_strips(workdir, step, images, config.eval.num_strips)
+    metrics = {
+        "vp": traversal_vp(images, config.seed),
+        "latent_change": float(jnp.mean(jnp.linalg.norm(latents[:, -1] - latents[:, 0], axis=-1))),
+        "image_change": float(np.mean(np.abs(images[:, -1] - images[:, 0]))),
+    }
+    with open(os.path.join(workdir, FINAL_METRICS), "w") as f:
+        json.dump({"step": step, **metrics}, f, indent=2)
+    return metrics
+
+
+def train_and_evaluate(config, workdir: str, devices=None):
+    """Trains (resuming from the latest checkpoint in `workdir`) and evaluates; returns the final state.
+
+    A preempted run (SIGTERM) saves and returns before evaluating.
+    """
+    prepare_generator(config, devices)
+    experiment = build_experiment(config, devices)
+    state = experiment.state
+    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), save_every=config.checkpoint_every,
+                                keep=config.keep_checkpoints)
+    if checkpointer.latest_step() is not None:
+        state, _ = checkpointer.restore(abstract_like(state))
+        print(f"restored step {int(state.step)} from {checkpointer.directory}", flush=True)
+    save_config(workdir, config)
+    logger = MetricLogger(workdir)
+    try:
+        # The batch of step s + 1 is a pure function of the step: nothing to save for the input pipeline.
+        state, preempted = fit(state, experiment.jitted_step, experiment.latent_batch,
+                               total_steps=config.total_steps, checkpointer=checkpointer, logger=logger,
+                               log_every=config.log_every, checkpoint_every=config.checkpoint_every,
+                               batch_size=config.batch_size, desc=f"traversal {config.traversal.family}")
+        checkpointer.wait()
+        if not preempted:
+            step = int(state.step)
+            metrics = evaluate(experiment, state.ema_params, workdir, step)
+            logger.log(step, {f"eval/{name}": value for name, value in metrics.items()})
+            print("final: " + ", ".join(f"{name} {value:.4f}" for name, value in metrics.items()), flush=True)
+    finally:
+        logger.close()
+        checkpointer.close()
+    return state
+
+
+def main(argv) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    run_main(train_and_evaluate, flags.FLAGS.config, flags.FLAGS.workdir, expected_errors=(NonFiniteLossError,))
+
+
+if __name__ == "__main__":
+    # Flags are defined only when run as a program, so importing this module (tests, benchmarks) adds none.
+    config_flags.DEFINE_config_file("config", "configs/traversal.py:potential", "Config file and preset.")
+    flags.DEFINE_string("workdir", "workdirs/traversal_potential", "Directory for checkpoints, logs and strips.")
+    app.run(main, flags_parser=parse_flags)

@@ -1,0 +1,450 @@
+"""Train a conv VAE on dSprites, plain or with the potential-flow regulariser (Song et al., ICML 2023):
+
+  python -m train.vae --config=configs/vae.py:plain --workdir=workdirs/vae_plain
+  python -m train.vae --config=configs/vae.py:regularized --workdir=workdirs/vae_regularized
+
+`plain` maximises the ELBO on single images. It is the frozen generator that `train.traversal` searches
+for traversals in, and the unregularised baseline of the from-scratch setting. `regularized` is the
+from-scratch setting: the VAE trains on transformation sequences (x, x_t, x_{t+1}) in which factor k of
+dSprites moves one class per step (`jaxrep.traversal.sequences`), jointly with K = number of factors
+potentials u_k (official `lib/trainer_vae_scratch_dsprites.py`), per example:
+
+    L = ELBO(x) + [BCE(dec(latent2), x_{t+1}) + KL(q(z | x_{t+1}))] + lambda_pde (L_ic + L_pde - L_var)
+        + mean (z_{t+1} - z_t + latent1 - latent2)^2 + mean (z_t - latent1)^2
+
+with the flow started at a posterior sample z of x, (latent1, latent2) = (z_{t+1}, z_{t+2}) of the flow under
+u_k, and z_t, z_{t+1} posterior samples of x_t, x_{t+1}. The official run uses no classifier here.
+
+The work directory gets `checkpoints/` (resumed automatically), `metrics.jsonl`, `tensorboard/`,
+`config.json`, `reconstructions.png` (top row data, bottom row Bernoulli means) and `final_metrics.json`
+with MIG, DCI (gradient-boosted trees) and the importance-weighted NLL in nats; `regularized` adds the VP
+score of its potentials and `strips/<step>_<i>.png` (one row per potential, one column per flow step).
+
+This module also holds the pieces `train.traversal` shares: the resumable loop `fit`, `load_vae` (a
+frozen VAE from a work directory) and the traversal evaluation (`traversal_latents`, `write_strips`,
+`traversal_vp`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import signal
+import time
+from typing import Any, Callable
+
+from absl import app, flags
+from ml_collections import ConfigDict, config_flags
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from configs import vae as vae_configs
+from jaxrep import parallel
+from jaxrep.checkpoint import Checkpointer, PreemptionGuard, abstract_like
+from jaxrep.config_checks import ConfigError
+from jaxrep.data import make_dataset, make_iterator
+from jaxrep.logging import MetricLogger, progress_bar, save_config, save_image_grid
+from jaxrep.metrics.disentanglement import dci, mig, variation_predictability
+from jaxrep.nn.vae import ConvVAE, elbo_loss, importance_weighted_nll, reparameterize
+from jaxrep.traversal import MLPPotentials, potential_flow_loss, sequence_matching_loss, traverse_all
+from jaxrep.traversal.sequences import DSpritesGrid, TransformationSequences
+from jaxrep.training import create_train_state, current_learning_rate, make_optimizer, make_train_step
+from train.cli import parse_flags, run_main
+
+# Fault injection for kill-and-resume tests: SIGKILL this process right after the given step.
+KILL_AT_STEP_ENV = "JAXREP_KILL_AT_STEP"
+FINAL_METRICS = "final_metrics.json"
+SEQUENCE_KEYS = ("image", "image_t", "image_next", "potential", "time")
+# Independent random streams folded out of the root key.
+INIT_STREAM, TRAIN_STREAM, EVAL_STREAM = range(3)
+
+
+class NonFiniteLossError(RuntimeError):
+    """A step produced a non-finite loss or gradient; no checkpoint is written after it."""
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The resumable training loop (shared with train.traversal; generic in the step and the batch source).
+
+
+def check_finite(metrics: dict) -> None:
+    if float(metrics["finite"]) != 1.0:
+        raise NonFiniteLossError(
+            f"non-finite loss or gradient (loss={float(metrics['loss'])}, grad_norm={float(metrics['grad_norm'])}); "
+            "stopping without saving, the last good checkpoint is kept")
+
+
+def fit(state: Any, step_fn: Callable, next_batch: Callable[[int], Any], *, total_steps: int,
+        checkpointer: Checkpointer, logger: MetricLogger, log_every: int, checkpoint_every: int, batch_size: int,
+        data_state: Callable[[], dict] = dict, desc: str = "train") -> tuple[Any, bool]:
+    """Runs `step_fn` from `state.step` to `total_steps`; returns (state, preempted).
+
+    Args:
+      state: a TrainState (restored or fresh).
+      step_fn: compiled step(state, batch) -> (state, metrics) with `make_train_step`'s metrics.
+      next_batch: next_batch(step) -> the global batch of step `step` + 1 (the iterator advances on call).
+      data_state: the input pipeline's state after the batches consumed so far (saved as `extra["data"]`).
+    Every `checkpoint_every` steps, at the end, and on SIGTERM (then it returns early with preempted=True)
+    the state is saved; a non-finite step raises `NonFiniteLossError` before anything after it is saved.
+    The environment variable JAXREP_KILL_AT_STEP=N SIGKILLs the process after step N (resume tests).
+    """
+    kill_at = int(os.environ.get(KILL_AT_STEP_ENV, "-1"))
+    step = int(state.step)
+    if step >= total_steps:
+        return state, False
+    bar = progress_bar(total_steps, initial=step, desc=desc)
+    batch, pending, last_log, extra = next_batch(step), None, time.perf_counter(), {}
+    try:
+        with PreemptionGuard() as preemption:
+            while step < total_steps:
+                state, metrics = step_fn(state, batch)
+                step += 1
+                extra = {"data": data_state()}  # position after every batch consumed so far
+                # Check the previous step's metrics after dispatching this one, keeping the device busy.
+                if pending is not None:
+                    check_finite(pending)
+                pending = metrics
+                bar.update(1)
+                if step % log_every == 0 or step == total_steps:
+                    now = time.perf_counter()
+                    metrics = jax.device_get(metrics)
+                    check_finite(metrics)
+                    scalars = logger.log(step, dict(metrics, learning_rate=current_learning_rate(state.opt_state),
+                                                    samples_per_s=batch_size * log_every / (now - last_log)))
+                    bar.set_postfix(loss=f"{scalars['loss']:.4f}")
+                    last_log = now
+                if step % checkpoint_every == 0 or preemption.requested:
+                    check_finite(jax.device_get(metrics))
+                    checkpointer.save(step, state, extra, force=preemption.requested)
+                if step == kill_at:
+                    checkpointer.wait()
+                    os.kill(os.getpid(), signal.SIGKILL)
+                if preemption.requested:
+                    print(f"SIGTERM: saved step {step}, exiting", flush=True)
+                    return state, True
+                if step < total_steps:
+                    batch = next_batch(step)
+            check_finite(jax.device_get(pending))
+            if checkpointer.latest_step() != step:
+                checkpointer.save(step, state, extra, force=True)
+    finally:
+        bar.close()
+    return state, False
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Traversal evaluation (shared with train.traversal).
+
+
+def traversal_latents(family: Any, params: Any, z0: jax.Array, num_steps: int, step_size: float) -> jax.Array:
+    """Every potential's rollout from z0 (N, d): (K, T + 1, N, d), jitted per family."""
+    return _traverse(family, num_steps)(params, z0, jnp.float32(step_size))
+
+
+@functools.lru_cache(maxsize=None)
+def _traverse(family: Any, num_steps: int) -> Callable:
+    return jax.jit(lambda params, z0, step_size: traverse_all(family, params, z0, num_steps, step_size=step_size))
+
+
+def generate_images(generate: Callable[[jax.Array], jax.Array], latents: jax.Array, chunk: int = 250) -> np.ndarray:
+    """generate (M, d) -> (M, H, W, C) in chunks; latents (..., d) -> images (..., H, W, C) on the host."""
+    flat = latents.reshape(-1, latents.shape[-1])
+    chunk = min(chunk, flat.shape[0])
+    pad = -flat.shape[0] % chunk
+    padded = jnp.pad(flat, ((0, pad), (0, 0))).reshape(-1, chunk, flat.shape[-1])
+    images = np.concatenate([np.asarray(generate(block)) for block in padded])[:flat.shape[0]]
+    return images.reshape(latents.shape[:-1] + images.shape[1:])
+
+
+def write_strips(workdir: str, step: int, images: np.ndarray, num_strips: int) -> list[str]:
+    """images (K, T + 1, N, H, W, C) in [0, 1] -> strips/<step>_<i>.png for i < num_strips: K rows of T + 1."""
+    num_potentials, columns = images.shape[:2]
+    paths = []
+    for i in range(min(num_strips, images.shape[2])):
+        path = os.path.join(workdir, "strips", f"{step:07d}_{i}.png")
+        strip = images[:, :, i].reshape((num_potentials * columns,) + images.shape[3:])
+        save_image_grid(path, strip, ncols=columns, value_range=(0.0, 1.0))
+        paths.append(path)
+    return paths
+
+
+def traversal_vp(images: np.ndarray, seed: int) -> float:
+    """VP of the pairs (first, last column) of images (K, T + 1, N, H, W, C): predict k from x_T - x_0."""
+    num_potentials, _, count = images.shape[:3]
+    labels = np.repeat(np.arange(num_potentials), count)
+    first = images[:, 0].reshape((num_potentials * count, -1))
+    last = images[:, -1].reshape((num_potentials * count, -1))
+    return variation_predictability(first, last, labels, seed=seed)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The VAE experiment.
+
+
+def build_vae(config) -> ConvVAE:
+    return ConvVAE(latent_dim=config.model.latent_dim, channels=tuple(config.model.channels),
+                   hidden_dim=config.model.hidden_dim)
+
+
+def build_potentials(config) -> MLPPotentials | None:
+    if config.method != "regularized":
+        return None
+    return MLPPotentials(num_potentials=config.regularizer.num_potentials, latent_dim=config.model.latent_dim,
+                         width=config.regularizer.width or None)
+
+
+def build_grid(config) -> DSpritesGrid:
+    return DSpritesGrid(tuple(config.data.factor_starts), config.data.factor_stop, tuple(config.data.factor_strides))
+
+
+def _posterior_samples(vae: ConvVAE, params: Any, images: jax.Array, keys: jax.Array):
+    """(mean, log_var, z) of q(z | images), one sample per example key; all (B, d)."""
+    mean, log_var = vae.apply({"params": params}, images, method="encode")
+    return mean, log_var, jax.vmap(reparameterize)(keys, mean, log_var)
+
+
+def make_elbo_loss(vae: ConvVAE) -> Callable:
+    """loss_fn for `make_train_step`: the negative ELBO of batch["image"] (B, 64, 64, 1)."""
+
+    def loss_fn(params, batch, example_keys, step):
+        del step
+        mean, log_var, z = _posterior_samples(vae, params["vae"], batch["image"], example_keys)
+        logits = vae.apply({"params": params["vae"]}, z, method="decode")
+        loss, aux = elbo_loss(logits, batch["image"], mean, log_var)
+        return loss, dict(aux, elbo=loss)
+
+    return loss_fn
+
+
+def make_regularized_loss(vae: ConvVAE, potentials: MLPPotentials, config) -> Callable:
+    """loss_fn for `make_train_step`: the from-scratch objective (module docstring) on a batch of
+    `TransformationSequences` items: image, image_t, image_next (B, 64, 64, 1), potential, time (B,)."""
+    regularizer = config.regularizer
+    hutchinson = regularizer.operator == "hutchinson"
+
+    def loss_fn(params, batch, example_keys, step):
+        del step
+        keys = jax.vmap(lambda key: jax.random.split(key, 4))(example_keys)
+        vae_params = params["vae"]
+        mean, log_var, z = _posterior_samples(vae, vae_params, batch["image"], keys[:, 0])
+        _, _, z_t = _posterior_samples(vae, vae_params, batch["image_t"], keys[:, 1])
+        mean_next, log_var_next, z_next = _posterior_samples(vae, vae_params, batch["image_next"], keys[:, 2])
+        decode = lambda latents: vae.apply({"params": vae_params}, latents, method="decode")
+        generate = lambda latents: vae.apply({"params": vae_params}, latents, method="generate")
+
+        def flow(k, t, z0, key):
+            u = potentials.potential(params["potentials"], k)
+            loss, aux = potential_flow_loss(
+                u, potentials.wave_speed(params["potentials"], k), z0[None], generate, t,
+                num_steps=regularizer.num_steps, equation=regularizer.equation, operator=regularizer.operator,
+                key=key if hutchinson else None, num_probes=regularizer.num_probes,
+                variation_weight=regularizer.variation_weight)
+            return loss, {name: value[0] if value.ndim == 2 else value for name, value in aux.items()}
+
+        flow_loss, aux = jax.vmap(flow)(batch["potential"], batch["time"], z, keys[:, 3])
+        elbo, elbo_aux = elbo_loss(decode(z), batch["image"], mean, log_var)
+        shifted, _ = elbo_loss(decode(aux["latent2"]), batch["image_next"], mean_next, log_var_next)
+        matching = sequence_matching_loss(z_t, z_next, aux["latent1"], aux["latent2"])
+        loss = elbo + shifted + regularizer.pde_weight * jnp.mean(flow_loss) + matching
+        metrics = dict(elbo_aux, elbo=elbo, shifted_elbo=shifted, flow=jnp.mean(flow_loss), matching=matching,
+                       **{name: jnp.mean(aux[name]) for name in ("ic", "pde", "variation", "velocity_norm")})
+        return loss, metrics
+
+    return loss_fn
+
+
+@dataclasses.dataclass
+class Experiment:
+    """Everything built from a config before training: tests drive the same pieces as the entrypoint."""
+
+    config: Any
+    mesh: jax.sharding.Mesh
+    vae: ConvVAE
+    potentials: MLPPotentials | None
+    grid: DSpritesGrid
+    source: Any  # the training source: the grid (plain) or its transformation sequences (regularized)
+    data_keys: tuple[str, ...]
+    state: Any  # initial TrainState, replicated on the mesh
+    train_step: Callable  # pure step(state, batch) -> (state, metrics)
+    jitted_step: Callable  # jax.jit of train_step with shardings and donated state
+    tx: Any
+
+
+def _init_state_fn(config, vae: ConvVAE, potentials: MLPPotentials | None, tx) -> Callable[[], Any]:
+    root = jax.random.key(config.seed)
+    # An rbg key for the conv init: the same distribution, but threefry conv init compiles ~5x slower on CPU.
+    vae_key = jax.random.key(config.seed, impl="rbg")
+    potentials_key, train_key = jax.random.fold_in(root, INIT_STREAM), jax.random.fold_in(root, TRAIN_STREAM)
+
+    def init_state():
+        images = jnp.zeros((1, 64, 64, 1), jnp.float32)
+        params = {"vae": vae.init(vae_key, images, jax.random.key(0))["params"]}
+        if potentials is not None:
+            params["potentials"] = potentials.init(potentials_key)
+        return create_train_state(params, tx, jax.random.key_data(train_key))
+
+    return init_state
+
+
+def _optimizer(config):
+    return make_optimizer(config.optim.learning_rate, warmup_steps=config.optim.warmup_steps,
+                          grad_clip=config.optim.grad_clip)
+
+
+def build_experiment(config, devices=None) -> Experiment:
+    """Validates the config (before anything compiles) and builds the model, state and step."""
+    devices = devices or (jax.devices()[:config.num_devices] if config.num_devices else jax.devices())
+    vae_configs.validate(config, num_devices=len(devices))
+    mesh = parallel.make_mesh(devices)
+    replicated = parallel.replicated_sharding(mesh)
+    vae, potentials, grid = build_vae(config), build_potentials(config), build_grid(config)
+    if potentials is None:
+        source, data_keys, loss_fn = grid, ("image",), make_elbo_loss(vae)
+    else:
+        source = TransformationSequences(grid, tuple(config.data.sequence_factors), config.regularizer.num_steps)
+        data_keys, loss_fn = SEQUENCE_KEYS, make_regularized_loss(vae, potentials, config)
+    tx = _optimizer(config)
+    state = jax.jit(_init_state_fn(config, vae, potentials, tx), out_shardings=replicated)()
+    train_step = make_train_step(loss_fn, tx, ema_decay=config.ema_decay)
+    state_sharding = jax.tree.map(lambda _: replicated, state)
+    jitted = jax.jit(train_step, in_shardings=(state_sharding, parallel.batch_sharding(mesh)),
+                     out_shardings=(state_sharding, replicated), donate_argnums=0)
+    return Experiment(config=config, mesh=mesh, vae=vae, potentials=potentials, grid=grid, source=source,
+                      data_keys=data_keys, state=state, train_step=train_step, jitted_step=jitted, tx=tx)
+
+
+def load_vae(workdir: str, mesh: jax.sharding.Mesh) -> tuple[ConvVAE, Any, ConfigDict]:
+    """The VAE of a `train.vae` work directory: (model, its evaluation (EMA) params replicated on `mesh`,
+    the run's config). Raises ConfigError naming `vae.workdir` when there is no finished checkpoint."""
+    config_path = os.path.join(workdir, "config.json")
+    checkpoints = os.path.join(workdir, "checkpoints")
+    hint = f"train one with `python -m train.vae --config=configs/vae.py:plain --workdir={workdir}`"
+    if not os.path.isfile(config_path) or not os.path.isdir(checkpoints):
+        raise ConfigError(f"vae.workdir: no VAE run in {workdir!r}; {hint}")
+    with open(config_path) as f:
+        config = ConfigDict(json.load(f))
+    checkpointer = Checkpointer(checkpoints, save_every=1)
+    try:
+        if checkpointer.latest_step() is None:
+            raise ConfigError(f"vae.workdir: no checkpoint in {checkpoints!r}; {hint}")
+        vae, potentials = build_vae(config), build_potentials(config)
+        replicated = parallel.replicated_sharding(mesh)
+        shapes = jax.eval_shape(_init_state_fn(config, vae, potentials, _optimizer(config)))
+        abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated), shapes)
+        state, _ = checkpointer.restore(abstract)
+    finally:
+        checkpointer.close()
+    return vae, state.ema_params["vae"], config
+
+
+def encode_means(vae: ConvVAE, params: Any, images: np.ndarray, chunk: int = 250) -> np.ndarray:
+    """Posterior means (N, d) of images (N, 64, 64, 1), jitted in fixed-size chunks."""
+    encode = jax.jit(lambda block: vae.apply({"params": params}, block, method="encode")[0])
+    chunk = min(chunk, len(images))
+    pad = -len(images) % chunk
+    padded = np.concatenate([images, np.zeros((pad,) + images.shape[1:], images.dtype)])
+    return np.concatenate([np.asarray(encode(block)) for block in padded.reshape((-1, chunk) + images.shape[1:])]
+                          )[:len(images)]
+
+
+def evaluate(experiment: Experiment, params: Any, workdir: str, step: int) -> dict[str, float]:
+    """MIG, DCI, the importance-weighted NLL and (regularized) VP of the trained VAE; writes
+    reconstructions.png, the strips and final_metrics.json, and returns the metrics."""
+    config, vae, grid = experiment.config, experiment.vae, experiment.grid
+    eval_key = jax.random.fold_in(jax.random.key(config.seed), EVAL_STREAM)
+    order_key, nll_key, vp_key = jax.random.split(eval_key, 3)
+    count = min(config.eval.num_images, len(grid))
+    indices = np.asarray(jax.random.permutation(order_key, len(grid)))[:count]
+    images = np.stack([grid.image(int(i)) for i in indices])
+    factors = np.stack([grid.factors(int(i)) for i in indices])
+    codes = encode_means(vae, params["vae"], images)
+    scores = dci(codes, factors, num_trees=config.eval.dci_trees, seed=config.seed)
+    metrics = {"mig": mig(codes, factors), "dci_disentanglement": scores["disentanglement"],
+               "dci_completeness": scores["completeness"], "dci_informativeness": scores["informativeness"],
+               "nll": _nll(vae, params["vae"], images[:config.eval.nll_images], nll_key, config.eval.nll_samples)}
+
+    generate = jax.jit(lambda z: vae.apply({"params": params["vae"]}, z, method="generate"))
+    shown = images[:8]
+    reconstructions = np.asarray(generate(jnp.asarray(codes[:8])))
+    save_image_grid(os.path.join(workdir, "reconstructions.png"),
+                    np.concatenate([(shown + 1.0) / 2.0, reconstructions]), ncols=len(shown), value_range=(0.0, 1.0))
+    if experiment.potentials is not None:
+        # Traversals start at posterior means of data images (where the flow was trained).
+        z0 = jnp.asarray(codes[np.asarray(jax.random.permutation(vp_key, count))[:config.eval.vp_pairs]])
+        latents = traversal_latents(experiment.potentials, params["potentials"], z0, config.regularizer.num_steps,
+                                    config.eval.step_size)
+        strips = generate_images(generate, latents)
+        write_strips(workdir, step, strips, config.eval.num_strips)
+        metrics["vp"] = traversal_vp(strips, config.seed)
+    metrics = {name: float(value) for name, value in metrics.items()}
+    with open(os.path.join(workdir, FINAL_METRICS), "w") as f:
+        json.dump({"step": step, **metrics}, f, indent=2)
+    return metrics
+
+
+def _nll(vae: ConvVAE, params: Any, images: np.ndarray, key: jax.Array, num_samples: int, chunk: int = 64) -> float:
+    """Mean importance-weighted -log p(x) in nats over `images`."""
+
+    @jax.jit
+    def nll(block, block_key):
+        mean, log_var = vae.apply({"params": params}, block, method="encode")
+        decode = lambda z: vae.apply({"params": params}, z, method="decode")
+        return importance_weighted_nll(decode, block, mean, log_var, block_key, num_samples=num_samples)
+
+    values = [np.asarray(nll(jnp.asarray(images[i:i + chunk]), jax.random.fold_in(key, i)))
+              for i in range(0, len(images), chunk)]
+    return float(np.mean(np.concatenate(values)))
+
+
+def train_and_evaluate(config, workdir: str, devices=None):
+    """Trains (resuming from the latest checkpoint in `workdir`) and evaluates; returns the final state.
+
+    A preempted run (SIGTERM) saves and returns before evaluating.
+    """
+    experiment = build_experiment(config, devices)
+    mesh, state = experiment.mesh, experiment.state
+    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), save_every=config.checkpoint_every,
+                                keep=config.keep_checkpoints)
+    dataset = make_dataset(experiment.source, global_batch_size=config.batch_size, seed=config.seed,
+                           keys=experiment.data_keys)
+    data_state = None
+    if checkpointer.latest_step() is not None:
+        state, extra = checkpointer.restore(abstract_like(state))
+        data_state = extra.get("data")
+        print(f"restored step {int(state.step)} from {checkpointer.directory}", flush=True)
+    iterator = make_iterator(dataset, data_state)
+    save_config(workdir, config)
+    next_batch = lambda step: parallel.global_batch(next(iterator), mesh)
+    logger = MetricLogger(workdir)
+    try:
+        state, preempted = fit(state, experiment.jitted_step, next_batch, total_steps=config.total_steps,
+                               checkpointer=checkpointer, logger=logger, log_every=config.log_every,
+                               checkpoint_every=config.checkpoint_every, batch_size=config.batch_size,
+                               data_state=iterator.get_state, desc=f"vae {config.method}")
+        checkpointer.wait()
+        if not preempted:
+            step = int(state.step)
+            metrics = evaluate(experiment, state.ema_params, workdir, step)
+            logger.log(step, {f"eval/{name}": value for name, value in metrics.items()})
+            print("final: " + ", ".join(f"{name} {value:.4f}" for name, value in metrics.items()), flush=True)
+    finally:
+        logger.close()
+        checkpointer.close()
+    return state
+
+
+def main(argv) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    run_main(train_and_evaluate, flags.FLAGS.config, flags.FLAGS.workdir, expected_errors=(NonFiniteLossError,))
+
+
+if __name__ == "__main__":
+    # Flags are defined only when run as a program, so importing this module (train.traversal, tests) adds none.
+    config_flags.DEFINE_config_file("config", "configs/vae.py:plain", "Config file and preset.")
+    flags.DEFINE_string("workdir", "workdirs/vae_plain", "Directory for checkpoints, logs and pictures.")
+    app.run(main, flags_parser=parse_flags)
