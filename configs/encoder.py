@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import ml_collections
 
-from jaxrep.config_checks import ConfigError, require, require_choice, require_positive, unknown_preset
+from configs._common import optim_config, preset_base, validate_optim
+from jaxrep.config_checks import ConfigError, require, require_choice, require_positive
 
 PRESETS = ("shapes32", "dsprites")
 
@@ -37,19 +38,12 @@ def base_config() -> ml_collections.ConfigDict:
     config.ema_decay = 0.99  # EMA of the weights; the EMA weights are saved
     config.log_every = 50  # steps between metric logs
 
-    config.optim = ml_collections.ConfigDict()
-    config.optim.learning_rate = 2e-3  # AdamW peak rate
-    config.optim.warmup_steps = 40  # linear warmup steps
-    config.optim.weight_decay = 0.05  # decoupled weight decay
-    config.optim.grad_clip = 1.0  # global-norm clipping; 0 disables
+    config.optim = optim_config(learning_rate=2e-3, warmup_steps=40, weight_decay=0.05, grad_clip=1.0)  # AdamW
     return config
 
 
 def get_config(preset: str = "shapes32") -> ml_collections.ConfigDict:
-    if preset not in PRESETS:
-        raise unknown_preset(preset, PRESETS)
-    config = base_config()
-    config.preset = preset
+    config = preset_base(preset, PRESETS, base_config)
     config.data_source = preset
     return config
 
@@ -58,7 +52,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     """Raises ConfigError naming the field."""
     require_choice(config, "data_source", PRESETS)
     require_positive(config, "image_size", "model.width", "model.depth", "model.num_heads", "model.patch_size",
-                     "model.mlp_ratio", "batch_size", "total_steps", "log_every", "optim.learning_rate")
+                     "model.mlp_ratio", "batch_size", "total_steps", "log_every")
     require(0.0 < config.holdout_fraction < 0.5, "holdout_fraction", "must be in (0, 0.5)")
     require(config.image_size % config.model.patch_size == 0, "model.patch_size",
             f"image_size {config.image_size} is not divisible by the patch size {config.model.patch_size}")
@@ -66,7 +60,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
             f"{config.model.width} is not divisible by model.num_heads={config.model.num_heads}")
     require(config.coverage_weight >= 0, "coverage_weight", "must be >= 0")
     require(0.0 <= config.ema_decay < 1.0, "ema_decay", "must be in [0, 1)")
-    require(config.optim.warmup_steps >= 0, "optim.warmup_steps", "must be >= 0")
+    validate_optim(config)
 
 
 __all__ = ["ConfigError", "PRESETS", "get_config", "validate"]

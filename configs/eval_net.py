@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import ml_collections
 
-from jaxrep.config_checks import ConfigError, require, require_choice, require_positive, unknown_preset
+from configs._common import optim_config, preset_base, validate_optim
+from jaxrep.config_checks import ConfigError, require, require_choice, require_positive
 
 PRESETS = ("shapes32", "dsprites")
 
@@ -34,19 +35,12 @@ def base_config() -> ml_collections.ConfigDict:
     config.ema_decay = 0.99  # EMA of the weights; the EMA weights are saved
     config.log_every = 50  # steps between metric logs
 
-    config.optim = ml_collections.ConfigDict()
-    config.optim.learning_rate = 2e-3  # AdamW peak rate
-    config.optim.warmup_steps = 50  # linear warmup steps
-    config.optim.weight_decay = 1e-4  # decoupled weight decay
-    config.optim.grad_clip = 1.0  # global-norm clipping; 0 disables
+    config.optim = optim_config(learning_rate=2e-3, warmup_steps=50, weight_decay=1e-4, grad_clip=1.0)  # AdamW
     return config
 
 
 def get_config(preset: str = "shapes32") -> ml_collections.ConfigDict:
-    if preset not in PRESETS:
-        raise unknown_preset(preset, PRESETS)
-    config = base_config()
-    config.preset = preset
+    config = preset_base(preset, PRESETS, base_config)
     config.data_source = preset
     return config
 
@@ -54,13 +48,12 @@ def get_config(preset: str = "shapes32") -> ml_collections.ConfigDict:
 def validate(config: ml_collections.ConfigDict) -> None:
     """Raises ConfigError naming the field."""
     require_choice(config, "data_source", PRESETS)
-    require_positive(config, "model.feature_dim", "batch_size", "total_steps", "log_every", "optim.learning_rate")
+    require_positive(config, "model.feature_dim", "batch_size", "total_steps", "log_every")
     require(len(config.model.widths) >= 1 and all(int(w) > 0 for w in config.model.widths), "model.widths",
             f"needs positive widths, got {config.model.widths}")
     require(0.0 < config.holdout_fraction < 0.5, "holdout_fraction", "must be in (0, 0.5)")
     require(0.0 <= config.ema_decay < 1.0, "ema_decay", "must be in [0, 1)")
-    require(config.optim.warmup_steps >= 0, "optim.warmup_steps", "must be >= 0")
-    require(config.optim.weight_decay >= 0, "optim.weight_decay", "must be >= 0")
+    validate_optim(config)
 
 
 __all__ = ["ConfigError", "PRESETS", "get_config", "validate"]

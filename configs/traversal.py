@@ -20,7 +20,8 @@ import os
 import ml_collections
 
 from configs import vae as vae_configs
-from jaxrep.config_checks import ConfigError, require, require_choice, require_positive, unknown_preset
+from configs._common import optim_config, preset_base, validate_optim
+from jaxrep.config_checks import ConfigError, require, require_choice, require_positive
 from jaxrep.traversal import EQUATIONS, SPATIAL_OPERATORS
 
 PRESETS = ("potential", "linear", "potential_paper", "linear_paper")
@@ -62,10 +63,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.classifier.hidden = 84  # hidden Dense width
     config.classifier.stochastic_logits = True  # Gaussian noisy logits (official pretrained-VAE classifier)
 
-    config.optim = ml_collections.ConfigDict()
-    config.optim.learning_rate = 1e-4  # Adam for potentials and classifier (official 1e-4 both)
-    config.optim.warmup_steps = 0  # linear warmup steps
-    config.optim.grad_clip = 0.0  # global-norm clipping; 0 disables (official: none)
+    # Adam for potentials and classifier at the official 1e-4 (both), no warmup, no clipping (official: none).
+    config.optim = optim_config(learning_rate=1e-4, warmup_steps=0, grad_clip=0.0)
 
     config.eval = ml_collections.ConfigDict()
     config.eval.vp_pairs = 500  # starting latents per traversal for the VP score
@@ -79,10 +78,7 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 def get_config(preset: str = "potential") -> ml_collections.ConfigDict:
-    if preset not in PRESETS:
-        raise unknown_preset(preset, PRESETS)
-    config = base_config()
-    config.preset = preset
+    config = preset_base(preset, PRESETS, base_config)
     config.traversal.family = preset.split("_")[0]
     if preset.endswith("_paper"):
         config.vae.workdir = "workdirs/vae_plain_paper"
@@ -105,14 +101,12 @@ def get_config(preset: str = "potential") -> ml_collections.ConfigDict:
 def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
     """Checks the config before anything compiles; raises ConfigError naming the field."""
     require_positive(config, "batch_size", "total_steps", "log_every", "checkpoint_every", "keep_checkpoints",
-                     "optim.learning_rate", "classifier.hidden", "eval.vp_pairs", "eval.step_size",
-                     "eval.num_strips")
+                     "classifier.hidden", "eval.vp_pairs", "eval.step_size", "eval.num_strips")
     require(config.batch_size % num_devices == 0, "batch_size",
             f"{config.batch_size} is not divisible by the {num_devices} devices of the mesh")
     require(0.0 <= config.ema_decay < 1.0, "ema_decay", f"must be in [0, 1), got {config.ema_decay}")
     require(config.num_devices >= 0, "num_devices", "must be >= 0 (0: all devices)")
-    require(config.optim.warmup_steps >= 0, "optim.warmup_steps", "must be >= 0")
-    require(config.optim.grad_clip >= 0, "optim.grad_clip", "must be >= 0 (0 disables clipping)")
+    validate_optim(config)
     traversal = config.traversal
     require_choice(config, "traversal.family", FAMILIES)
     require(traversal.num_potentials >= 2, "traversal.num_potentials",

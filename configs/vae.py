@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import ml_collections
 
-from jaxrep.config_checks import ConfigError, require, require_choice, require_positive, unknown_preset
+from configs._common import optim_config, preset_base, validate_optim
+from jaxrep.config_checks import ConfigError, require, require_choice, require_positive
 from jaxrep.data.procedural import DSprites
 from jaxrep.traversal import EQUATIONS, SPATIAL_OPERATORS
 from jaxrep.traversal.sequences import OFFICIAL_STARTS, OFFICIAL_STOP, OFFICIAL_STRIDES
@@ -59,10 +60,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.regularizer.pde_weight = 1.0  # lambda_pde on L_ic + L_pde - L_var (official 1)
     config.regularizer.variation_weight = 1.0  # weight of L_var inside the flow loss (official 1)
 
-    config.optim = ml_collections.ConfigDict()
-    config.optim.learning_rate = 1e-4  # Adam (official 1e-4 for every module)
-    config.optim.warmup_steps = 0  # linear warmup steps
-    config.optim.grad_clip = 0.0  # global-norm clipping; 0 disables (official: none)
+    # Adam at the official 1e-4 for every module, no warmup, no clipping (official: none).
+    config.optim = optim_config(learning_rate=1e-4, warmup_steps=0, grad_clip=0.0)
 
     config.eval = ml_collections.ConfigDict()
     config.eval.num_images = 2000  # grid images encoded for MIG and DCI
@@ -80,10 +79,7 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 def get_config(preset: str = "plain") -> ml_collections.ConfigDict:
-    if preset not in PRESETS:
-        raise unknown_preset(preset, PRESETS)
-    config = base_config()
-    config.preset = preset
+    config = preset_base(preset, PRESETS, base_config)
     config.method = preset.split("_")[0]
     if not preset.endswith("_paper"):
         # CPU budget (measured on 2 cores): a narrow VAE, batch 32, a larger rate for the short run.
@@ -107,14 +103,13 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
     """Checks the config before anything compiles; raises ConfigError naming the field."""
     require_choice(config, "method", METHODS)
     require_positive(config, "batch_size", "total_steps", "log_every", "checkpoint_every", "keep_checkpoints",
-                     "model.latent_dim", "model.hidden_dim", "optim.learning_rate", "eval.num_images",
+                     "model.latent_dim", "model.hidden_dim", "eval.num_images",
                      "eval.dci_trees", "eval.nll_images", "eval.nll_samples")
     require(config.batch_size % num_devices == 0, "batch_size",
             f"{config.batch_size} is not divisible by the {num_devices} devices of the mesh")
     require(0.0 <= config.ema_decay < 1.0, "ema_decay", f"must be in [0, 1), got {config.ema_decay}")
     require(config.num_devices >= 0, "num_devices", "must be >= 0 (0: all devices)")
-    require(config.optim.warmup_steps >= 0, "optim.warmup_steps", "must be >= 0")
-    require(config.optim.grad_clip >= 0, "optim.grad_clip", "must be >= 0 (0 disables clipping)")
+    validate_optim(config)
     require(config.model.latent_dim >= 2, "model.latent_dim", "MIG and DCI need at least 2 code dimensions")
     require(len(config.model.channels) >= 1 and all(c > 0 for c in config.model.channels), "model.channels",
             f"need positive conv widths, got {tuple(config.model.channels)}")

@@ -40,3 +40,13 @@ def run_main(train_fn: Callable[[Any, str], Any], config: Any, workdir: str,
         sys.exit(f"config error: {error}")
     except (CheckpointMismatchError, *expected_errors) as error:
         sys.exit(f"error: {error}")
+
+
+def run_entrypoint(argv: list[str], train_fn: Callable[[Any, str], Any],
+                   expected_errors: tuple[type[Exception], ...] = ()) -> Any:
+    """The body of an entrypoint's absl `main`: refuses positional arguments, then returns
+    `run_main(train_fn, --config, --workdir, expected_errors)` (the caller's `main` must not return it:
+    absl exits with what `main` returns)."""
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    return run_main(train_fn, flags.FLAGS.config, flags.FLAGS.workdir, expected_errors)

@@ -30,10 +30,9 @@ bicubic resize to `image_size`), so at alignment time the encoder sees what it s
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
 import flax.linen as nn
@@ -44,9 +43,9 @@ import optax
 from configs import encoder as encoder_configs
 from jaxrep.align.encoder import FrozenEncoder, save_encoder, to_unit_rgb
 from jaxrep.align.targets import preprocess_images
-from jaxrep.config_checks import ConfigError
 from jaxrep.nn.vit import ViT
 from jaxrep.training import make_optimizer
+from train.cli import parse_flags, run_entrypoint
 from train.factor_training import build_source, fit_on_factors
 
 # Pixels brighter than this (in [0, 1], max over channels) count as the object; the background is black.
@@ -127,16 +126,11 @@ def train_encoder(config, workdir: str, *, show_progress: bool = True) -> Frozen
 
 
 def main(argv) -> None:
-    del argv
-    logging.set_verbosity(logging.WARNING)
-    try:
-        train_encoder(flags.FLAGS.config, flags.FLAGS.workdir)
-    except ConfigError as error:
-        sys.exit(f"error: {error}")
+    run_entrypoint(argv, train_encoder)
 
 
 if __name__ == "__main__":
     # Defined here, not at import: train.diffusion imports this module and defines its own --config.
     config_flags.DEFINE_config_file("config", "configs/encoder.py:shapes32", "Config file and preset.")
     flags.DEFINE_string("workdir", "workdirs/encoder_shapes32", "Directory of the encoder checkpoint.")
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -14,10 +14,9 @@ held-out factor accuracy is printed and stored with the weights.
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
 import jax
@@ -25,10 +24,10 @@ import jax.numpy as jnp
 import optax
 
 from configs import eval_net as eval_net_configs
-from jaxrep.config_checks import ConfigError
 from jaxrep.metrics.features import save_eval_net
 from jaxrep.nn.eval_net import EvalNet
 from jaxrep.training import make_optimizer
+from train.cli import parse_flags, run_entrypoint
 from train.factor_training import build_source, fit_on_factors
 
 
@@ -76,16 +75,11 @@ def train_eval_net(config, workdir: str, *, show_progress: bool = True) -> tuple
 
 
 def main(argv) -> None:
-    del argv
-    logging.set_verbosity(logging.WARNING)
-    try:
-        train_eval_net(flags.FLAGS.config, flags.FLAGS.workdir)
-    except ConfigError as error:
-        sys.exit(f"error: {error}")
+    run_entrypoint(argv, train_eval_net)
 
 
 if __name__ == "__main__":
     # Defined here, not at import: train.evaluate imports this module and defines its own --config.
     config_flags.DEFINE_config_file("config", "configs/eval_net.py:shapes32", "Config file and preset.")
     flags.DEFINE_string("workdir", "workdirs/eval_net_shapes32", "Directory of the eval-net checkpoint.")
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

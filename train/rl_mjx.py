@@ -17,21 +17,19 @@ from __future__ import annotations
 
 import copy
 import os
-import sys
 import time
 
 import jax
 import numpy as np
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
 from configs.rl_mjx import validate
 from envs.mjx import MJXEnv
 from jaxrep.checkpoint import Checkpointer, PreemptionGuard, abstract_like, with_empty, without_empty
-from jaxrep.config_checks import ConfigError
 from jaxrep.logging import MetricLogger, progress_bar, save_config, save_curves
 from jaxrep.rl.fused import FusedDDPG
-from train.cli import parse_flags
+from train.cli import parse_flags, run_entrypoint
 from train.rl import make_agent
 
 # Independent random streams folded out of the root key.
@@ -118,15 +116,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO; keep the progress bar readable
-    config = flags.FLAGS.config
-    try:
-        validate(config)
-    except ConfigError as error:
-        sys.exit(f"config error: {error}")
-    summary = train_and_evaluate(config, flags.FLAGS.workdir)
+    summary = run_entrypoint(argv, train_and_evaluate)  # train_and_evaluate validates the config first
     print(f"done: {summary['env_steps']} env steps, {summary['updates']} updates, final eval return "
           f"{summary['final_eval_return']:.2f}, {summary['env_steps_per_s']:.0f} env steps/s (compilation included)")
 

@@ -41,8 +41,6 @@ import numpy as np
 
 from configs import traversal as traversal_configs
 from jaxrep import parallel
-from jaxrep.checkpoint import Checkpointer, abstract_like
-from jaxrep.logging import MetricLogger, save_config
 from jaxrep.nn.vae import ConvVAE
 from jaxrep.traversal import (
     LinearDirections,
@@ -56,15 +54,16 @@ from jaxrep.traversal import (
 )
 from jaxrep.training import create_train_state, make_optimizer, make_train_step
 from train import vae as train_vae
-from train.cli import parse_flags, run_main
+from train.cli import parse_flags, run_entrypoint
 from train.vae import (
     FINAL_METRICS,
     NonFiniteLossError,
     build_grid,
     encode_means,
-    fit,
+    fit_and_evaluate,
     generate_images,
     load_vae,
+    resume,
     traversal_latents,
     traversal_vp,
     write_strips,
@@ -247,36 +246,15 @@ def train_and_evaluate(config, workdir: str, devices=None):
     """
     prepare_generator(config, devices)
     experiment = build_experiment(config, devices)
-    state = experiment.state
-    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), save_every=config.checkpoint_every,
-                                keep=config.keep_checkpoints)
-    if checkpointer.latest_step() is not None:
-        state, _ = checkpointer.restore(abstract_like(state))
-        print(f"restored step {int(state.step)} from {checkpointer.directory}", flush=True)
-    save_config(workdir, config)
-    logger = MetricLogger(workdir)
-    try:
-        # The batch of step s + 1 is a pure function of the step: nothing to save for the input pipeline.
-        state, preempted = fit(state, experiment.jitted_step, experiment.latent_batch,
-                               total_steps=config.total_steps, checkpointer=checkpointer, logger=logger,
-                               log_every=config.log_every, checkpoint_every=config.checkpoint_every,
-                               batch_size=config.batch_size, desc=f"traversal {config.traversal.family}")
-        checkpointer.wait()
-        if not preempted:
-            step = int(state.step)
-            metrics = evaluate(experiment, state.ema_params, workdir, step)
-            logger.log(step, {f"eval/{name}": value for name, value in metrics.items()})
-            print("final: " + ", ".join(f"{name} {value:.4f}" for name, value in metrics.items()), flush=True)
-    finally:
-        logger.close()
-        checkpointer.close()
-    return state
+    checkpointer, state, _ = resume(config, workdir, experiment.state)
+    # The batch of step s + 1 is a pure function of the step: nothing to save for the input pipeline.
+    evaluate_fn = lambda params, step: evaluate(experiment, params, workdir, step)
+    return fit_and_evaluate(config, workdir, state, experiment.jitted_step, experiment.latent_batch, evaluate_fn,
+                            checkpointer=checkpointer, desc=f"traversal {config.traversal.family}")
 
 
 def main(argv) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    run_main(train_and_evaluate, flags.FLAGS.config, flags.FLAGS.workdir, expected_errors=(NonFiniteLossError,))
+    run_entrypoint(argv, train_and_evaluate, expected_errors=(NonFiniteLossError,))
 
 
 if __name__ == "__main__":

@@ -20,9 +20,9 @@ The work directory gets `checkpoints/` (resumed automatically), `metrics.jsonl`,
 with MIG, DCI (gradient-boosted trees) and the importance-weighted NLL in nats; `regularized` adds the VP
 score of its potentials and `strips/<step>_<i>.png` (one row per potential, one column per flow step).
 
-This module also holds the pieces `train.traversal` shares: the resumable loop `fit`, `load_vae` (a
-frozen VAE from a work directory) and the traversal evaluation (`traversal_latents`, `write_strips`,
-`traversal_vp`).
+This module also holds the pieces `train.traversal` shares: the resumable loop `fit` with its setup and
+ending (`resume`, `fit_and_evaluate`), `load_vae` (a frozen VAE from a work directory) and the traversal
+evaluation (`traversal_latents`, `write_strips`, `traversal_vp`).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from jaxrep.nn.vae import ConvVAE, elbo_loss, importance_weighted_nll, reparamet
 from jaxrep.traversal import MLPPotentials, potential_flow_loss, sequence_matching_loss, traverse_all
 from jaxrep.traversal.sequences import DSpritesGrid, TransformationSequences
 from jaxrep.training import create_train_state, current_learning_rate, make_optimizer, make_train_step
-from train.cli import parse_flags, run_main
+from train.cli import parse_flags, run_entrypoint
 
 # Fault injection for kill-and-resume tests: SIGKILL this process right after the given step.
 KILL_AT_STEP_ENV = "JAXREP_KILL_AT_STEP"
@@ -134,6 +134,41 @@ def fit(state: Any, step_fn: Callable, next_batch: Callable[[int], Any], *, tota
     finally:
         bar.close()
     return state, False
+
+
+def resume(config, workdir: str, state: Any) -> tuple[Checkpointer, Any, dict]:
+    """(checkpointer of `workdir/checkpoints`, the latest saved state or `state`, the saved extras or {})."""
+    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), save_every=config.checkpoint_every,
+                                keep=config.keep_checkpoints)
+    extra = {}
+    if checkpointer.latest_step() is not None:
+        state, extra = checkpointer.restore(abstract_like(state))
+        print(f"restored step {int(state.step)} from {checkpointer.directory}", flush=True)
+    return checkpointer, state, extra
+
+
+def fit_and_evaluate(config, workdir: str, state: Any, step_fn: Callable, next_batch: Callable[[int], Any],
+                     evaluate_fn: Callable[[Any, int], dict[str, float]], *, checkpointer: Checkpointer,
+                     data_state: Callable[[], dict] = dict, desc: str) -> Any:
+    """Writes config.json, runs `fit` on the config's schedule (total_steps, log_every, checkpoint_every,
+    batch_size), then, unless preempted, evaluate_fn(EMA params, step) -> metrics, logged as `eval/<name>`
+    and printed. Closes the logger and `checkpointer`; returns the final state."""
+    save_config(workdir, config)
+    logger = MetricLogger(workdir)
+    try:
+        state, preempted = fit(state, step_fn, next_batch, total_steps=config.total_steps, checkpointer=checkpointer,
+                               logger=logger, log_every=config.log_every, checkpoint_every=config.checkpoint_every,
+                               batch_size=config.batch_size, data_state=data_state, desc=desc)
+        checkpointer.wait()
+        if not preempted:
+            step = int(state.step)
+            metrics = evaluate_fn(state.ema_params, step)
+            logger.log(step, {f"eval/{name}": value for name, value in metrics.items()})
+            print("final: " + ", ".join(f"{name} {value:.4f}" for name, value in metrics.items()), flush=True)
+    finally:
+        logger.close()
+        checkpointer.close()
+    return state
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -406,41 +441,19 @@ def train_and_evaluate(config, workdir: str, devices=None):
     A preempted run (SIGTERM) saves and returns before evaluating.
     """
     experiment = build_experiment(config, devices)
-    mesh, state = experiment.mesh, experiment.state
-    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), save_every=config.checkpoint_every,
-                                keep=config.keep_checkpoints)
+    mesh = experiment.mesh
+    checkpointer, state, extra = resume(config, workdir, experiment.state)
     dataset = make_dataset(experiment.source, global_batch_size=config.batch_size, seed=config.seed,
                            keys=experiment.data_keys)
-    data_state = None
-    if checkpointer.latest_step() is not None:
-        state, extra = checkpointer.restore(abstract_like(state))
-        data_state = extra.get("data")
-        print(f"restored step {int(state.step)} from {checkpointer.directory}", flush=True)
-    iterator = make_iterator(dataset, data_state)
-    save_config(workdir, config)
+    iterator = make_iterator(dataset, extra.get("data"))
     next_batch = lambda step: parallel.global_batch(next(iterator), mesh)
-    logger = MetricLogger(workdir)
-    try:
-        state, preempted = fit(state, experiment.jitted_step, next_batch, total_steps=config.total_steps,
-                               checkpointer=checkpointer, logger=logger, log_every=config.log_every,
-                               checkpoint_every=config.checkpoint_every, batch_size=config.batch_size,
-                               data_state=iterator.get_state, desc=f"vae {config.method}")
-        checkpointer.wait()
-        if not preempted:
-            step = int(state.step)
-            metrics = evaluate(experiment, state.ema_params, workdir, step)
-            logger.log(step, {f"eval/{name}": value for name, value in metrics.items()})
-            print("final: " + ", ".join(f"{name} {value:.4f}" for name, value in metrics.items()), flush=True)
-    finally:
-        logger.close()
-        checkpointer.close()
-    return state
+    evaluate_fn = lambda params, step: evaluate(experiment, params, workdir, step)
+    return fit_and_evaluate(config, workdir, state, experiment.jitted_step, next_batch, evaluate_fn,
+                            checkpointer=checkpointer, data_state=iterator.get_state, desc=f"vae {config.method}")
 
 
 def main(argv) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    run_main(train_and_evaluate, flags.FLAGS.config, flags.FLAGS.workdir, expected_errors=(NonFiniteLossError,))
+    run_entrypoint(argv, train_and_evaluate, expected_errors=(NonFiniteLossError,))
 
 
 if __name__ == "__main__":
