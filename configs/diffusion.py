@@ -95,6 +95,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.align.encoder.path = "workdirs/encoder_shapes32"  # checkpoint dir (trained on first use) or DINOv2 file
     config.align.encoder.preset = "B/14"  # dinov2: ViT preset of the file ('S/14', 'B/14', 'L/14', 'g/14')
     config.align.encoder.image_size = 0  # encoder input side; 0: the checkpoint's training size, 224 for DINOv2
+    config.align.encoder.dtype = "float32"  # encoder activation dtype: 'float32' or 'bfloat16' (params float32)
     config.align.encoder.images_path = ""  # latent data: (N, H, W, 3) uint8 .npy of the raw images behind data.path
     config.align.erw = ml_collections.ConfigDict()
     config.align.erw.warmup_steps = 100_000  # ERW phase 1 steps (counted in total_steps)
@@ -244,6 +245,7 @@ def validate_alignment(config: ml_collections.ConfigDict) -> None:
     require_positive(config, "align.projector_dim", "align.conv_kernel")
     require(align.conv_kernel % 2 == 1, "align.conv_kernel", f"must be odd (SAME padding), got {align.conv_kernel}")
     require_choice(config, "align.encoder.source", ("checkpoint", "dinov2"))
+    require_choice(config, "align.encoder.dtype", ("float32", "bfloat16"))
     require(align.encoder.image_size >= 0, "align.encoder.image_size", "must be >= 0 (0: the encoder's own size)")
     path = align.encoder.path
     if align.encoder.source == "dinov2":

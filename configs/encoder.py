@@ -31,6 +31,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.model.num_heads = 4  # attention heads
     config.model.patch_size = 4  # patch side; image_size / patch_size tokens per side
     config.model.mlp_ratio = 4.0  # FFN width / token width
+    config.model.dtype = "float32"  # activation dtype: 'float32' or 'bfloat16' (params, EMA, losses float32)
 
     config.coverage_weight = 1.0  # weight of the per-token foreground-coverage loss next to the factor losses
     config.batch_size = 64  # images per step
@@ -51,6 +52,7 @@ def get_config(preset: str = "shapes32") -> ml_collections.ConfigDict:
 def validate(config: ml_collections.ConfigDict) -> None:
     """Raises ConfigError naming the field."""
     require_choice(config, "data_source", PRESETS)
+    require_choice(config, "model.dtype", ("float32", "bfloat16"))
     require_positive(config, "image_size", "model.width", "model.depth", "model.num_heads", "model.patch_size",
                      "model.mlp_ratio", "batch_size", "total_steps", "log_every")
     require(0.0 < config.holdout_fraction < 0.5, "holdout_fraction", "must be in (0, 0.5)")

@@ -126,7 +126,7 @@ def build_alignment(config, model: SiT, image_shape: tuple[int, ...], mesh: jax.
                           f"(latents?); give the raw (N, H, W, 3) uint8 images the encoder should see")
     ensure_encoder(config)
     encoder = load_encoder(align.encoder.source, align.encoder.path, preset=align.encoder.preset,
-                           image_size=align.encoder.image_size)
+                           image_size=align.encoder.image_size, dtype=jnp.dtype(align.encoder.dtype))
     grid_hw = (model.grid_size, model.grid_size)
     projector = make_projector(align.method, out_dim=encoder.width, hidden_dim=align.projector_dim,
                                kernel_size=align.conv_kernel, grid_hw=grid_hw, dtype=model.dtype)

@@ -82,7 +82,7 @@ def make_pretraining_loss(vit: ViT, heads: TokenHeads, *, image_size: int, cover
     def loss_fn(params: Any, batch: dict, keys: jax.Array, step: jax.Array):
         del keys, step
         pixels = preprocess_images(to_unit_rgb(batch["image"]), image_size=image_size)
-        tokens = vit.apply({"params": params["vit"]}, pixels)
+        tokens = vit.apply({"params": params["vit"]}, pixels).astype(jnp.float32)  # heads and losses in f32
         logits, coverage_logit = heads.apply({"params": params["heads"]}, tokens)
         factor_losses, accuracies = [], []
         for index, factor_logits in enumerate(logits):
@@ -104,7 +104,7 @@ def train_encoder(config, workdir: str, *, show_progress: bool = True) -> Frozen
     source = build_source(config.data_source)
     vit = ViT(width=config.model.width, depth=config.model.depth, num_heads=config.model.num_heads,
               patch_size=config.model.patch_size, mlp_ratio=config.model.mlp_ratio,
-              pos_embed_grid=config.image_size // config.model.patch_size)
+              pos_embed_grid=config.image_size // config.model.patch_size, dtype=jnp.dtype(config.model.dtype))
     heads = TokenHeads(tuple(source.factor_sizes))
     tx = make_optimizer(config.optim.learning_rate, warmup_steps=config.optim.warmup_steps,
                         weight_decay=config.optim.weight_decay, grad_clip=config.optim.grad_clip)

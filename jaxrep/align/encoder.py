@@ -150,7 +150,8 @@ def _load_dinov2(path: str, preset: str, image_size: int) -> FrozenEncoder:
     return FrozenEncoder(native.clone(pos_embed_grid=grid), params, image_size)
 
 
-def load_encoder(source: str, path: str, *, preset: str = "B/14", image_size: int = 0) -> FrozenEncoder:
+def load_encoder(source: str, path: str, *, preset: str = "B/14", image_size: int = 0,
+                 dtype: Any = jnp.float32) -> FrozenEncoder:
     """Builds the frozen encoder.
 
     Args:
@@ -159,6 +160,8 @@ def load_encoder(source: str, path: str, *, preset: str = "B/14", image_size: in
       preset: DINOv2 ViT preset of the file ("S/14", "B/14", "L/14", "g/14"); unused for checkpoints.
       image_size: encoder input side; 0 means the size the checkpoint was trained at, or 224 for DINOv2
         (REPA: 16 x 16 patch tokens).
+      dtype: activation dtype of the encoder's forward pass (bfloat16 for mixed precision); its params stay
+        float32 and its tokens are returned in float32.
 
     Raises:
       EncoderFileError: missing path, not an encoder checkpoint, or weights of another architecture.
@@ -170,10 +173,11 @@ def load_encoder(source: str, path: str, *, preset: str = "B/14", image_size: in
                 raise EncoderFileError(f"align.encoder.image_size: {image_size} is not a multiple of the "
                                        f"encoder patch size {encoder.model.patch_size}")
             encoder = dataclasses.replace(encoder, image_size=image_size)
-        return encoder
-    if source == "dinov2":
-        return _load_dinov2(os.fspath(path), preset, image_size or 224)
-    raise ValueError(f"align.encoder.source: must be 'checkpoint' or 'dinov2', got {source!r}")
+    elif source == "dinov2":
+        encoder = _load_dinov2(os.fspath(path), preset, image_size or 224)
+    else:
+        raise ValueError(f"align.encoder.source: must be 'checkpoint' or 'dinov2', got {source!r}")
+    return dataclasses.replace(encoder, model=encoder.model.clone(dtype=dtype))
 
 
 def to_unit_rgb(images: jax.Array) -> jax.Array:

@@ -115,9 +115,11 @@ def encoder_targets(
       grid_hw: alignment grid (the SiT token grid); None keeps the encoder grid.
 
     Returns:
-      (B, N, D_enc) patch tokens, post-LN, under `stop_gradient`.
+      (B, N, D_enc) float32 patch tokens, post-LN, under `stop_gradient` (a bf16 encoder's tokens are
+      cast up, so the alignment loss is computed in float32 either way).
     """
     tokens = encoder.apply({"params": encoder_params}, preprocess_images(images, image_size=image_size))
+    tokens = tokens.astype(jnp.float32)
     side = image_size // encoder.patch_size
     if grid_hw is not None and tuple(grid_hw) != (side, side):
         tokens = resize_token_grid(tokens, grid_hw, grid_hw_in=(side, side))

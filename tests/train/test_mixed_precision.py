@@ -1,11 +1,18 @@
-"""bf16 activations with float32 parameters, optimizer state, losses, norms and time embeddings."""
+"""bf16 activations with float32 parameters, optimizer state, losses, norms and time embeddings, for SiT
+and the ViT encoders (the frozen alignment target and the in-repo encoder's pre-training)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrep.align.encoder import load_encoder, make_target_fn, save_encoder
+from jaxrep.logging import read_metrics
+from jaxrep.losses import repa_loss
+from jaxrep.nn.vit import ViT
 from tests.train.test_diffusion_training import _first_batches, _run_steps, tiny_config
+from tests.train.test_encoder import tiny_encoder_config
 from train import diffusion as train_diffusion
+from train.encoder import train_encoder
 
 
 def test_bf16_loss_tracks_float32_and_state_stays_float32():
@@ -28,3 +35,34 @@ def test_bf16_loss_tracks_float32_and_state_stays_float32():
     jaxpr = str(jax.make_jaxpr(lambda p: model.apply({"params": p}, x, jnp.zeros((2,)), jnp.zeros((2,), jnp.int32)))(
         params["sit"]))
     assert "bf16" in jaxpr
+
+
+def test_bf16_target_encoder_gives_float32_tokens_aligned_with_float32(tmp_path):
+    # Stated tolerance: each bf16 target token points within cos > 0.999 of its float32 twin, so the
+    # alignment loss (a cosine) moves by < 1e-3; tokens come back float32, params stay float32.
+    model = ViT(width=16, depth=2, num_heads=2, patch_size=4, pos_embed_grid=8)
+    params = model.init(jax.random.key(7), jnp.zeros((1, 32, 32, 3)))["params"]
+    save_encoder(str(tmp_path), model, params, image_size=32)
+    images = jax.random.uniform(jax.random.key(1), (4, 32, 32, 3), minval=-1.0, maxval=1.0)
+    tokens = {}
+    for dtype in (jnp.float32, jnp.bfloat16):
+        encoder = load_encoder("checkpoint", str(tmp_path), dtype=dtype)
+        assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(encoder.params))
+        tokens[dtype] = jax.jit(make_target_fn(encoder, grid_hw=(4, 4)))(encoder.params, images)
+    assert tokens[jnp.bfloat16].dtype == jnp.float32 and tokens[jnp.bfloat16].shape == (4, 16, 16)
+    assert repa_loss(tokens[jnp.bfloat16], tokens[jnp.float32]) < -0.999
+    assert not np.allclose(tokens[jnp.bfloat16], tokens[jnp.float32], atol=1e-6)  # bf16 compute really happened
+
+
+def test_bf16_encoder_pretraining_loss_tracks_float32(tmp_path):
+    # Stated tolerance: logged losses within 2 % of float32 over 4 steps.
+    losses = {}
+    for dtype in ("float32", "bfloat16"):
+        workdir = str(tmp_path / dtype)
+        config = tiny_encoder_config()
+        config.model.dtype = dtype
+        train_encoder(config, workdir, show_progress=False)
+        losses[dtype] = np.array([record["loss"] for record in read_metrics(workdir) if "loss" in record])
+    assert losses["float32"].size >= 2
+    np.testing.assert_allclose(losses["bfloat16"], losses["float32"], rtol=2e-2)
+    assert not np.allclose(losses["bfloat16"], losses["float32"], rtol=1e-7)
