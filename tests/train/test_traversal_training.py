@@ -17,7 +17,6 @@ from configs import traversal as traversal_configs
 from jaxrep.checkpoint import Checkpointer
 from jaxrep.config_checks import ConfigError
 from jaxrep.logging import read_metrics
-from tests.train.test_vae_training import compilation_cache  # noqa: F401 (autouse: this module's cache)
 from tests.train.test_vae_training import REPO, assert_strips, assert_trees_equal, losses
 from tests.train.test_vae_training import tiny_config as tiny_vae_config
 from train import traversal as train_traversal

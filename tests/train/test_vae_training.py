@@ -10,7 +10,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.experimental.compilation_cache import compilation_cache as jax_compilation_cache
 from PIL import Image
 
 from configs import vae as vae_configs
@@ -30,25 +29,6 @@ TINY_OVERRIDES = {
     "eval.num_strips": 2,
 }
 IMAGE = 64
-
-
-CACHE_OPTIONS = {"jax_persistent_cache_min_compile_time_secs": 0.0, "jax_persistent_cache_min_entry_size_bytes": 0}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def compilation_cache(tmp_path_factory):
-    """A persistent compilation cache for the entrypoint test modules (this one and those importing the
-    fixture), shared between them: every run of an entrypoint compiles fresh closures of the same programs,
-    and the cache turns the repeated compiles (most of a tiny run) into hits. Off again after the module."""
-    saved = {name: getattr(jax.config, name) for name in ("jax_compilation_cache_dir", *CACHE_OPTIONS)}
-    directory = tmp_path_factory.getbasetemp() / "entrypoint_jax_cache"
-    for name, value in {"jax_compilation_cache_dir": str(directory), **CACHE_OPTIONS}.items():
-        jax.config.update(name, value)
-    jax_compilation_cache.reset_cache()
-    yield
-    for name, value in saved.items():
-        jax.config.update(name, value)
-    jax_compilation_cache.reset_cache()
 
 
 def tiny_config(preset="plain", **overrides):
