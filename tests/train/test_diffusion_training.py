@@ -223,6 +223,7 @@ def test_second_call_does_not_recompile():
     assert not compiles, [r.getMessage() for r in compiles]
 
 
+@pytest.mark.slow  # three tiny training runs, two on 8 devices: ~50 s on 2 cores
 def test_checkpoint_from_eight_devices_restores_on_one_and_loss_continues(tmp_path):
     config_8 = tiny_config(total_steps=4, checkpoint_every=4, num_devices=8, batch_size=16)
     train_diffusion.train_and_evaluate(config_8, str(tmp_path / "eight"))
