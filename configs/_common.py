@@ -12,6 +12,8 @@ import ml_collections
 
 from jaxrep.config_checks import require, require_positive, unknown_preset
 
+ACTIVATION_DTYPES = ("float32", "bfloat16")  # choices of every `*.dtype` field (params always stay float32)
+
 
 def preset_base(preset: str, presets: Iterable[str],
                 base_config: Callable[[], ml_collections.ConfigDict]) -> ml_collections.ConfigDict:

@@ -18,6 +18,7 @@ import os
 
 import ml_collections
 
+from configs._common import ACTIVATION_DTYPES
 from jaxrep.config_checks import (ConfigError, require, require_choice, require_positive, unknown_preset)
 
 ALIGN_METHODS = ("none", "repa", "irepa", "erw")
@@ -199,7 +200,7 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int, image_size:
     require(config.sample_every >= 0, "sample_every", "must be >= 0 (0: only at the end)")
     require(config.num_devices >= 0, "num_devices", "must be >= 0 (0: all devices)")
     require_choice(config, "data.source", ("shapes32", "dsprites", "arrays"))
-    require_choice(config, "model.dtype", ("float32", "bfloat16"))
+    require_choice(config, "model.dtype", ACTIVATION_DTYPES)
     require_choice(config, "diffusion.path", ("linear", "gvp"))
     require_choice(config, "diffusion.time_weighting", ("uniform", "lognormal"))
     require_choice(config, "sample.sampler", ("ode", "sde"))
@@ -245,7 +246,7 @@ def validate_alignment(config: ml_collections.ConfigDict) -> None:
     require_positive(config, "align.projector_dim", "align.conv_kernel")
     require(align.conv_kernel % 2 == 1, "align.conv_kernel", f"must be odd (SAME padding), got {align.conv_kernel}")
     require_choice(config, "align.encoder.source", ("checkpoint", "dinov2"))
-    require_choice(config, "align.encoder.dtype", ("float32", "bfloat16"))
+    require_choice(config, "align.encoder.dtype", ACTIVATION_DTYPES)
     require(align.encoder.image_size >= 0, "align.encoder.image_size", "must be >= 0 (0: the encoder's own size)")
     path = align.encoder.path
     if align.encoder.source == "dinov2":

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from configs._common import optim_config, preset_base, validate_optim
+from configs._common import ACTIVATION_DTYPES, optim_config, preset_base, validate_optim
 from jaxrep.config_checks import ConfigError, require, require_choice, require_positive
 
 PRESETS = ("shapes32", "dsprites")
@@ -52,7 +52,7 @@ def get_config(preset: str = "shapes32") -> ml_collections.ConfigDict:
 def validate(config: ml_collections.ConfigDict) -> None:
     """Raises ConfigError naming the field."""
     require_choice(config, "data_source", PRESETS)
-    require_choice(config, "model.dtype", ("float32", "bfloat16"))
+    require_choice(config, "model.dtype", ACTIVATION_DTYPES)
     require_positive(config, "image_size", "model.width", "model.depth", "model.num_heads", "model.patch_size",
                      "model.mlp_ratio", "batch_size", "total_steps", "log_every")
     require(0.0 < config.holdout_fraction < 0.5, "holdout_fraction", "must be in (0, 0.5)")

@@ -63,11 +63,11 @@ def test_bf16_encoder_pretraining_loss_tracks_float32():
               "heads": heads.init(jax.random.key(1), jnp.zeros((1, 64, 16)))["params"]}
     batch = {"image": np.stack([source[i]["image"] for i in range(0, 800, 100)]),
              "factors": np.stack([source[i]["factors"] for i in range(0, 800, 100)])}
+    points = [jax.tree.map(lambda p, k=k: p + 0.1 * k * jax.random.normal(jax.random.key(k), p.shape), params)
+              for k in range(3)]
     losses = {}
     for dtype, vit in models.items():
         loss_fn = jax.jit(make_pretraining_loss(vit, heads, image_size=32, coverage_weight=1.0))
-        points = [jax.tree.map(lambda p, k=k: p + 0.1 * k * jax.random.normal(jax.random.key(k), p.shape), params)
-                  for k in range(3)]
         losses[dtype] = np.array([float(loss_fn(point, batch, None, 0)[0]) for point in points])
     np.testing.assert_allclose(losses[jnp.bfloat16], losses[jnp.float32], rtol=2e-2)
     assert not np.allclose(losses[jnp.bfloat16], losses[jnp.float32], rtol=1e-7)  # bf16 compute really happened
