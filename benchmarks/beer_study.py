@@ -103,6 +103,8 @@ def main(argv):
                 timing_path = os.path.join(workdir, "study_wall_time.json")
                 start = time.perf_counter()
                 summary = train_and_evaluate(run_config(task, method, seed), workdir)
+                if summary["preempted"]:  # SIGTERM: the run saved its checkpoint; rerunning the study resumes it
+                    raise SystemExit(f"preempted during {workdir}; run the same command again to resume")
                 if not os.path.exists(timing_path):  # a reused, finished run keeps its first timing
                     with open(timing_path, "w") as f:
                         json.dump({"seconds": time.perf_counter() - start}, f)

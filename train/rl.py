@@ -122,7 +122,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
     else:
         observation = env.reset(seed_from_key(env_key, 0))
 
-    act = jax.jit(agent.act)
+    # The exploration key is folded inside the jitted call: an eager fold_in costs ~1.5 ms per env step on CPU.
+    act = jax.jit(lambda actor_params, observation, env_step: agent.act(
+        actor_params, observation, jax.random.fold_in(explore_key, env_step), env_step))
     policy = jax.jit(agent.policy)
     train = jax.jit(agent.train, static_argnames="num_updates", donate_argnums=0)
     diagnostics = jax.jit(lambda state, buffer, key: agent.representation_metrics(
@@ -158,8 +160,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     with PreemptionGuard() as guard:
         while progress["env_step"] < config.total_env_steps:
             env_step = progress["env_step"]
-            action = np.asarray(act(state.params["actor"], observation, jax.random.fold_in(explore_key, env_step),
-                                    env_step))
+            action = np.asarray(act(state.params["actor"], observation, env_step))
             step = env.step(action)
             staged.append((observation, action, np.float32(step.reward), np.float32(not step.terminated),
                            step.observation))
