@@ -97,8 +97,8 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     wall = {}
     for task in _TASKS.value:
-        for method in _METHODS.value:
-            for seed in range(_SEEDS.value):
+        for seed in range(_SEEDS.value):  # seed-major: a study stopped early has every method at equal seeds
+            for method in _METHODS.value:
                 workdir = os.path.join(_WORKDIR.value, task, method, f"seed{seed}")
                 timing_path = os.path.join(workdir, "study_wall_time.json")
                 start = time.perf_counter()
