@@ -163,6 +163,9 @@ def main(argv):
     budget_note = ("This is the study's specified budget." if _ENV_STEPS.value >= 100_000 else
                    f"**Reduced budget**: the study is specified at 100k env steps per run; this report ran "
                    f"{_ENV_STEPS.value:,} (see below), so it shows early learning only.")
+    if _SEEDS.value < 3:
+        budget_note += (f" **Fewer seeds than specified**: the study is specified at 3 or more seeds per task and "
+                        f"method; this report has {_SEEDS.value}.")
     lines = [
         "# BEER-DDPG vs DDPG on dm-control (jaxrep)",
         "",
