@@ -6,8 +6,8 @@
 A CleanRL-style host loop (the env is MuJoCo on the host) around jitted pieces: `act` per env step in the
 random phase; then, at each update, one call that adds the staged transitions to the replay buffer, runs
 `update_every * updates_per_step` updates fused under one `lax.scan` with batches sampled on the device, and
-picks the next env step's exploration action with the updated actor. Everything a run produces goes to `workdir`: config.json, metrics.jsonl, tensorboard/,
-learning_curve.png, checkpoints/.
+picks the next env step's exploration action with the updated actor. Everything a run produces goes to
+`workdir`: config.json, metrics.jsonl, tensorboard/, learning_curve.png, checkpoints/.
 
 Randomness: one root key (`config.seed`); named streams are folded out of it. Exploration noise uses
 `fold_in(explore, env_step)`, update batches `fold_in(state.rng, update_step)`, episode e starts from the
