@@ -182,8 +182,8 @@ def main(argv):
         "",
         f"- Tasks: {', '.join(_TASKS.value)}; methods: {', '.join(_METHODS.value)}; seeds: {_SEEDS.value} each "
         f"(seed k = root key k; BEER and DDPG share seeds, so their random phases are identical).",
-        f"- Per run: {_ENV_STEPS.value:,} env steps, uniform-random actions for the first {_START_STEPS.value:,}, then one "
-        f"update per env step; evaluation every {_EVAL_EVERY.value:,} steps over {_EVAL_EPISODES.value} deterministic "
+        f"- Per run: {_ENV_STEPS.value:,} env steps, uniform-random actions for the first {_START_STEPS.value:,}, "
+        f"then one update per env step; evaluation every {_EVAL_EVERY.value:,} steps over {_EVAL_EPISODES.value} deterministic "
         "episodes from a fixed set of start states.",
         "- Everything else is the paper preset (`configs/rl.py:<task>`): 256-256 actor and critic, PyTorch-style init, "
         "Adam 3e-4, batch 256, gamma 0.99, tau 0.005, exploration std 0.1, action repeat 1, 1000-step episodes, "
@@ -206,8 +206,8 @@ def main(argv):
         "## Reading",
         "",
         *readings,
-        f"- With n = {_SEEDS.value} seeds and a short budget, a difference within the seed spread is not evidence either way; "
-        "the paper's claims are about 1M-step runs on harder tasks.",
+        f"- With n = {_SEEDS.value} seeds and a short budget, a difference within the seed spread is not evidence "
+        "either way; the paper's claims are about 1M-step runs on harder tasks.",
         "",
     ]
     if _THROUGHPUT.value:

@@ -27,6 +27,7 @@ from absl import app, flags, logging
 from configs.rl import get_config
 from envs.dmc import DMCEnv, parse_task_name
 from jaxrep.logging import read_metrics
+from jaxrep.profiling import compiled_flops
 from jaxrep.rl import replay
 from train.rl import make_agent, train_and_evaluate
 
@@ -37,7 +38,8 @@ _SECONDS = flags.DEFINE_float("seconds", 10.0, "Approximate wall time per update
 _LOOP_STEPS = flags.DEFINE_integer("loop_steps", 3000, "Env steps of the training-phase loop measurement.")
 
 
-def updates_per_second(task: str, method: str, batch_size: int, num_updates: int, seconds: float) -> float:
+def _update_inputs(task: str, method: str, batch_size: int):
+    """(agent, fresh state, 10k-transition buffer of random data) at the task's sizes and paper settings."""
     config = get_config(task)
     config.method, config.batch_size = method, batch_size
     env = DMCEnv(task)
@@ -52,6 +54,18 @@ def updates_per_second(task: str, method: str, batch_size: int, num_updates: int
         not_done=np.ones(count, np.float32),
         next_observation=rng.normal(size=(count, env.observation_size)).astype(np.float32))
     buffer = replay.add(replay.init_replay(count, env.observation_size, env.action_size), data)
+    return agent, state, buffer
+
+
+def update_flops(task: str, method: str, batch_size: int) -> float | None:
+    """FLOPs of one update (sampling included) by XLA's cost analysis of the compiled `train` call."""
+    agent, state, buffer = _update_inputs(task, method, batch_size)
+    compiled = jax.jit(agent.train, static_argnames="num_updates").lower(state, buffer, num_updates=1).compile()
+    return compiled_flops(compiled)
+
+
+def updates_per_second(task: str, method: str, batch_size: int, num_updates: int, seconds: float) -> float:
+    agent, state, buffer = _update_inputs(task, method, batch_size)
     train = jax.jit(agent.train, static_argnames="num_updates", donate_argnums=0)
     state, _ = train(state, buffer, num_updates=num_updates)  # compile
     jax.block_until_ready(state)

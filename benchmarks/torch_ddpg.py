@@ -10,6 +10,10 @@ Polyak targets (tau 0.005). torch runs with each of `--threads` (default 1 and 2
 OMP_WAIT_POLICY=PASSIVE. The JAX figures come from `benchmarks.rl_throughput.updates_per_second` (one jitted
 `train` call per update, and `--fused` updates fused by `lax.scan` per call), measured in the same process,
 alternating frameworks round by round so that load from other jobs affects both. Needs the `ref` extra (torch).
+
+It also measures each framework's matmul rate at the update's dominant shape (batch x 256 @ 256 x 256) and
+reports the update's achieved FLOP/s (XLA's cost analysis of one update, applied to both frameworks) against it:
+the FLOP/s a 3x-PyTorch update rate would need, as a share of what XLA's matmuls reach here.
 """
 
 from __future__ import annotations
@@ -23,15 +27,19 @@ os.environ.setdefault("MUJOCO_GL", "disable")
 # each other: measured 1 update/s instead of 120. Passive waiting is torch's best case on a shared machine.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import app, flags, logging
 
 # rl_throughput defines --task, --batch_size, --fused and --seconds at import; they are shared here.
-from benchmarks.rl_throughput import _BATCH, _FUSED, _SECONDS, _TASK, updates_per_second
+from benchmarks.rl_throughput import _BATCH, _FUSED, _SECONDS, _TASK, update_flops, updates_per_second
 from envs.dmc import DMCEnv
 
 _ROUNDS = flags.DEFINE_integer("rounds", 2, "Alternating measurement rounds; the best round of each is reported.")
 _THREADS = flags.DEFINE_list("threads", ["1", "2"], "torch intra-op thread counts; the best one is reported.")
+_WIDTH = 256  # hidden width of the paper's actor and critic
+_CHAIN = 100  # matmuls per timed chain in the matmul-rate measurement
 
 
 def torch_updates_per_second(observation_size: int, action_size: int, beer: bool, batch_size: int,
@@ -120,6 +128,34 @@ def torch_updates_per_second(observation_size: int, action_size: int, beer: bool
     return updates / (time.perf_counter() - start)
 
 
+def jax_matmul_flops_per_second(rows: int, width: int, seconds: float) -> float:
+    """FLOP/s of XLA's (rows x width) @ (width x width) matmul: a jitted chain of them, none elidable."""
+    weight = jnp.full((width, width), 1.0 / width, jnp.float32)
+    chain = jax.jit(lambda h, w: jax.lax.fori_loop(0, _CHAIN, lambda _, x: x @ w, h))
+    h = chain(jnp.ones((rows, width), jnp.float32), weight).block_until_ready()
+    calls, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        h = chain(h, weight)
+        calls += 1
+    h.block_until_ready()
+    return 2 * rows * width * width * _CHAIN * calls / (time.perf_counter() - start)
+
+
+def torch_matmul_flops_per_second(rows: int, width: int, seconds: float, threads: int) -> float:
+    """FLOP/s of PyTorch's (rows x width) @ (width x width) matmul, chained from Python as its update runs."""
+    import torch
+
+    torch.set_num_threads(threads)
+    weight = torch.full((width, width), 1.0 / width)
+    h = torch.ones(rows, width)
+    matmuls, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for _ in range(_CHAIN):
+            h = h @ weight
+        matmuls += _CHAIN
+    return 2 * rows * width * width * matmuls / (time.perf_counter() - start)
+
+
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
@@ -140,8 +176,16 @@ def main(argv):
                 f"jax_{method}_fused": updates_per_second(_TASK.value, method, _BATCH.value, _FUSED.value,
                                                           _SECONDS.value),
             })
+            if method == "ddpg":
+                figures["jax_matmul"] = jax_matmul_flops_per_second(_BATCH.value, _WIDTH, _SECONDS.value / 4)
+                figures.update({
+                    f"torch_matmul_{threads}threads": torch_matmul_flops_per_second(
+                        _BATCH.value, _WIDTH, _SECONDS.value / 4, int(threads))
+                    for threads in _THREADS.value
+                })
             for name, value in figures.items():
-                print(f"round {round_index}: {name}: {value:.1f} updates/s", flush=True)
+                shown = f"{value / 1e9:.1f} GFLOP/s" if "matmul" in name else f"{value:.1f} updates/s"
+                print(f"round {round_index}: {name}: {shown}", flush=True)
                 best[name] = max(best.get(name, 0.0), value)
     print()
     print(f"Task `{_TASK.value}` (obs {sizes[0]}, actions {sizes[1]}), batch {_BATCH.value}, 256-256 nets, "
@@ -156,6 +200,23 @@ def main(argv):
         t = max(best[f"torch_{method}_{threads}threads"] for threads in _THREADS.value)
         j, f = best[f"jax_{method}"], best[f"jax_{method}_fused"]
         print(f"| {method.upper()} | {t:.0f} | {j:.0f} | {f:.0f} | {j / t:.2f}x | {f / t:.2f}x |")
+    # The ceiling: what each framework's matmuls reach at the update's dominant shape on this machine.
+    jax_matmul = best["jax_matmul"]
+    torch_matmul = max(best[f"torch_matmul_{threads}threads"] for threads in _THREADS.value)
+    print()
+    print(f"Matmul rate at ({_BATCH.value} x {_WIDTH}) @ ({_WIDTH} x {_WIDTH}): XLA {jax_matmul / 1e9:.1f} GFLOP/s, "
+          f"PyTorch {torch_matmul / 1e9:.1f} GFLOP/s.")
+    print()
+    print("| update | GFLOP per update (XLA cost analysis) | PyTorch GFLOP/s | jaxrep GFLOP/s (better of 1/call, "
+          "fused) | jaxrep % of XLA matmul rate | 3x PyTorch needs GFLOP/s | = % of XLA matmul rate |")
+    print("|---|---|---|---|---|---|---|")
+    for method in ("ddpg", "beer"):
+        flops = update_flops(_TASK.value, method, _BATCH.value)
+        t = max(best[f"torch_{method}_{threads}threads"] for threads in _THREADS.value)
+        j = max(best[f"jax_{method}"], best[f"jax_{method}_fused"])
+        needed = 3 * t * flops
+        print(f"| {method.upper()} | {flops / 1e9:.3f} | {t * flops / 1e9:.1f} | {j * flops / 1e9:.1f} | "
+              f"{100 * j * flops / jax_matmul:.0f} % | {needed / 1e9:.1f} | {100 * needed / jax_matmul:.0f} % |")
 
 
 if __name__ == "__main__":
