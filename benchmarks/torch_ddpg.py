@@ -27,19 +27,18 @@ os.environ.setdefault("MUJOCO_GL", "disable")
 # each other: measured 1 update/s instead of 120. Passive waiting is torch's best case on a shared machine.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import app, flags, logging
 
 # rl_throughput defines --task, --batch_size, --fused and --seconds at import; they are shared here.
+from benchmarks.matmul_rates import Matmul, jax_seconds, torch_seconds
 from benchmarks.rl_throughput import _BATCH, _FUSED, _SECONDS, _TASK, update_flops, updates_per_second
 from envs.dmc import DMCEnv
 
 _ROUNDS = flags.DEFINE_integer("rounds", 2, "Alternating measurement rounds; the best round of each is reported.")
 _THREADS = flags.DEFINE_list("threads", ["1", "2"], "torch intra-op thread counts; the best one is reported.")
 _WIDTH = 256  # hidden width of the paper's actor and critic
-_CHAIN = 100  # matmuls per timed chain in the matmul-rate measurement
+_MATMUL_REPEATS = 200  # calls per timing of the hidden-layer matmul
 
 
 def torch_updates_per_second(observation_size: int, action_size: int, beer: bool, batch_size: int,
@@ -128,34 +127,6 @@ def torch_updates_per_second(observation_size: int, action_size: int, beer: bool
     return updates / (time.perf_counter() - start)
 
 
-def jax_matmul_flops_per_second(rows: int, width: int, seconds: float) -> float:
-    """FLOP/s of XLA's (rows x width) @ (width x width) matmul: a jitted chain of them, none elidable."""
-    weight = jnp.full((width, width), 1.0 / width, jnp.float32)
-    chain = jax.jit(lambda h, w: jax.lax.fori_loop(0, _CHAIN, lambda _, x: x @ w, h))
-    h = chain(jnp.ones((rows, width), jnp.float32), weight).block_until_ready()
-    calls, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        h = chain(h, weight)
-        calls += 1
-    h.block_until_ready()
-    return 2 * rows * width * width * _CHAIN * calls / (time.perf_counter() - start)
-
-
-def torch_matmul_flops_per_second(rows: int, width: int, seconds: float, threads: int) -> float:
-    """FLOP/s of PyTorch's (rows x width) @ (width x width) matmul, chained from Python as its update runs."""
-    import torch
-
-    torch.set_num_threads(threads)
-    weight = torch.full((width, width), 1.0 / width)
-    h = torch.ones(rows, width)
-    matmuls, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        for _ in range(_CHAIN):
-            h = h @ weight
-        matmuls += _CHAIN
-    return 2 * rows * width * width * matmuls / (time.perf_counter() - start)
-
-
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
@@ -177,12 +148,12 @@ def main(argv):
                                                           _SECONDS.value),
             })
             if method == "ddpg":
-                figures["jax_matmul"] = jax_matmul_flops_per_second(_BATCH.value, _WIDTH, _SECONDS.value / 4)
-                figures.update({
-                    f"torch_matmul_{threads}threads": torch_matmul_flops_per_second(
-                        _BATCH.value, _WIDTH, _SECONDS.value / 4, int(threads))
-                    for threads in _THREADS.value
-                })
+                hidden_matmul = Matmul("hidden layer", (_BATCH.value, _WIDTH), (_WIDTH, _WIDTH))
+                figures["jax_matmul"] = hidden_matmul.flops / jax_seconds(hidden_matmul, _MATMUL_REPEATS)
+                for threads in _THREADS.value:
+                    torch.set_num_threads(int(threads))
+                    figures[f"torch_matmul_{threads}threads"] = hidden_matmul.flops / torch_seconds(
+                        hidden_matmul, _MATMUL_REPEATS)
             for name, value in figures.items():
                 shown = f"{value / 1e9:.1f} GFLOP/s" if "matmul" in name else f"{value:.1f} updates/s"
                 print(f"round {round_index}: {name}: {shown}", flush=True)
