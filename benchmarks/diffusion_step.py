@@ -2,6 +2,7 @@
 
     python -m benchmarks.diffusion_step            # the `cpu` preset and SiT-S/2 on 32x32x4 latents, batch 32
     python -m benchmarks.diffusion_step --only s2 --batch 256 --steps 20
+    python -m benchmarks.diffusion_step --only cpu --profile   # also: time per kind of XLA op
 
 Uses synthetic batches (the step's cost does not depend on the data) and the same pure step as training.
 """
@@ -19,7 +20,7 @@ from configs import diffusion as diffusion_configs
 from jaxrep import parallel
 from jaxrep.diffusion.objective import make_diffusion_loss
 from jaxrep.nn.sit import SiT, sit_preset
-from jaxrep.profiling import compiled_flops, peak_report
+from jaxrep.profiling import compiled_flops, op_kind_report, op_kind_times, peak_report
 from jaxrep.training import create_train_state, make_optimizer, make_train_step
 
 
@@ -33,7 +34,7 @@ def build(name: str, batch: int | None):
     return sit_preset("S/2", input_size=32, in_channels=4, num_classes=1000), batch or 32, (32, 32, 4)
 
 
-def benchmark(name: str, batch: int | None, steps: int) -> None:
+def benchmark(name: str, batch: int | None, steps: int, profile: bool = False) -> None:
     model, batch_size, shape = build(name, batch)
     mesh = parallel.make_mesh()
     tx = make_optimizer(1e-4)
@@ -63,6 +64,14 @@ def benchmark(name: str, batch: int | None, steps: int) -> None:
     if flops:
         print(f"XLA cost analysis: {flops / 1e9:.2f} GFLOP per step")
     print(peak_report(flops / step_s if flops else None))
+    if profile:
+        def one_step():
+            nonlocal state, metrics
+            state, metrics = compiled(state, batch)
+            jax.block_until_ready(metrics)
+
+        print(f"Time per kind of XLA op (jax.profiler trace of {steps} steps; step {1000 * step_s:.1f} ms untraced):")
+        print(op_kind_report(op_kind_times(one_step, calls=steps)))
 
 
 def main() -> None:
@@ -70,9 +79,10 @@ def main() -> None:
     parser.add_argument("--only", choices=("cpu", "s2"), help="run one configuration")
     parser.add_argument("--batch", type=int, help="override the batch size")
     parser.add_argument("--steps", type=int, default=10, help="timed steps after one warm-up step")
+    parser.add_argument("--profile", action="store_true", help="also trace the steps: time per kind of XLA op")
     args = parser.parse_args()
     for name in ([args.only] if args.only else ["cpu", "s2"]):
-        benchmark(name, args.batch, args.steps)
+        benchmark(name, args.batch, args.steps, args.profile)
 
 
 if __name__ == "__main__":

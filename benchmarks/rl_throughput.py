@@ -1,6 +1,7 @@
 """Throughput of the DDPG/BEER pieces (a benchmark, not a test). Run from the repository root:
 
   python -m benchmarks.rl_throughput --task=cheetah-run
+  python -m benchmarks.rl_throughput --task=cheetah-run --profile   # only: the BEER update per kind of XLA op
 
 Prints, for the task's observation/action sizes and the paper's networks (256-256) at batch 256:
 1. updates/s of the jitted update: one `train(..., num_updates=1)` call per update (sampling included), and
@@ -27,7 +28,7 @@ from absl import app, flags, logging
 from configs.rl import get_config
 from envs.dmc import DMCEnv, parse_task_name
 from jaxrep.logging import read_metrics
-from jaxrep.profiling import compiled_flops
+from jaxrep.profiling import compiled_flops, op_kind_report, op_kind_times
 from jaxrep.rl import replay
 from train.rl import make_agent, train_and_evaluate
 
@@ -36,6 +37,7 @@ _BATCH = flags.DEFINE_integer("batch_size", 256, "Batch size of the update bench
 _FUSED = flags.DEFINE_integer("fused", 10, "Updates per call in the fused measurement.")
 _SECONDS = flags.DEFINE_float("seconds", 10.0, "Approximate wall time per update measurement.")
 _LOOP_STEPS = flags.DEFINE_integer("loop_steps", 3000, "Env steps of the training-phase loop measurement.")
+_PROFILE = flags.DEFINE_bool("profile", False, "Only trace the BEER update (1 per call): time per kind of XLA op.")
 
 
 def _update_inputs(task: str, method: str, batch_size: int):
@@ -75,6 +77,26 @@ def updates_per_second(task: str, method: str, batch_size: int, num_updates: int
         calls += 1
     jax.block_until_ready((state, metrics))
     return calls * num_updates / (time.perf_counter() - start)
+
+
+def update_op_kinds(task: str, method: str, batch_size: int, calls: int = 200) -> str:
+    """Where one update's time goes, per kind of XLA op (a `jax.profiler` trace of `calls` updates)."""
+    agent, state, buffer = _update_inputs(task, method, batch_size)
+    train = jax.jit(agent.train, static_argnames="num_updates", donate_argnums=0)
+
+    def one_update():
+        nonlocal state
+        state, metrics = train(state, buffer, num_updates=1)
+        jax.block_until_ready(metrics)
+
+    one_update()
+    start = time.perf_counter()
+    for _ in range(calls):
+        one_update()
+    seconds = (time.perf_counter() - start) / calls
+    return (f"{method.upper()} update, 1 per call: {1e3 * seconds:.2f} ms untraced ({1 / seconds:.0f} updates/s); "
+            f"time per kind of XLA op over {calls} traced calls (concurrent ops each count in full):\n"
+            + op_kind_report(op_kind_times(one_update, calls=calls)))
 
 
 def raw_env_steps_per_second(task: str, steps: int = 20_000) -> tuple[float, float]:
@@ -162,6 +184,9 @@ def markdown(results: dict) -> str:
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
+    if _PROFILE.value:
+        print(update_op_kinds(_TASK.value, "beer", _BATCH.value))
+        return
     results = measure(_TASK.value, _BATCH.value, _FUSED.value, _SECONDS.value, _LOOP_STEPS.value)
     for name, value in results.items():
         print(f"{name}: {value:.2f}" if isinstance(value, float) else f"{name}: {value}")

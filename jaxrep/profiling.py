@@ -1,15 +1,20 @@
-"""Throughput accounting for benchmarks: FLOPs of a compiled program and the machine's peak FLOP/s.
+"""Throughput accounting for benchmarks: FLOPs of a compiled program, the machine's peak FLOP/s, and where a
+program's time goes.
 
 The peak is reported two ways, each with how it was obtained: a theoretical figure (CPU: cores x clock x
 float32 FLOPs per cycle from the vector ISA; GPU: the vendor's dense bf16/fp32 table for known devices) and a
-measured one (a large float32 matmul), which is what XLA can actually reach on this machine.
+measured one (a large float32 matmul), which is what XLA can actually reach on this machine. `op_kind_times`
+reads a `jax.profiler` trace back in-process (`jax.profiler.ProfileData`), so no TensorBoard is needed.
 """
 
 from __future__ import annotations
 
+import collections
 import os
 import re
+import tempfile
 import time
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -100,3 +105,49 @@ def peak_report(achieved: float | None, dtype: str = "float32") -> str:
         lines.append(f"achieved: {achieved / 1e9:.2f} GFLOP/s = {100 * achieved / measured:.1f} % of measured peak"
                      + (f", {100 * achieved / theoretical:.1f} % of theoretical" if theoretical else ""))
     return "\n".join(lines)
+
+
+_HLO_NAME = re.compile(r"^([a-z][a-z0-9_\-]*)(\.\d+)?$")  # e.g. copy_bitcast_fusion.12, dot, ynn_fusion
+_CONTROL_FLOW = {"while", "conditional", "call"}  # their bodies' ops are counted themselves
+
+
+def op_kind_times(run: Callable[[], Any], calls: int = 1) -> dict[str, float]:
+    """Seconds per call of `run` (which must block until its work is done) spent in each kind of XLA op.
+
+    An op's kind is its HLO name without the numeric suffix (`copy_bitcast_fusion.12` -> `copy_bitcast_fusion`;
+    XLA:CPU names its dot fusions `ynn_fusion`). Events come from the "XLA Ops" lines of device planes (GPU,
+    TPU) or, on CPU, from every host thread's events named like HLO instructions (runtime bookkeeping such as
+    `ThunkExecutor::Execute` is not); control-flow ops are left out, their bodies' ops count. Ops that run
+    concurrently each count in full, so the sum can exceed the wall time. Sorted, largest first.
+    """
+    run()  # compile and warm up outside the trace
+    with tempfile.TemporaryDirectory() as trace_dir:
+        with jax.profiler.trace(trace_dir):
+            for _ in range(calls):
+                run()
+        paths = [os.path.join(root, name) for root, _, names in os.walk(trace_dir) for name in names
+                 if name.endswith(".xplane.pb")]
+        with open(paths[0], "rb") as f:
+            profile = jax.profiler.ProfileData.from_serialized_xspace(f.read())
+    device_lines = [line for plane in profile.planes for line in plane.lines if line.name == "XLA Ops"]
+    lines = device_lines or [line for plane in profile.planes if plane.name.startswith("/host:CPU")
+                             for line in plane.lines]
+    totals: collections.Counter = collections.Counter()
+    for line in lines:
+        for event in line.events:
+            match = _HLO_NAME.match(event.name)
+            if match and match.group(1) not in _CONTROL_FLOW:
+                totals[match.group(1)] += event.duration_ns * 1e-9 / calls
+    return dict(totals.most_common())
+
+
+def op_kind_report(times: dict[str, float], top: int = 12) -> str:
+    """A markdown table of the `top` op kinds of `op_kind_times`: ms per call and share of all op time."""
+    total = sum(times.values())
+    rows = ["| op kind | ms per call | share of op time |", "|---|---|---|"]
+    rows += [f"| {kind} | {1e3 * seconds:.2f} | {100 * seconds / total:.1f} % |"
+             for kind, seconds in list(times.items())[:top]]
+    rest = sum(list(times.values())[top:])
+    rows += [f"| (all other kinds) | {1e3 * rest:.2f} | {100 * rest / total:.1f} % |",
+             f"| all ops | {1e3 * total:.2f} | 100 % |"]
+    return "\n".join(rows)
