@@ -8,7 +8,8 @@ Prints, for the task's observation/action sizes and the paper's networks (256-25
    `num_updates` fused by `lax.scan` per call; DDPG and BEER.
 2. env steps/s of the whole training loop (`train.rl.train_and_evaluate`), in the uniform-random phase
    (act + env + replay add) and in the training phase (one update per env step, as in the paper).
-3. raw dm-control steps/s on the same task (`suite.load`, uniform random actions), and through `envs.dmc.DMCEnv`.
+3. raw dm-control steps/s on the same task (`suite.load`, uniform random actions), and through `envs.dmc.DMCEnv`;
+   and the median time of one `DMCEnv` step alone against right after an update (cold caches).
 Loop overhead: raw env steps/s over random-phase loop steps/s, and the training-phase time per env step minus
 (raw env time + update time).
 """
@@ -99,6 +100,33 @@ def update_op_kinds(task: str, method: str, batch_size: int, calls: int = 200) -
             + op_kind_report(op_kind_times(one_update, calls=calls)))
 
 
+def env_step_ms_alone_and_after_updates(task: str, steps: int = 1000) -> tuple[float, float]:
+    """Median ms of one `DMCEnv.step` (random actions) alone, and right after a BEER update on the same core.
+
+    The host loop alternates the two; the update's working set evicts the env's from the core's caches.
+    """
+    agent, state, buffer = _update_inputs(task, "beer", 256)
+    train = jax.jit(agent.train, static_argnames="num_updates", donate_argnums=0)
+    state, metrics = train(state, buffer, num_updates=1)
+    env, rng = DMCEnv(task), np.random.default_rng(0)
+    actions = rng.uniform(-1, 1, (steps, env.action_size)).astype(np.float32)
+    medians = []
+    for with_update in (False, True):
+        env.reset(0)
+        times = []
+        for action in actions:
+            if with_update:
+                state, metrics = train(state, buffer, num_updates=1)
+                jax.block_until_ready(metrics)
+            start = time.perf_counter()
+            step = env.step(action)
+            times.append(time.perf_counter() - start)
+            if step.terminated or step.truncated:
+                env.reset(0)
+        medians.append(1e3 * float(np.median(times)))
+    return medians[0], medians[1]
+
+
 def raw_env_steps_per_second(task: str, steps: int = 20_000) -> tuple[float, float]:
     """(dm-control suite env, envs.dmc.DMCEnv) steps/s with uniform random actions, resets included."""
     from dm_control import suite
@@ -152,6 +180,7 @@ def measure(task: str, batch_size: int = 256, fused: int = 10, seconds: float = 
         results[f"{method}_updates_per_s"] = updates_per_second(task, method, batch_size, 1, seconds)
         results[f"{method}_fused_updates_per_s"] = updates_per_second(task, method, batch_size, fused, seconds)
     results["raw_env_steps_per_s"], results["wrapped_env_steps_per_s"] = raw_env_steps_per_second(task)
+    results["env_step_ms_alone"], results["env_step_ms_after_update"] = env_step_ms_alone_and_after_updates(task)
     results["loop_random_phase_steps_per_s"], results["loop_training_steps_per_s"] = loop_steps_per_second(
         task, loop_steps)
     results["loop_overhead_ratio_random_phase"] = results["raw_env_steps_per_s"] / results["loop_random_phase_steps_per_s"]
@@ -174,6 +203,8 @@ def markdown(results: dict) -> str:
         f"| BEER-DDPG, {r['fused']} fused per call | {r['beer_fused_updates_per_s']:.0f} updates/s |",
         f"| raw dm-control (`suite.load`, random actions) | {r['raw_env_steps_per_s']:.0f} env steps/s |",
         f"| `envs.dmc.DMCEnv` (flattening, scaling, time limit) | {r['wrapped_env_steps_per_s']:.0f} env steps/s |",
+        f"| one `DMCEnv` step alone / right after a BEER update (median) | {r['env_step_ms_alone']:.3f} ms / "
+        f"{r['env_step_ms_after_update']:.3f} ms |",
         f"| training loop, uniform-random phase (act + env + replay add) | {r['loop_random_phase_steps_per_s']:.0f} env steps/s |",
         f"| training loop, training phase (BEER, 1 update per env step) | {r['loop_training_steps_per_s']:.0f} env steps/s |",
         f"| loop overhead ratio, random phase (raw env / loop) | {r['loop_overhead_ratio_random_phase']:.1f}x |",
