@@ -68,35 +68,34 @@ def _swap(x, transpose: bool):
     return x.swapaxes(-1, -2) if transpose else x
 
 
-def jax_seconds(matmul: Matmul, repeats: int) -> float:
-    """Seconds per call of the jitted matmul (best of 3 timings of `repeats` calls)."""
-    a = jnp.full(matmul.a_shape, 0.01, jnp.float32)
-    b = jnp.full(matmul.b_shape, 0.01, jnp.float32)
-    fn = jax.jit(lambda a, b: jnp.matmul(_swap(a, matmul.transpose_a), _swap(b, matmul.transpose_b)))
-    fn(a, b).block_until_ready()
+def _best_seconds_per_call(call, repeats: int, wait=lambda out: out) -> float:
+    """Seconds per call of `call()`, best of 3 timings of `repeats` calls (`wait` blocks on the last output)."""
+    wait(call())  # warm-up (and compilation)
     best = float("inf")
     for _ in range(3):
         start = time.perf_counter()
         for _ in range(repeats):
-            out = fn(a, b)
-        out.block_until_ready()
+            out = call()
+        wait(out)
         best = min(best, (time.perf_counter() - start) / repeats)
     return best
 
 
+def jax_seconds(matmul: Matmul, repeats: int) -> float:
+    """Seconds per call of the jitted matmul."""
+    a = jnp.full(matmul.a_shape, 0.01, jnp.float32)
+    b = jnp.full(matmul.b_shape, 0.01, jnp.float32)
+    fn = jax.jit(lambda a, b: jnp.matmul(_swap(a, matmul.transpose_a), _swap(b, matmul.transpose_b)))
+    return _best_seconds_per_call(lambda: fn(a, b), repeats, wait=lambda out: out.block_until_ready())
+
+
 def torch_seconds(matmul: Matmul, repeats: int) -> float:
+    """Seconds per PyTorch matmul (eager, synchronous) with the current thread count."""
     import torch
 
     a = torch.full(matmul.a_shape, 0.01)
     b = torch.full(matmul.b_shape, 0.01)
-    _swap(a, matmul.transpose_a) @ _swap(b, matmul.transpose_b)
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        for _ in range(repeats):
-            _swap(a, matmul.transpose_a) @ _swap(b, matmul.transpose_b)
-        best = min(best, (time.perf_counter() - start) / repeats)
-    return best
+    return _best_seconds_per_call(lambda: _swap(a, matmul.transpose_a) @ _swap(b, matmul.transpose_b), repeats)
 
 
 def main() -> None:

@@ -42,7 +42,8 @@ _PROFILE = flags.DEFINE_bool("profile", False, "Only trace the BEER update (1 pe
 
 
 def _update_inputs(task: str, method: str, batch_size: int):
-    """(agent, fresh state, 10k-transition buffer of random data) at the task's sizes and paper settings."""
+    """(jitted `train` donating the state, fresh state, 10k-transition buffer of random data) at the task's sizes
+    and paper settings."""
     config = get_config(task)
     config.method, config.batch_size = method, batch_size
     env = DMCEnv(task)
@@ -57,19 +58,17 @@ def _update_inputs(task: str, method: str, batch_size: int):
         not_done=np.ones(count, np.float32),
         next_observation=rng.normal(size=(count, env.observation_size)).astype(np.float32))
     buffer = replay.add(replay.init_replay(count, env.observation_size, env.action_size), data)
-    return agent, state, buffer
+    return jax.jit(agent.train, static_argnames="num_updates", donate_argnums=0), state, buffer
 
 
 def update_flops(task: str, method: str, batch_size: int) -> float | None:
     """FLOPs of one update (sampling included) by XLA's cost analysis of the compiled `train` call."""
-    agent, state, buffer = _update_inputs(task, method, batch_size)
-    compiled = jax.jit(agent.train, static_argnames="num_updates").lower(state, buffer, num_updates=1).compile()
-    return compiled_flops(compiled)
+    train, state, buffer = _update_inputs(task, method, batch_size)
+    return compiled_flops(train.lower(state, buffer, num_updates=1).compile())
 
 
 def updates_per_second(task: str, method: str, batch_size: int, num_updates: int, seconds: float) -> float:
-    agent, state, buffer = _update_inputs(task, method, batch_size)
-    train = jax.jit(agent.train, static_argnames="num_updates", donate_argnums=0)
+    train, state, buffer = _update_inputs(task, method, batch_size)
     state, _ = train(state, buffer, num_updates=num_updates)  # compile
     jax.block_until_ready(state)
     calls, start = 0, time.perf_counter()
@@ -82,8 +81,7 @@ def updates_per_second(task: str, method: str, batch_size: int, num_updates: int
 
 def update_op_kinds(task: str, method: str, batch_size: int, calls: int = 200) -> str:
     """Where one update's time goes, per kind of XLA op (a `jax.profiler` trace of `calls` updates)."""
-    agent, state, buffer = _update_inputs(task, method, batch_size)
-    train = jax.jit(agent.train, static_argnames="num_updates", donate_argnums=0)
+    train, state, buffer = _update_inputs(task, method, batch_size)
 
     def one_update():
         nonlocal state
@@ -105,8 +103,7 @@ def env_step_ms_alone_and_after_updates(task: str, steps: int = 1000) -> tuple[f
 
     The host loop alternates the two; the update's working set evicts the env's from the core's caches.
     """
-    agent, state, buffer = _update_inputs(task, "beer", 256)
-    train = jax.jit(agent.train, static_argnames="num_updates", donate_argnums=0)
+    train, state, buffer = _update_inputs(task, "beer", 256)
     state, metrics = train(state, buffer, num_updates=1)
     env, rng = DMCEnv(task), np.random.default_rng(0)
     actions = rng.uniform(-1, 1, (steps, env.action_size)).astype(np.float32)
