@@ -39,6 +39,8 @@ from jaxrep.metrics import frechet_distance, prdc
 from jaxrep.metrics.features import cached_reference_features, extract_features
 from train import diffusion as train_diffusion
 from train import evaluate as train_evaluate
+from train import sample as train_sample
+from train.run_config import load_run_config, sampling_config
 
 _METHODS = flags.DEFINE_list("methods", ["none", "repa", "irepa", "erw"], "Methods ('none' = vanilla SiT).")
 _SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds per method (0 .. seeds-1).")
@@ -75,10 +77,10 @@ def evaluate_checkpoints(workdir: str) -> dict[int, dict]:
     eval_config.num_samples = _NUM_SAMPLES.value
     if _SAMPLE_STEPS.value:
         eval_config.sample.num_steps = _SAMPLE_STEPS.value
-    run_config = train_evaluate.load_run_config(workdir)
-    config = train_evaluate.sampling_config(run_config, eval_config)
+    run_config = load_run_config(workdir)
+    config = sampling_config(run_config, eval_config)
     experiment = train_diffusion.build_experiment(config)
-    sampler = train_evaluate.make_sharded_sampler(experiment)
+    sampler = train_sample.make_sharded_sampler(experiment)
     extractor = train_evaluate.feature_extractor_for(eval_config, run_config, show_progress=False)
     indices = train_evaluate.reference_selection(experiment.source, eval_config.reference.num_images)
     batch_size, keep = eval_config.features.batch_size, eval_config.prdc_max_samples
@@ -91,8 +93,8 @@ def evaluate_checkpoints(workdir: str) -> dict[int, dict]:
     checkpointer.close()
     results = {}
     for step in steps:
-        params, _ = train_evaluate.restore_params(experiment, workdir, step, use_ema=True)
-        images, _ = train_evaluate.generate_samples(
+        params, _ = train_sample.restore_params(experiment, workdir, step, use_ema=True)
+        images, _, _ = train_sample.generate_samples(
             sampler, params, num_samples=eval_config.num_samples, batch_size=eval_config.batch_size,
             num_classes=config.data.num_classes, key=jax.random.key(eval_config.seed), mesh=experiment.mesh,
             show_progress=False)

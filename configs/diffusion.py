@@ -36,10 +36,13 @@ def base_config() -> ml_collections.ConfigDict:
     config.num_devices = 0  # devices in the mesh; 0 means all devices of all processes
 
     config.data = ml_collections.ConfigDict()
-    config.data.source = "arrays"  # 'shapes32' (coloured shapes), 'dsprites', or 'arrays' (user files)
-    config.data.path = ""  # 'arrays': (N, H, W, C) .npy (memory-mapped) or .npz with 'images'
+    config.data.source = "arrays"  # 'shapes32', 'dsprites', 'arrays' (user files) or 'latent_records'
+    config.data.path = ""  # 'arrays': (N, H, W, C) .npy (memory-mapped) or .npz; 'latent_records': the directory
+    # written by train.prepare_latents (posterior moments, labels and image bytes in ArrayRecord shards)
     config.data.labels_path = ""  # 'arrays': (N,) int labels .npy; empty: 'labels' in the .npz or all 0
     config.data.num_classes = 1000  # class count (the null class id is num_classes)
+    config.data.latent_scale = 0.18215  # SD-VAE scale: applied to posterior samples, undone before decoding
+    config.data.num_workers = 0  # grain worker processes reading and decoding examples; 0: in the main process
 
     config.model = ml_collections.ConfigDict()
     config.model.preset = ""  # 'S/2', 'B/2', 'L/2', 'XL/2', or '' to use the fields below
@@ -199,14 +202,19 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int, image_size:
     require(0.0 <= config.diffusion.class_dropout_prob < 1.0, "diffusion.class_dropout_prob", "must be in [0, 1)")
     require(config.sample_every >= 0, "sample_every", "must be >= 0 (0: only at the end)")
     require(config.num_devices >= 0, "num_devices", "must be >= 0 (0: all devices)")
-    require_choice(config, "data.source", ("shapes32", "dsprites", "arrays"))
+    require_choice(config, "data.source", ("shapes32", "dsprites", "arrays", "latent_records"))
     require_choice(config, "model.dtype", ACTIVATION_DTYPES)
     require_choice(config, "diffusion.path", ("linear", "gvp"))
     require_choice(config, "diffusion.time_weighting", ("uniform", "lognormal"))
     require_choice(config, "sample.sampler", ("ode", "sde"))
     require_choice(config, "sample.ode_method", ("euler", "heun"))
-    require(config.data.source != "arrays" or bool(config.data.path), "data.path",
-            "data.source='arrays' needs a path to .npy/.npz images or latents")
+    require(config.data.source != "arrays" or os.path.isfile(config.data.path), "data.path",
+            f"data.source='arrays' needs a .npy/.npz file of images or latents; no such file {config.data.path!r}")
+    require(config.data.source != "latent_records" or os.path.isfile(os.path.join(config.data.path, "manifest.json")),
+            "data.path", f"data.source='latent_records' needs a directory written by train.prepare_latents; no "
+            f"manifest.json in {config.data.path!r}")
+    require(config.data.latent_scale > 0, "data.latent_scale", f"must be > 0, got {config.data.latent_scale}")
+    require(config.data.num_workers >= 0, "data.num_workers", "must be >= 0 (0: no worker processes)")
     require(config.data.num_classes >= 1, "data.num_classes", "must be >= 1")
     require(0.0 <= config.sample.guidance_low <= config.sample.guidance_high <= 1.0, "sample.guidance_low",
             "need 0 <= guidance_low <= guidance_high <= 1")

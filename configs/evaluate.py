@@ -28,11 +28,23 @@ def base_config() -> ml_collections.ConfigDict:
     config.step = -1  # checkpoint step to evaluate; -1: the latest
     config.use_ema = True  # sample with the EMA weights (as REPA/SiT evaluate); False: the raw weights
     config.num_samples = 500  # images to generate
-    config.batch_size = 100  # images per sampling call over all devices (divisible by the device count)
+    config.batch_size = 100  # images per sampling call of one process (divisible by its device count)
     config.seed = 0  # root PRNG seed of the sampling noise (batch b uses fold_in(key, b))
-    config.num_devices = 0  # devices in the mesh; 0 means all local devices
+    config.num_devices = 0  # devices per process; 0 means all local devices
     config.grid_images = 64  # samples shown in the PNG grid
     config.output_dir = ""  # where the .npz, results.json and grid go; empty: <workdir>/eval/<run description>
+    config.labels = "balanced"  # sample labels: 'balanced' (i mod classes) or 'random' (uniform, REPA generate.py)
+    config.sample_only = False  # write the ADM .npz and grid, compute no features or metrics
+
+    config.vae = ml_collections.ConfigDict()  # the SD-VAE decoding a latent run's samples
+    config.vae.path = ""  # diffusers AutoencoderKL dir or .safetensors; empty: the prepared dataset's VAE
+    config.vae.dtype = "float32"  # decoder activation dtype: 'float32' or 'bfloat16'
+
+    config.distributed = ml_collections.ConfigDict()
+    config.distributed.enabled = False  # call jax.distributed.initialize() (multi-host sampling)
+    config.distributed.coordinator_address = ""  # host:port; empty lets JAX auto-detect (TPU pod, SLURM)
+    config.distributed.num_processes = 0  # with coordinator_address: number of processes
+    config.distributed.process_id = -1  # with coordinator_address: this process's id
 
     config.sample = ml_collections.ConfigDict()  # None: the run's own value
     config.sample.sampler = config_dict.placeholder(str)  # 'ode' or 'sde'
@@ -84,13 +96,15 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
     require(config.reference.num_images >= 0, "reference.num_images", "must be >= 0 (0: the whole dataset)")
     require(config.num_samples > config.prdc_k, "num_samples", f"must exceed prdc_k={config.prdc_k}")
     require_choice(config, "features.extractor", ("eval_net", "inception"))
+    require_choice(config, "labels", ("balanced", "random"))
+    require_choice(config, "vae.dtype", ("float32", "bfloat16"))
     if config.sample.sampler is not None:
         require_choice(config, "sample.sampler", ("ode", "sde"))
     if config.sample.ode_method is not None:
         require_choice(config, "sample.ode_method", ("euler", "heun"))
     if config.sample.num_steps is not None:
         require_positive(config, "sample.num_steps")
-    if config.features.extractor == "inception":
+    if config.features.extractor == "inception" and not config.sample_only:
         path = config.features.inception_path
         require(bool(path) and os.path.isfile(path), "features.inception_path",
                 f"no FID Inception weights at {path!r}: pytorch-fid's pt_inception-2015-12-05-6726825d.pth "

@@ -120,7 +120,8 @@ def build_alignment(config, model: SiT, image_shape: tuple[int, ...], mesh: jax.
     align = config.align
     if align.method == "none":
         return None
-    image_key = ENCODER_IMAGE_KEY if align.encoder.images_path else "image"
+    image_key = (ENCODER_IMAGE_KEY if align.encoder.images_path or config.data.source == "latent_records"
+                 else "image")
     if image_key == "image" and image_shape[-1] not in (1, 3):
         raise ConfigError(f"align.encoder.images_path: the training data has {image_shape[-1]} channels "
                           f"(latents?); give the raw (N, H, W, 3) uint8 images the encoder should see")

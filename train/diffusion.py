@@ -31,6 +31,7 @@ from jaxrep.align.objective import make_erw_warmup_loss
 from jaxrep.checkpoint import Checkpointer, PreemptionGuard, abstract_like
 from jaxrep.config_checks import ConfigError
 from jaxrep.data import ArraySource, ColoredShapes, DSprites, make_dataset, make_iterator
+from jaxrep.data.latent_records import LatentRecordSource
 from jaxrep.diffusion import classifier_free_guidance, ode_sample, sde_sample
 from jaxrep.diffusion.objective import make_diffusion_loss
 from jaxrep.logging import MetricLogger, progress_bar, save_config, save_image_grid
@@ -51,6 +52,8 @@ def build_source(config) -> Any:
         return ColoredShapes()
     if config.data.source == "dsprites":
         return DSprites()
+    if config.data.source == "latent_records":  # the alignment encoder reads the stored image bytes
+        return LatentRecordSource(config.data.path, with_images=config.align.method != "none")
     return ArraySource(config.data.path, config.data.labels_path or None)
 
 
@@ -125,6 +128,7 @@ def build_experiment(config, devices=None, *, stage: str = "main") -> Experiment
     the projector, trained to match the encoder targets from clean inputs at t = 0 (no sampler).
     """
     devices = devices or (jax.devices()[:config.num_devices] if config.num_devices else jax.devices())
+    diffusion_configs.validate(config, num_devices=len(devices))  # before the data source opens any file
     source = with_encoder_images(build_source(config), config)
     image_shape = tuple(source.image_shape)
     diffusion_configs.validate(config, num_devices=len(devices), image_size=image_shape[0])
@@ -155,6 +159,8 @@ def build_experiment(config, devices=None, *, stage: str = "main") -> Experiment
                      out_shardings=(state_sharding, replicated), donate_argnums=0)
     sampler = None if stage == "erw_warmup" else jax.jit(make_sampler(model, config))
     extra_keys = () if alignment is None or alignment.image_key == "image" else (alignment.image_key,)
+    if config.data.source == "latent_records":
+        extra_keys += ("latent_std",)  # posterior moments: the step draws z from them
     return Experiment(config=config, mesh=mesh, model=model, source=source, state=state, train_step=train_step,
                       jitted_step=jitted, sampler=sampler, sample_key=sample_key, tx=tx, loss_fn=loss_fn,
                       prepare_batch=alignment.prepare_batch if alignment else (lambda batch: batch),
@@ -164,10 +170,12 @@ def build_experiment(config, devices=None, *, stage: str = "main") -> Experiment
 def make_loss(model: SiT, config, alignment=None, stage: str = "main"):
     if stage == "erw_warmup":
         return make_erw_warmup_loss(model, alignment.projector, coef=config.align.erw.warmup_coef,
-                                    class_dropout_prob=config.diffusion.class_dropout_prob)
+                                    class_dropout_prob=config.diffusion.class_dropout_prob,
+                                    latent_scale=config.data.latent_scale)
     return make_diffusion_loss(model, path=config.diffusion.path, time_weighting=config.diffusion.time_weighting,
                                class_dropout_prob=config.diffusion.class_dropout_prob,
-                               alignment=alignment.term if alignment else None)
+                               alignment=alignment.term if alignment else None,
+                               latent_scale=config.data.latent_scale)
 
 
 def make_train_step_for_axis(experiment: Experiment, axis_name: str) -> Callable:
@@ -211,7 +219,7 @@ def run_stage(experiment: Experiment, workdir: str, total_steps: int, start=None
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), save_every=config.checkpoint_every,
                                 keep=config.keep_checkpoints)
     dataset = make_dataset(experiment.source, global_batch_size=config.batch_size, seed=config.seed,
-                           keys=experiment.data_keys)
+                           keys=experiment.data_keys, num_workers=config.data.num_workers)
     data_state = None
     if checkpointer.latest_step() is not None:
         state, extra = checkpointer.restore(abstract_like(state))

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from jaxrep.align.erw import erw_alignment_weight, erw_warmup_loss
 from jaxrep.align.irepa import ConvProjector
 from jaxrep.align.repa import MLPProjector, repa_loss
+from jaxrep.diffusion.latents import SD_VAE_SCALE, clean_input
 from jaxrep.diffusion.objective import draw_training_noise
 from jaxrep.nn.sit import SiT
 
@@ -91,7 +92,7 @@ def make_alignment_term(method: str, *, projector: nn.Module, depth: int, coef: 
 
 
 def make_erw_warmup_loss(l2r_model: SiT, projector: nn.Module, *, coef: float = 0.5,
-                         class_dropout_prob: float = 0.1):
+                         class_dropout_prob: float = 0.1, latent_scale: float = SD_VAE_SCALE):
     """ERW phase 1 as a `LossFn`: loss_fn(params, batch, keys, step) -> (loss, metrics).
 
     params = {"sit": params of `l2r_model` (a SiT of depth l2r_depth), "projector": ...}; batch holds the
@@ -103,7 +104,7 @@ def make_erw_warmup_loss(l2r_model: SiT, projector: nn.Module, *, coef: float = 
 
     def loss_fn(params: Any, batch: dict, keys: jax.Array, step: jax.Array):
         del step
-        x = batch["image"]
+        x = clean_input(batch, keys, latent_scale=latent_scale)  # a posterior sample for prepared latents
         _, _, drop = draw_training_noise(keys, x.shape[1:], time_weighting="uniform",
                                          class_dropout_prob=class_dropout_prob)
         labels = jnp.where(drop, l2r_model.num_classes, batch["label"])

@@ -20,7 +20,8 @@ def _stack(examples) -> dict:
 
 
 def make_dataset(source: Any, *, global_batch_size: int, seed: int, process_index: int | None = None,
-                 process_count: int | None = None, keys: tuple[str, ...] = ("image", "label")) -> grain.IterDataset:
+                 process_count: int | None = None, keys: tuple[str, ...] = ("image", "label"),
+                 num_workers: int = 0) -> grain.IterDataset:
     """Infinite, shuffled (new order each epoch), batched dataset of this process's shard.
 
     Args:
@@ -28,6 +29,8 @@ def make_dataset(source: Any, *, global_batch_size: int, seed: int, process_inde
       global_batch_size: examples per step over all processes (divisible by process_count).
       seed: shuffle seed (from the run's root seed).
       keys: which fields of each example to keep.
+      num_workers: grain worker processes that read, decode and batch examples (`mp_prefetch`); 0: in-process.
+        The iterator state is checkpointable either way.
     """
     process_index = jax.process_index() if process_index is None else process_index
     process_count = jax.process_count() if process_count is None else process_count
@@ -40,7 +43,10 @@ def make_dataset(source: Any, *, global_batch_size: int, seed: int, process_inde
     dataset = (shard.shuffle(seed=seed).repeat()
                .map(lambda example: {k: example[k] for k in keys})
                .batch(local_batch, drop_remainder=True, batch_fn=_stack))
-    return dataset.to_iter_dataset()
+    dataset = dataset.to_iter_dataset()
+    if num_workers:
+        dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
+    return dataset
 
 
 def make_iterator(dataset: grain.IterDataset, state: dict | None = None):

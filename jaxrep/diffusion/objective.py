@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrep.diffusion.interpolants import INTERPOLANTS, sample_time
+from jaxrep.diffusion.latents import SD_VAE_SCALE, clean_input
 from jaxrep.diffusion.loss import flow_matching_loss
 from jaxrep.nn.sit import SiT
 
@@ -35,17 +36,20 @@ def draw_training_noise(keys: jax.Array, sample_shape: tuple[int, ...], *, time_
 
 
 def make_diffusion_loss(model: SiT, *, path: str = "linear", time_weighting: str = "uniform",
-                        class_dropout_prob: float = 0.1, alignment: AlignmentTerm | None = None):
+                        class_dropout_prob: float = 0.1, alignment: AlignmentTerm | None = None,
+                        latent_scale: float = SD_VAE_SCALE):
     """Returns loss_fn(params, batch, keys, step) -> (loss, metrics) with params = {"sit": ...}.
 
-    batch: {"image": (B, H, W, C) float in [-1, 1] (or latents), "label": (B,) int32}.
+    batch: {"image": (B, H, W, C) float in [-1, 1] (or latents), "label": (B,) int32}; a batch from a prepared
+    latent dataset also holds "latent_std", and x_0 is then a fresh posterior sample scaled by `latent_scale`
+    (`jaxrep.diffusion.latents.clean_input`).
     With `alignment`: params = {"sit": ..., "projector": ...}, batch also holds the encoder targets
     "align_target" (B, N, D_enc), and the loss adds alignment(projector params, h_depth, targets, step).
     """
     interpolant = INTERPOLANTS[path]
 
     def loss_fn(params: Any, batch: dict, keys: jax.Array, step: jax.Array):
-        x = batch["image"]
+        x = clean_input(batch, keys, latent_scale=latent_scale)
         t, noise, drop = draw_training_noise(keys, x.shape[1:], time_weighting=time_weighting,
                                              class_dropout_prob=class_dropout_prob)
         labels = jnp.where(drop, model.num_classes, batch["label"])

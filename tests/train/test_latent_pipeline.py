@@ -1,0 +1,183 @@
+"""The latent pipeline end to end on CPU: an image folder prepared with a tiny random-weight SD-VAE (skip / stop on a
+corrupt image, kill and resume, manifest and checksums), a tiny SiT trained with REPA on the prepared records,
+samples decoded to pixels and scored; and the same preparation and sampling on 2 processes (jax.distributed)."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxrep.align.encoder import save_encoder
+from jaxrep.config_checks import ConfigError
+from jaxrep.data.images import ImageReadError, center_crop_adm, read_rgb
+from jaxrep.data.latent_records import DatasetError, LatentRecordSource, read_manifest, verify_dataset
+from jaxrep.logging import read_metrics
+from jaxrep.metrics.features import save_eval_net
+from jaxrep.nn.autoencoder_kl import load_autoencoder_kl
+from jaxrep.nn.eval_net import EvalNet
+from jaxrep.nn.vit import ViT
+from tests.train import latent_fixtures as fx
+from train import diffusion as train_diffusion
+from train import evaluate as train_evaluate
+from train import prepare_latents
+from train import sample as train_sample
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+NUM_GOOD = fx.NUM_CLASSES * fx.IMAGES_PER_CLASS
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("latent_inputs")
+    images = fx.make_image_folder(str(root / "images"))
+    vae = fx.make_tiny_vae(str(root / "vae"))
+    return images, vae
+
+
+@pytest.fixture(scope="module")
+def dataset(inputs, tmp_path_factory):
+    directory = str(tmp_path_factory.mktemp("latents"))
+    result = prepare_latents.prepare(fx.prepare_config(*inputs), directory)
+    return directory, result
+
+
+@pytest.fixture(scope="module")
+def run_dir(dataset, tmp_path_factory):
+    """A tiny SiT + REPA trained 20 steps on the prepared records, with an in-repo encoder at 16 px (4 x 4 tokens)."""
+    root = tmp_path_factory.mktemp("latent_run")
+    encoder_dir = str(root / "encoder")
+    encoder = ViT(width=16, depth=1, num_heads=2, patch_size=4, pos_embed_grid=4)
+    save_encoder(encoder_dir, encoder, encoder.init(jax.random.key(7), jnp.zeros((1, 16, 16, 3)))["params"],
+                 image_size=16, info={"note": "random, for tests"})
+    workdir = str(root / "run")
+    train_diffusion.train_and_evaluate(fx.train_config(dataset[0], encoder_dir), workdir)
+    return workdir
+
+
+def test_preparation_writes_every_readable_image_once_with_its_vae_posterior(inputs, dataset):
+    images, vae = inputs
+    directory, result = dataset
+    manifest = result["manifest"]
+    assert manifest == read_manifest(directory) == verify_dataset(directory)
+    assert manifest["num_images"] == NUM_GOOD + 1 and manifest["num_records"] == NUM_GOOD
+    assert manifest["num_skipped"] == 1 and [s["skipped"] for s in manifest["shards"]] == [[], [fx.CORRUPT], []]
+    assert [s["count"] for s in manifest["shards"]] == [8, 7, 3] and manifest["latent_shape"] == [8, 8, 4]
+    assert manifest["classes"] == ["class_0", "class_1", "class_2"]
+    source = LatentRecordSource(directory, with_images=True)
+    model, params = load_autoencoder_kl(vae)
+    paths = sorted(os.path.relpath(os.path.join(d, n), images) for d, _, names in os.walk(images) for n in names)
+    paths.remove(fx.CORRUPT)
+    for index in (0, 9, NUM_GOOD - 1):  # one record of each shard against the image encoded directly
+        crop = center_crop_adm(read_rgb(os.path.join(images, paths[index])), fx.IMAGE_SIZE)
+        mean, std = model.apply(params, crop[None].astype(np.float32) / 127.5 - 1.0, method="encode")
+        example = source[index]
+        np.testing.assert_array_equal(example["encoder_image"], crop)
+        np.testing.assert_allclose(example["image"], mean[0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(example["latent_std"], std[0], rtol=1e-5, atol=1e-6)
+        assert example["label"] == int(paths[index].split("/")[0][-1])
+
+
+def test_corrupt_image_stops_with_its_path_and_a_damaged_shard_is_named(inputs, dataset, tmp_path):
+    with pytest.raises(ImageReadError, match=fx.CORRUPT):
+        prepare_latents.prepare(fx.prepare_config(*inputs, on_error="stop"), str(tmp_path / "stop"))
+    with pytest.raises(ConfigError, match="vae.path"):
+        prepare_latents.prepare(fx.prepare_config(inputs[0], str(tmp_path / "none")), str(tmp_path / "x"))
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in os.listdir(dataset[0]):
+        (copy / name).write_bytes(open(os.path.join(dataset[0], name), "rb").read())
+    shard = copy / read_manifest(str(copy))["shards"][1]["file"]
+    shard.write_bytes(shard.read_bytes()[:-10])
+    with pytest.raises(DatasetError, match=str(shard)):
+        LatentRecordSource(str(copy))
+    with pytest.raises(ConfigError, match="data.path"):
+        train_diffusion.build_experiment(fx.train_config(str(tmp_path), "unused", **{"align.method": "none"}))
+
+
+def test_killed_preparation_resumes_without_duplicates_or_gaps(inputs, dataset, tmp_path):
+    directory = str(tmp_path / "resumed")
+    command = [sys.executable, "-c", "import sys; from tests.train.latent_fixtures import prepare_config; "
+               "from train.prepare_latents import prepare; prepare(prepare_config(sys.argv[1], sys.argv[2]), sys.argv[3])",
+               *inputs, directory]
+    env = dict(os.environ, **{prepare_latents.KILL_AFTER_BATCHES_ENV: "2"})  # inside the second shard
+    killed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert os.listdir(directory).count("shard-00000.json") == 1 and "manifest.json" not in os.listdir(directory)
+    resumed = prepare_latents.prepare(fx.prepare_config(*inputs), directory)
+    assert resumed["written"] == [1, 2]  # the finished shard 0 is not redone
+    assert resumed["manifest"]["shards"] == dataset[1]["manifest"]["shards"]  # same bytes: same SHA-256
+    with pytest.raises(DatasetError, match="other settings \\(records_per_shard"):
+        prepare_latents.prepare(fx.prepare_config(*inputs, records_per_shard=4), directory)
+
+
+def test_repa_training_on_records_then_decoded_samples_are_scored(run_dir, inputs, tmp_path):
+    metrics = [m for m in read_metrics(run_dir) if "loss" in m]
+    assert metrics[-1]["step"] == 20 and all(np.isfinite(m["loss"]) and m["align_loss"] < 0 for m in metrics)
+    eval_net_dir = str(tmp_path / "eval_net")
+    net = EvalNet(factor_sizes=(fx.NUM_CLASSES,), widths=(4, 8), feature_dim=16)
+    save_eval_net(eval_net_dir, net, net.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))["params"],
+                  image_shape=(16, 16, 3), data_source="latent_records")
+    config = fx.sample_config(**{"sample_only": False, "features.eval_net_path": eval_net_dir, "features.batch_size": 8,
+                                 "reference.cache_dir": str(tmp_path / "cache"), "output_dir": str(tmp_path / "eval")})
+    results = train_evaluate.evaluate(config, run_dir, show_progress=False)
+    assert np.isfinite(results["fd"]) and results["fd"] > 0 and results["prdc_num_real"] == NUM_GOOD
+    with np.load(results["samples_npz"]) as samples:
+        assert samples["arr_0"].shape == (12, 16, 16, 3) and samples["arr_0"].dtype == np.uint8
+        np.testing.assert_array_equal(samples["arr_1"], np.arange(12) % fx.NUM_CLASSES)
+    assert samples_equal_decoded_latents(run_dir, inputs[1], results["samples_npz"])
+
+
+def samples_equal_decoded_latents(run_dir, vae_dir, npz_path) -> bool:
+    """The first sample batch is the SD-VAE decode of the SiT's latents / 0.18215, quantised as REPA does."""
+    config = fx.sample_config()
+    experiment = train_diffusion.build_experiment(
+        train_sample.sampling_config(train_sample.load_run_config(run_dir), config))
+    params, _ = train_sample.restore_params(experiment, run_dir, -1, use_ema=True)
+    latents = jax.jit(train_diffusion.make_sampler(experiment.model, experiment.config))(
+        params, jnp.arange(8, dtype=jnp.int32) % fx.NUM_CLASSES, jax.random.fold_in(jax.random.key(0), 0))
+    model, vae_params = load_autoencoder_kl(vae_dir)
+    pixels = np.asarray(model.apply(vae_params, np.asarray(latents) / 0.18215, method="decode"))
+    expected = np.floor(np.clip(255 * (pixels + 1) / 2, 0, 255)).astype(np.uint8)
+    with np.load(npz_path) as samples:
+        mismatch = np.abs(samples["arr_0"][:8].astype(int) - expected.astype(int))
+    return mismatch.max() <= 1 and (mismatch > 0).mean() < 0.01  # float rounding at a quantisation edge
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def _workers(num_processes, inputs, dataset_out, run_dir, samples_out):
+    port = _free_port()
+    worker = os.path.join(REPO, "tests", "train", "latent_multihost_worker.py")
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    processes = [subprocess.Popen([sys.executable, worker, str(port), str(i), str(num_processes), *inputs,
+                                   dataset_out, run_dir, samples_out], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for i in range(num_processes)]
+    for process in processes:
+        _, stderr = process.communicate(timeout=600)
+        assert process.returncode == 0, stderr[-3000:]
+
+
+def test_two_processes_prepare_disjoint_complete_shards_and_sample_the_one_process_npz(inputs, dataset, run_dir,
+                                                                                       tmp_path):
+    _workers(2, inputs, str(tmp_path / "data2"), run_dir, str(tmp_path / "samples2"))
+    _workers(1, inputs, str(tmp_path / "data1"), run_dir, str(tmp_path / "samples1"))
+    shares = [json.load(open(tmp_path / "data2" / f"process_{i}.json")) for i in range(2)]
+    assert shares == [[0, 2], [1]]  # disjoint, and together every shard
+    two, one = read_manifest(str(tmp_path / "data2")), read_manifest(str(tmp_path / "data1"))
+    assert [s["count"] for s in two["shards"]] == [s["count"] for s in one["shards"]] == [8, 7, 3]
+    assert two["shards"] == one["shards"]  # the same records, byte for byte
+    name = "samples_12x16x16x3.npz"
+    with np.load(tmp_path / "samples2" / name) as merged, np.load(tmp_path / "samples1" / name) as single:
+        np.testing.assert_array_equal(merged["arr_0"], single["arr_0"])
+        np.testing.assert_array_equal(merged["arr_1"], single["arr_1"])
+    assert not os.path.exists(tmp_path / "samples2" / "shares")
