@@ -31,6 +31,7 @@ import jax
 import numpy as np
 
 from configs import eval_net as eval_net_configs
+from configs import evaluate as evaluate_configs
 from jaxrep import parallel
 from jaxrep.config_checks import ConfigError
 from jaxrep.data.latent_records import DatasetError, read_manifest
@@ -114,6 +115,7 @@ def evaluate(eval_config, workdir: str, *, show_progress: bool = True) -> dict |
     """Runs the whole evaluation (module docstring); returns the results dict also written to results.json (on
     process 0; other processes sample their share and return None)."""
     start = time.perf_counter()
+    evaluate_configs.validate(eval_config, num_devices=len(jax.local_devices()[:eval_config.num_devices or None]))
     scoring = jax.process_index() == 0 and not eval_config.sample_only
     # The extractor first: a missing weight file fails before minutes of sampling.
     extractor = feature_extractor_for(eval_config, load_run_config(workdir), show_progress) if scoring else None
@@ -122,7 +124,7 @@ def evaluate(eval_config, workdir: str, *, show_progress: bool = True) -> dict |
         return None
     config, experiment, step, output_dir = (sampled[k] for k in ("config", "experiment", "step", "output_dir"))
     images, npz_path = sampled["images"], sampled["npz"]
-    seconds = {"sampling": sampled["seconds"]["sampling"]}
+    seconds = dict(sampled["seconds"])
     grid_path = os.path.join(output_dir, "samples_grid.png")
 
     tick = time.perf_counter()

@@ -185,6 +185,8 @@ def sample(eval_config, workdir: str, output_dir: str = "", *, show_progress: bo
     share_dir = os.path.join(output_dir, "shares")
     os.makedirs(share_dir, exist_ok=True)
     process, processes = jax.process_index(), jax.process_count()
+    seconds = {"setup": time.perf_counter() - start}
+    tick = time.perf_counter()
     images, labels, indices = generate_samples(
         make_sharded_sampler(experiment, decoder), params, num_samples=eval_config.num_samples,
         batch_size=eval_config.batch_size, num_classes=config.data.num_classes, key=jax.random.key(eval_config.seed),
@@ -195,8 +197,8 @@ def sample(eval_config, workdir: str, output_dir: str = "", *, show_progress: bo
         np.savez(f"{share_path}.tmp.npz", images=images, labels=labels, indices=indices)
         os.replace(f"{share_path}.tmp.npz", share_path)
     barrier("jaxrep_sample_shares_written")
-    result = {"config": config, "experiment": experiment, "step": step, "output_dir": output_dir,
-              "seconds": {"sampling": time.perf_counter() - start}}
+    seconds["sampling"] = time.perf_counter() - tick
+    result = {"config": config, "experiment": experiment, "step": step, "output_dir": output_dir, "seconds": seconds}
     if process == 0:
         share_paths = [p for p in (os.path.join(share_dir, f"process_{i:03d}.npz") for i in range(processes))
                        if os.path.exists(p)]
@@ -214,7 +216,7 @@ def sample(eval_config, workdir: str, output_dir: str = "", *, show_progress: bo
                           {"step": int(step), "num_samples": int(len(images)), "processes": processes,
                            "devices_per_process": len(local_devices), "labels": eval_config.labels,
                            "sample": dict(config.sample.to_dict()), "samples_npz": os.path.abspath(npz_path),
-                           "seconds": round(result["seconds"]["sampling"], 2)})
+                           "seconds": {name: round(value, 2) for name, value in seconds.items()}})
         print(f"wrote {npz_path} ({len(images)} samples from {processes} process(es))", flush=True)
     return result
 

@@ -348,6 +348,6 @@ def test_presets_resolve_and_validate():
     assert diffusion_configs.get_config("b2_repa").align.depth == 4
     assert diffusion_configs.get_config("xl2_irepa").align.coef == 1.0
     b2 = diffusion_configs.get_config("b2_repa")
-    b2.data.path = "latents.npy"
+    b2.data.path = __file__  # an existing file: the encoder check comes next
     with pytest.raises(ConfigError, match="^align.encoder.path: no DINOv2 weights file"):
         diffusion_configs.validate(b2, num_devices=1)

@@ -1,0 +1,434 @@
+"""Loading the official REPA / iREPA / ERW SiT PyTorch checkpoints into jaxrep's Flax `SiT` and projectors.
+
+Key layout of the official `models/sit.py` (`sihyun-yu/REPA`, `End2End-Diffusion/iREPA:ldm/models/sit.py`,
+`LINs-lab/ERW`; a leading `module.` (DDP) or `_orig_mod.` (torch.compile) is stripped):
+- `x_embedder.proj.{weight,bias}`: timm PatchEmbed conv, OIHW -> Flax HWIO;
+- `pos_embed` (1, N, D): the fixed 2-D sin-cos buffer; checked against `sincos_2d` and dropped (optional);
+- `t_embedder.mlp.{0,2}`, `y_embedder.embedding_table.weight` (num_classes + 1 rows: the last is the null
+  class), `blocks.i.{attn.qkv, attn.proj, mlp.fc1, mlp.fc2, adaLN_modulation.1}`,
+  `final_layer.{linear, adaLN_modulation.1}`: torch Linear (out, in) -> Flax kernel (in, out);
+- REPA's `--legacy` layout (`decoder_blocks.j` = `blocks.{j + number of blocks.*}`) is renamed on the fly;
+- projectors (`projector_params_from_state_dict`): REPA/ERW `projectors.k.{0,2,4}` (build_mlp), iREPA
+  `projectors.k.projection_layer.{0,2,4}` (type "mlp") or `projectors.k.projection_layer` (type "conv",
+  a Conv2d with padding k // 2 on the row-major token grid).
+
+Not in jaxrep's SiT yet, so refused with `CheckpointMismatchError` naming the keys: QK-norm
+(`blocks.i.attn.{q,k}_norm.*`, timm `qk_norm=True`: `--qk-norm`, ERW's "with QK-Norm" weights) and RoPE
+(`feat_rope.freqs_{cos,sin}`, ERW's `--use_rope`, on by default in ERW's train.py).
+
+Files: `.safetensors` (a flat state dict) or torch `.pt`/`.pth`/`.bin`, read with `torch.load(weights_only=True)`:
+a bare state dict (the released REPA `last.pt`: generate.py loads it as one) or the training container
+`{"model", "ema", "opt", "args", "steps"}` that REPA's / iREPA's / ERW's train.py write. That container pickles
+`args`, an `argparse.Namespace`, which weights_only loading refuses; it is allowed, for that one load only, through
+`torch.serialization.safe_globals([argparse.Namespace])` (a Namespace holds only the plain values of the
+argument parser; any other class still makes the load fail).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import os
+import pickle
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+
+from jaxrep.align.irepa import ConvProjector
+from jaxrep.align.repa import MLPProjector
+from jaxrep.nn.convert import CheckpointMismatchError, load_state_dict
+from jaxrep.nn.sit import SiT, sincos_2d
+
+__all__ = [
+    "HEADS_BY_WIDTH",
+    "SiTCheckpoint",
+    "UnreadableCheckpointError",
+    "infer_sit_shape",
+    "load_sit_params",
+    "projector_from_state_dict",
+    "projector_params_from_state_dict",
+    "read_sit_checkpoint",
+    "sit_params_from_state_dict",
+]
+
+# Heads are not visible in the weights: the SiT presets' head count by width (S, B, L, XL).
+HEADS_BY_WIDTH = {384: 6, 768: 12, 1024: 16, 1152: 16}
+WEIGHTS = ("ema", "model")
+_PREFIXES = ("module.", "_orig_mod.")
+# Architecture options of the official code that jaxrep's SiT does not implement: name -> key pattern.
+_UNSUPPORTED = {
+    "QK-norm (timm Attention qk_norm=True)": re.compile(r"^blocks\.\d+\.attn\.(q_norm|k_norm)\."),
+    "RoPE (ERW --use_rope)": re.compile(r"(^|\.)(feat_rope|rope)\.|^freqs_(cos|sin)$"),
+}
+_POS_EMBED_ATOL = 5e-3  # allows bfloat16-rounded files; another layout differs by O(1)
+
+
+class UnreadableCheckpointError(ValueError):
+    """A checkpoint file that cannot be read safely (corrupt, or pickling objects weights_only refuses)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SiTCheckpoint:
+    """What `read_sit_checkpoint` found in a file.
+
+    Attributes:
+      state_dict: flat {name: float32 or integer NumPy array}, the chosen weights.
+      weights: "ema" or "model" (the container entry taken), or "bare" (the file is a state dict).
+      step: the container's `steps` (optimizer steps trained), or None.
+      args: `vars(args)` of the training run's argparse.Namespace, or None.
+    """
+
+    state_dict: dict[str, np.ndarray]
+    weights: str
+    step: int | None = None
+    args: dict | None = None
+
+
+def _to_numpy(name: str, value: Any) -> np.ndarray:
+    import torch
+
+    if not isinstance(value, torch.Tensor):
+        raise CheckpointMismatchError(f"state-dict entry {name!r} is a {type(value).__name__}, not a tensor")
+    value = value.detach()
+    return (value.float() if value.is_floating_point() else value).numpy()
+
+
+def _is_state_dict(value: Any) -> bool:
+    import torch
+
+    return isinstance(value, Mapping) and bool(value) and all(isinstance(v, torch.Tensor) for v in value.values())
+
+
+def read_sit_checkpoint(path: str | os.PathLike, weights: str = "ema") -> SiTCheckpoint:
+    """Reads a SiT checkpoint file without running pickled code (module docstring for the formats).
+
+    Args:
+      path: `.safetensors` or torch `.pt`/`.pth`/`.bin`.
+      weights: container entry to take: "ema" (what REPA's generate.py samples) or "model" (the raw weights).
+        A bare state dict is taken as it is, whatever `weights` says.
+
+    Raises:
+      FileNotFoundError: no such file.
+      UnreadableCheckpointError: an unknown extension, or a file weights_only loading cannot read (corrupt, or
+        pickling a class other than argparse.Namespace).
+      CheckpointMismatchError: the file holds neither a state dict nor a container with `weights`.
+    """
+    path = os.fspath(path)
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights: must be one of {WEIGHTS}, got {weights!r}")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no checkpoint file at {path!r}")
+    if path.endswith(".safetensors"):
+        return SiTCheckpoint(load_state_dict(path), "bare")
+    if not path.endswith((".pt", ".pth", ".bin")):
+        raise UnreadableCheckpointError(f"{path}: unsupported checkpoint extension (use .safetensors, .pt, .pth "
+                                        "or .bin)")
+    import torch
+
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
+        # torch's message leads with advice to load unsafely; keep only the reason.
+        reason = re.search(r"WeightsUnpickler error:\s*(.+?)(?: was not an allowed global|\n\n|$)", str(error), re.S)
+        reason = reason.group(1).strip() if reason else str(error).splitlines()[0]
+        raise UnreadableCheckpointError(
+            f"cannot read {path} with torch.load(weights_only=True): {reason} (tensors, plain containers and "
+            "the training args' argparse.Namespace are accepted)") from error
+    if _is_state_dict(loaded):
+        return SiTCheckpoint({name: _to_numpy(name, value) for name, value in loaded.items()}, "bare")
+    if not isinstance(loaded, Mapping) or not any(key in loaded for key in WEIGHTS):
+        keys = sorted(map(str, loaded)) if isinstance(loaded, Mapping) else type(loaded).__name__
+        raise CheckpointMismatchError(
+            f"{path}: neither a state dict nor a training container with 'ema'/'model' (found {keys})")
+    if not _is_state_dict(loaded.get(weights)):
+        raise CheckpointMismatchError(
+            f"{path}: the container has no {weights!r} state dict (entries: {sorted(map(str, loaded))}); "
+            f"choose weights from {[key for key in WEIGHTS if _is_state_dict(loaded.get(key))]}")
+    state_dict = {name: _to_numpy(name, value) for name, value in loaded[weights].items()}
+    args = loaded.get("args")
+    step = loaded.get("steps")
+    return SiTCheckpoint(state_dict, weights, None if step is None else int(step),
+                         vars(args) if isinstance(args, argparse.Namespace) else None)
+
+
+def _canonical_names(state_dict: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Strips wrapper prefixes and renames REPA's legacy `decoder_blocks.j` to `blocks.{j + encoder blocks}`."""
+    renamed = {}
+    for name, value in state_dict.items():
+        while name.startswith(_PREFIXES):
+            name = name.split(".", 1)[1]
+        renamed[name] = np.asarray(value)
+    encoder_blocks = _block_count(renamed)
+    legacy = re.compile(r"^decoder_blocks\.(\d+)\.(.+)$")
+    for name in [name for name in renamed if legacy.match(name)]:
+        index, rest = legacy.match(name).groups()
+        renamed[f"blocks.{int(index) + encoder_blocks}.{rest}"] = renamed.pop(name)
+    return renamed
+
+
+def _block_count(names) -> int:
+    indices = {int(match.group(1)) for match in map(re.compile(r"^blocks\.(\d+)\.").match, names) if match}
+    return max(indices) + 1 if indices else 0
+
+
+def _sit_key_to_flax(name: str, value: np.ndarray):
+    """One official SiT key -> (Flax path, value in Flax layout), or None for a key the SiT does not have."""
+    if name == "x_embedder.proj.weight":  # (D, C, p, p) -> (p, p, C, D)
+        return ("x_embedder", "kernel"), value.transpose(2, 3, 1, 0)
+    if name == "x_embedder.proj.bias":
+        return ("x_embedder", "bias"), value
+    if name == "y_embedder.embedding_table.weight":
+        return ("y_embedder", "embedding"), value
+    patterns = [
+        (r"t_embedder\.mlp\.([02])\.(weight|bias)", lambda m: ("t_embedder", f"mlp_{m[1]}")),
+        (r"blocks\.(\d+)\.attn\.(qkv|proj)\.(weight|bias)", lambda m: (f"blocks_{m[1]}", "attn", m[2])),
+        (r"blocks\.(\d+)\.mlp\.(fc1|fc2)\.(weight|bias)", lambda m: (f"blocks_{m[1]}", m[2])),
+        (r"blocks\.(\d+)\.adaLN_modulation\.1\.(weight|bias)", lambda m: (f"blocks_{m[1]}", "adaLN_modulation")),
+        (r"final_layer\.linear\.(weight|bias)", lambda m: ("final_layer", "linear")),
+        (r"final_layer\.adaLN_modulation\.1\.(weight|bias)", lambda m: ("final_layer", "adaLN_modulation")),
+    ]
+    for pattern, path in patterns:
+        match = re.fullmatch(pattern, name)
+        if match:
+            kind = match.groups()[-1]
+            return ((*path(match), "kernel"), value.T) if kind == "weight" else ((*path(match), "bias"), value)
+    return None
+
+
+def _expected_sit_shapes(model: SiT) -> dict[tuple[str, ...], tuple[int, ...]]:
+    x = jax.ShapeDtypeStruct((1, model.input_size, model.input_size, model.in_channels), jnp.float32)
+    t, y = jax.ShapeDtypeStruct((1,), jnp.float32), jax.ShapeDtypeStruct((1,), jnp.int32)
+    variables = jax.eval_shape(model.init, jax.random.key(0), x, t, y)
+    return {path: leaf.shape for path, leaf in traverse_util.flatten_dict(variables["params"]).items()}
+
+
+def _unsupported(names) -> dict[str, list[str]]:
+    found = {}
+    for option, pattern in _UNSUPPORTED.items():
+        keys = sorted(name for name in names if pattern.search(name))
+        if keys:
+            found[option] = keys
+    return found
+
+
+def _raise_mismatch(header: str, *, unsupported=None, mismatched=(), missing=(), unexpected=(), notes=()):
+    lines = [header, *notes]
+    for option, keys in (unsupported or {}).items():
+        lines.append(f"architecture option not supported by jaxrep's SiT yet: {option}; keys:\n  "
+                     + "\n  ".join(keys))
+    if mismatched:
+        lines.append("shape mismatch:\n  " + "\n  ".join(mismatched))
+    if missing:
+        lines.append("missing from checkpoint:\n  " + "\n  ".join(missing))
+    if unexpected:
+        lines.append("unexpected checkpoint keys:\n  " + "\n  ".join(sorted(unexpected)))
+    raise CheckpointMismatchError("\n".join(lines))
+
+
+def _check_pos_embed(value: np.ndarray, model: SiT) -> str | None:
+    """None if `value` is the SiT's fixed sin-cos embedding, else why not."""
+    expected = sincos_2d(model.hidden_size, model.grid_size, model.grid_size)[None]
+    if value.shape != expected.shape:
+        return (f"pos_embed {value.shape}: model expects {expected.shape} (token grid "
+                f"{model.grid_size}x{model.grid_size}; input_size = grid * patch_size)")
+    error = float(np.max(np.abs(value - expected)))
+    if error > _POS_EMBED_ATOL:
+        return (f"pos_embed differs from the fixed 2-D sin-cos embedding by up to {error:.3g}: a different "
+                f"(learned or re-laid-out) position embedding, i.e. a different model")
+    return None
+
+
+def sit_params_from_state_dict(state_dict: Mapping[str, Any], model: SiT) -> dict:
+    """Converts an official REPA / iREPA / ERW SiT state dict into the `params` of `model`.
+
+    Args:
+      state_dict: {name: array-like}, e.g. `read_sit_checkpoint(path).state_dict` or a torch `state_dict()`.
+        Projector keys (`projectors.*`) are skipped here (`projector_params_from_state_dict`).
+      model: the SiT that will consume the params; every shape is checked (see `infer_sit_shape`).
+
+    Returns:
+      nested dict of float32 NumPy arrays, the tree `model.init` builds: `model.apply({"params": params},
+      x, t, y)`.
+
+    Raises:
+      CheckpointMismatchError: unsupported architecture options, unexpected, missing or mis-shaped keys,
+        or a pos_embed that is not the fixed sin-cos one (all listed).
+    """
+    names = _canonical_names(state_dict)
+    unsupported = _unsupported(names)
+    unsupported_keys = {key for keys in unsupported.values() for key in keys}
+    expected = _expected_sit_shapes(model)
+    params, unexpected, mismatched, mismatched_paths, notes = {}, [], [], set(), []
+    for name, value in names.items():
+        if name in unsupported_keys or name.startswith("projectors."):
+            continue
+        if name == "pos_embed":
+            problem = _check_pos_embed(value, model)
+            if problem:
+                notes.append(problem)
+            continue
+        mapped = _sit_key_to_flax(name, value)
+        if mapped is None or mapped[0] not in expected:
+            unexpected.append(name)
+            continue
+        path, array = mapped
+        if array.shape != expected[path]:
+            mismatched.append(f"{name} {value.shape} -> {'/'.join(path)}: {array.shape} in Flax layout, "
+                              f"model expects {expected[path]}")
+            mismatched_paths.add(path)
+            continue
+        params[path] = np.asarray(array, np.float32)
+    missing = sorted("/".join(path) for path in expected if path not in params and path not in mismatched_paths)
+    if unsupported or unexpected or missing or mismatched or notes:
+        checkpoint_depth = _block_count(names)
+        if checkpoint_depth != model.depth:
+            notes.append(f"checkpoint has {checkpoint_depth} blocks, model has {model.depth}")
+        _raise_mismatch(
+            f"checkpoint does not match the SiT (input_size={model.input_size}, patch_size={model.patch_size}, "
+            f"in_channels={model.in_channels}, hidden_size={model.hidden_size}, depth={model.depth}, "
+            f"mlp_ratio={model.mlp_ratio}, num_classes={model.num_classes})",
+            unsupported=unsupported, mismatched=mismatched, missing=missing, unexpected=unexpected, notes=notes)
+    return traverse_util.unflatten_dict(params)
+
+
+def infer_sit_shape(state_dict: Mapping[str, Any], num_heads: int | None = None) -> dict:
+    """The `SiT` keyword arguments a state dict implies.
+
+    Depth, width, patch size, input channels, MLP ratio and class count come from the weights; input_size
+    from the `pos_embed` token count (omitted when the file has no pos_embed); heads are not in the weights:
+    `num_heads`, else the preset head count for the width (`HEADS_BY_WIDTH`).
+
+    Raises:
+      CheckpointMismatchError: the patch embedding or the label table is missing.
+      ValueError: a width outside the presets without `num_heads`.
+    """
+    names = _canonical_names(state_dict)
+    required = ("x_embedder.proj.weight", "y_embedder.embedding_table.weight")
+    absent = [name for name in required if name not in names]
+    if absent:
+        raise CheckpointMismatchError(f"not an official SiT state dict: no {absent}")
+    hidden_size, in_channels, patch_size, _ = names["x_embedder.proj.weight"].shape
+    if num_heads is None:
+        if hidden_size not in HEADS_BY_WIDTH:
+            raise ValueError(f"num_heads: width {hidden_size} is not a SiT preset width {sorted(HEADS_BY_WIDTH)}; "
+                             "the head count is not stored in the weights, pass it")
+        num_heads = HEADS_BY_WIDTH[hidden_size]
+    shape = dict(patch_size=int(patch_size), in_channels=int(in_channels), hidden_size=int(hidden_size),
+                 depth=_block_count(names), num_heads=int(num_heads),
+                 num_classes=int(names["y_embedder.embedding_table.weight"].shape[0]) - 1)
+    if "blocks.0.mlp.fc1.weight" in names:
+        shape["mlp_ratio"] = names["blocks.0.mlp.fc1.weight"].shape[0] / hidden_size
+    if "pos_embed" in names:
+        grid = math.isqrt(names["pos_embed"].shape[-2])
+        shape["input_size"] = grid * int(patch_size)
+    return shape
+
+
+def _projector_keys(names: Mapping[str, np.ndarray], index: int) -> tuple[str, dict[str, np.ndarray]]:
+    """(kind, {suffix: value}) of projector `index`: kind "mlp" ({0,2,4}.{weight,bias}) or "conv"."""
+    for prefix in (f"projectors.{index}.projection_layer.", f"projectors.{index}."):
+        found = {name[len(prefix):]: value for name, value in names.items() if name.startswith(prefix)}
+        if found:
+            break
+    else:
+        available = sorted({name.split(".")[1] for name in names if name.startswith("projectors.")})
+        raise CheckpointMismatchError(f"checkpoint has no projector {index} (projectors present: {available or 'none'}"
+                                      "; iREPA eval-mode and sampling-only files have none)")
+    if "weight" in found:  # iREPA's single-layer projectors
+        if found["weight"].ndim != 4:
+            raise CheckpointMismatchError(
+                f"projectors.{index}: a linear projector (iREPA projection_layer_type 'linear'), not supported "
+                "by jaxrep's projectors (MLPProjector, ConvProjector)")
+        return "conv", found
+    return "mlp", found
+
+
+def projector_from_state_dict(state_dict: Mapping[str, Any], index: int = 0,
+                              grid_hw: tuple[int, int] | None = None) -> nn.Module:
+    """The jaxrep projector module the checkpoint's projector `index` fits: `MLPProjector(out_dim, hidden_dim)`
+    (REPA build_mlp) or `ConvProjector(out_dim, kernel_size, grid_hw)` (iREPA conv)."""
+    kind, found = _projector_keys(_canonical_names(state_dict), index)
+    if kind == "conv":
+        out_dim, _, kernel_size, _ = found["weight"].shape
+        return ConvProjector(int(out_dim), int(kernel_size), grid_hw)
+    if "0.weight" not in found or "4.weight" not in found:
+        raise CheckpointMismatchError(f"projectors.{index}: expected build_mlp keys 0/2/4, got {sorted(found)}")
+    return MLPProjector(int(found["4.weight"].shape[0]), int(found["0.weight"].shape[0]))
+
+
+_MLP_LAYERS = {"0": "Dense_0", "2": "Dense_1", "4": "Dense_2"}  # build_mlp's Linear indices -> MLPProjector
+
+
+def _projector_key_to_flax(kind: str, suffix: str, value: np.ndarray):
+    """One projector key (without its `projectors.k.` prefix) -> (Flax path, value), or None if unknown."""
+    if kind == "conv":
+        if suffix == "weight":  # Conv2d OIHW -> Flax HWIO
+            return ("conv", "kernel"), value.transpose(2, 3, 1, 0)
+        return (("conv", "bias"), value) if suffix == "bias" else None
+    layer, _, part = suffix.partition(".")
+    if layer not in _MLP_LAYERS or part not in ("weight", "bias"):
+        return None
+    return ((_MLP_LAYERS[layer], "kernel"), value.T) if part == "weight" else ((_MLP_LAYERS[layer], "bias"), value)
+
+
+def projector_params_from_state_dict(state_dict: Mapping[str, Any], projector: nn.Module, *, hidden_size: int,
+                                     index: int = 0) -> dict:
+    """Converts projector `index` of an official checkpoint into the params of `projector`.
+
+    Args:
+      state_dict: official SiT state dict (REPA/ERW `projectors.k.{0,2,4}`, iREPA `projectors.k.projection_layer`).
+      projector: an `MLPProjector` (REPA, ERW, iREPA type "mlp") or a `ConvProjector` (iREPA type "conv").
+      hidden_size: width D of the SiT tokens the projector reads.
+      index: which projector (one per target encoder; REPA's `--enc-type` may list several).
+
+    Returns:
+      nested float32 NumPy params: `projector.apply({"params": params}, tokens (B, N, D))`.
+
+    Raises:
+      CheckpointMismatchError: no such projector, a kind that does not fit `projector`, or shape mismatches.
+    """
+    kind, found = _projector_keys(_canonical_names(state_dict), index)
+    prefix = f"projectors.{index}"
+    if isinstance(projector, ConvProjector):
+        grid = tuple(projector.grid_hw) if projector.grid_hw is not None else (1, 1)
+        expected_kind, tokens = "conv", (1, grid[0] * grid[1], hidden_size)
+    elif isinstance(projector, MLPProjector):
+        expected_kind, tokens = "mlp", (1, 1, hidden_size)
+    else:
+        raise TypeError(f"projector: expected MLPProjector or ConvProjector, got {type(projector).__name__}")
+    if kind != expected_kind:
+        raise CheckpointMismatchError(f"{prefix} is {'an MLP' if kind == 'mlp' else 'a conv'} projector; the "
+                                      f"model's projector is an {type(projector).__name__}")
+    variables = jax.eval_shape(projector.init, jax.random.key(0), jax.ShapeDtypeStruct(tokens, jnp.float32))
+    expected = {path: leaf.shape for path, leaf in traverse_util.flatten_dict(variables["params"]).items()}
+    params, mismatched, mismatched_paths, unexpected = {}, [], set(), []
+    for suffix, value in found.items():
+        mapped = _projector_key_to_flax(kind, suffix, value)
+        if mapped is None or mapped[0] not in expected:
+            unexpected.append(f"{prefix}.{suffix}")
+            continue
+        path, array = mapped
+        if array.shape != expected[path]:
+            mismatched.append(f"{prefix}.{suffix} {value.shape} -> {'/'.join(path)}: {array.shape} in Flax "
+                              f"layout, projector expects {expected[path]}")
+            mismatched_paths.add(path)
+            continue
+        params[path] = np.asarray(array, np.float32)
+    missing = sorted("/".join(path) for path in expected if path not in params and path not in mismatched_paths)
+    if mismatched or missing or unexpected:
+        _raise_mismatch(f"{prefix} does not match the {type(projector).__name__} (input width {hidden_size})",
+                        mismatched=mismatched, missing=missing, unexpected=unexpected)
+    return traverse_util.unflatten_dict(params)
+
+
+def load_sit_params(path: str | os.PathLike, model: SiT, weights: str = "ema") -> dict:
+    """`sit_params_from_state_dict(read_sit_checkpoint(path, weights).state_dict, model)`."""
+    return sit_params_from_state_dict(read_sit_checkpoint(path, weights).state_dict, model)
