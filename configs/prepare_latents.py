@@ -29,7 +29,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.on_error = "stop"  # an unreadable image: 'stop' (one line naming it) or 'skip' (warn, listed per shard)
     config.batch_size = 32  # images per encoder call in each process (divisible by its local devices)
     config.records_per_shard = 1024  # images per ArrayRecord shard (the unit of resume and of per-host reading)
-    config.read_threads = 8  # threads decoding and cropping images ahead of the encoder
+    config.read_threads = 8  # threads reading, cropping and re-encoding images ahead of the SD-VAE
     config.show_progress = True  # progress bar (process 0)
 
     config.vae = ml_collections.ConfigDict()

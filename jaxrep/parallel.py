@@ -44,3 +44,11 @@ def initialize_distributed(coordinator_address: str | None = None, num_processes
     SLURM) is auto-detected; locally pass all three."""
     jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
                                process_id=process_id)
+
+
+def initialize_from_config(distributed: Any) -> None:
+    """`initialize_distributed` from an entrypoint's `distributed` sub-config (enabled, coordinator_address,
+    num_processes, process_id; empty / 0 / -1 mean auto-detect); nothing when not enabled."""
+    if distributed.enabled:
+        initialize_distributed(distributed.coordinator_address or None, distributed.num_processes or None,
+                               None if distributed.process_id < 0 else distributed.process_id)

@@ -171,10 +171,7 @@ def evaluate(eval_config, workdir: str, *, show_progress: bool = True) -> dict |
 
 
 def run(eval_config, workdir: str) -> dict | None:
-    if eval_config.distributed.enabled:
-        distributed = eval_config.distributed
-        parallel.initialize_distributed(distributed.coordinator_address or None, distributed.num_processes or None,
-                                        None if distributed.process_id < 0 else distributed.process_id)
+    parallel.initialize_from_config(eval_config.distributed)
     results = evaluate(eval_config, workdir)
     train_sample.barrier("jaxrep_evaluate_done")  # the other processes wait for process 0's scoring
     return results

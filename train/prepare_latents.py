@@ -4,7 +4,7 @@
 REPA's `preprocessing/` in JAX, on every device of every process:
 1. List the images (`jaxrep.data.images.list_images`: class folders or dataset.json), sorted, and cut the list into
    shards of `records_per_shard`; process p prepares shards p, p + P, p + 2P, ... (disjoint, together complete).
-2. For each shard: read and ADM-centre-crop the images on `read_threads` threads, encode batches with the Flax
+2. For each shard: read, ADM-centre-crop and PNG/JPEG-encode the images on `read_threads` threads, encode batches with the Flax
    SD-VAE split over the process's local devices, and write (mean, std, label, image bytes) records to
    `shard-*.array_record` (`jaxrep.data.latent_records`). A shard is written under a temporary name and renamed
    when complete, then its `shard-*.json` (count, size, SHA-256, skipped images) is written: a killed preparation
@@ -91,10 +91,11 @@ def make_encoder(vae_path: str, dtype: str, mesh):
     return lambda images: jax.device_get(encode(params, jax.device_put(images, batch_sharding)))
 
 
-def load_cropped(root: str, entry, image_size: int):
-    """(cropped uint8 image, None) or (None, ImageReadError) for one listed image."""
+def load_cropped(root: str, entry, image_size: int, image_format: str):
+    """((cropped uint8 image, its encoded bytes), None) or (None, ImageReadError) for one listed image."""
     try:
-        return center_crop_adm(read_rgb(os.path.join(root, entry.path)), image_size), None
+        crop = center_crop_adm(read_rgb(os.path.join(root, entry.path)), image_size)
+        return (crop, encode_image(crop, image_format)), None
     except ImageReadError as error:
         return None, error
 
@@ -106,7 +107,8 @@ def write_shard(config, output_dir, index, num_shards, entries, encode, pool, ba
     temporary = f"{path}.tmp"
     writer = ArrayRecordWriter(temporary, "group_size:1")
     count, skipped, latent_shape = 0, [], None
-    loaded = pool.map(lambda entry: load_cropped(config.data_dir, entry, config.image_size), entries)
+    loaded = pool.map(lambda entry: load_cropped(config.data_dir, entry, config.image_size, config.image_format),
+                      entries)
     for start in range(0, len(entries), config.batch_size):
         batch_entries = entries[start:start + config.batch_size]
         images, labels = [], []
@@ -123,12 +125,12 @@ def write_shard(config, output_dir, index, num_shards, entries, encode, pool, ba
         bar.update(len(batch_entries))
         if not images:
             continue
-        padded = np.zeros((config.batch_size, *images[0].shape), np.uint8)  # one compiled shape
-        padded[:len(images)] = np.stack(images)
+        padded = np.zeros((config.batch_size, *images[0][0].shape), np.uint8)  # one compiled shape
+        padded[:len(images)] = np.stack([crop for crop, _ in images])
         mean, std = encode(padded)
         latent_shape = list(mean.shape[1:])
-        for i, (image, label) in enumerate(zip(images, labels)):
-            writer.write(encode_record(mean[i], std[i], label, encode_image(image, config.image_format)))
+        for i, ((_, image_bytes), label) in enumerate(zip(images, labels)):
+            writer.write(encode_record(mean[i], std[i], label, image_bytes))
         count += len(images)
         kill_counter[0] += 1
         if kill_counter[0] == int(os.environ.get(KILL_AFTER_BATCHES_ENV, "-1")):
@@ -198,10 +200,7 @@ def prepare(config, output_dir: str) -> dict:
 
 
 def run(config, workdir: str):
-    if config.distributed.enabled:
-        parallel.initialize_distributed(config.distributed.coordinator_address or None,
-                                        config.distributed.num_processes or None,
-                                        None if config.distributed.process_id < 0 else config.distributed.process_id)
+    parallel.initialize_from_config(config.distributed)
     return prepare(config, workdir)
 
 

@@ -238,10 +238,9 @@ def default_output_dir(workdir: str, eval_config, sample_config, step: int) -> s
 
 
 def run(eval_config, workdir: str) -> dict:
-    if eval_config.distributed.enabled:
-        distributed = eval_config.distributed
-        parallel.initialize_distributed(distributed.coordinator_address or None, distributed.num_processes or None,
-                                        None if distributed.process_id < 0 else distributed.process_id)
+    parallel.initialize_from_config(eval_config.distributed)
+    eval_config = eval_config.copy_and_resolve_references()
+    eval_config.sample_only = True  # this entrypoint never scores: no feature extractor is needed
     result = sample(eval_config, workdir)
     barrier("jaxrep_sample_done")
     return result

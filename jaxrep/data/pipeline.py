@@ -45,6 +45,10 @@ def make_dataset(source: Any, *, global_batch_size: int, seed: int, process_inde
                .batch(local_batch, drop_remainder=True, batch_fn=_stack))
     dataset = dataset.to_iter_dataset()
     if num_workers:
+        from absl import flags
+
+        if not flags.FLAGS.is_parsed():  # grain's workers read absl flags; outside an absl app use their defaults
+            flags.FLAGS.mark_as_parsed()
         dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
     return dataset
 

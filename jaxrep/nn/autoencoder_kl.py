@@ -29,7 +29,7 @@ import numpy as np
 from flax import traverse_util
 from safetensors import SafetensorError
 
-from jaxrep.nn.convert import CheckpointMismatchError, load_state_dict
+from jaxrep.nn.convert import load_state_dict, match_params
 
 __all__ = ["AutoencoderKL", "SD_VAE_FT_MSE_CONFIG", "autoencoder_kl_params_from_state_dict", "load_autoencoder_kl"]
 
@@ -251,38 +251,24 @@ def autoencoder_kl_params_from_state_dict(state_dict: Mapping[str, Any], model: 
     become scales. Raises `CheckpointMismatchError` listing every missing, unexpected or mis-shaped key.
     """
     expected = _expected_shapes(model)
-    params, unexpected, mismatched, seen = {}, [], [], set()
-    for name, value in state_dict.items():
+
+    def to_flax(name, value):
         value = np.asarray(value, np.float32)
         current = _DEPRECATED_ATTENTION.sub(lambda m: m.group(1) + _CURRENT_ATTENTION[m.group(2)] + ".", name)
         module, _, kind = current.rpartition(".")
         prefix = _flax_path(module)
         if kind == "bias":
-            path, array = prefix + ("bias",), value
-        elif kind == "weight" and prefix + ("scale",) in expected:
-            path, array = prefix + ("scale",), value
-        elif kind == "weight" and prefix + ("kernel",) in expected:
+            return prefix + ("bias",), value
+        if kind == "weight" and prefix + ("scale",) in expected:
+            return prefix + ("scale",), value
+        if kind == "weight" and prefix + ("kernel",) in expected:
             # conv (O, I, kh, kw) -> (kh, kw, I, O); linear (O, I) -> (I, O)
-            path, array = prefix + ("kernel",), value.transpose(2, 3, 1, 0) if value.ndim == 4 else value.T
-        else:
-            path, array = None, value
-        if path not in expected:
-            unexpected.append(name)
-            continue
-        seen.add(path)
-        if array.shape != expected[path]:
-            mismatched.append(f"{name} {value.shape}: {array.shape} in Flax layout, model expects {expected[path]}")
-            continue
-        params[path] = array
-    missing = sorted(_diffusers_name(path) for path in expected if path not in seen)
-    if unexpected or missing or mismatched:
-        config = {field: getattr(model, field) for field in SD_VAE_FT_MSE_CONFIG}
-        lines = [f"checkpoint does not match the AutoencoderKL {config}"]
-        for title, keys in (("shape mismatch", mismatched), ("missing from checkpoint", missing),
-                            ("unexpected checkpoint keys", sorted(unexpected))):
-            if keys:
-                lines.append(f"{title}:\n  " + "\n  ".join(keys))
-        raise CheckpointMismatchError("\n".join(lines))
+            return prefix + ("kernel",), value.transpose(2, 3, 1, 0) if value.ndim == 4 else value.T
+        return None
+
+    config = {field: getattr(model, field) for field in SD_VAE_FT_MSE_CONFIG}
+    params = match_params(state_dict.items(), expected, to_flax, missing_name=_diffusers_name,
+                          header=f"checkpoint does not match the AutoencoderKL {config}")
     return {"params": traverse_util.unflatten_dict(jax.tree.map(jnp.asarray, params))}
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -34,6 +34,7 @@ from jaxrep.nn.vit import ViT
 
 __all__ = [
     "CheckpointMismatchError",
+    "match_params",
     "load_state_dict",
     "dinov2_params_from_state_dict",
     "load_dinov2_params",
@@ -42,6 +43,46 @@ __all__ = [
 
 class CheckpointMismatchError(ValueError):
     """A checkpoint does not fit the model: missing, unexpected or mis-shaped parameters."""
+
+
+def match_params(entries: Iterable[tuple[str, Any]], expected: Mapping[tuple[str, ...], tuple[int, ...]],
+                 to_flax: Callable[[str, Any], tuple[tuple[str, ...], np.ndarray] | None], *, header: str,
+                 missing_name: Callable[[tuple[str, ...]], str] = "/".join,
+                 problems: Sequence[tuple[str, Sequence[str]]] = (), notes: Sequence[str] = ()) -> dict:
+    """Places converted checkpoint entries at the Flax paths the model expects, checking every shape.
+
+    Args:
+      entries: (checkpoint name, array) pairs.
+      expected: {Flax path: shape} of the model's params.
+      to_flax: (name, array) -> (Flax path, array in Flax layout), or None for a name the model has no place for.
+      header: first line of the error (which model, with its shape fields).
+      missing_name: how a missing Flax path is named in the error.
+      problems, notes: further (title, keys) sections and lines the caller found; any of them is an error too.
+    Returns:
+      the flat {path: float32 array}.
+    Raises:
+      CheckpointMismatchError listing every problem, unexpected, mis-shaped and missing key.
+    """
+    params, unexpected, mismatched, mismatched_paths = {}, [], [], set()
+    for name, value in entries:
+        mapped = to_flax(name, value)
+        if mapped is None or mapped[0] not in expected:
+            unexpected.append(name)
+            continue
+        path, array = mapped
+        if array.shape != expected[path]:
+            mismatched.append(f"{name} {np.shape(value)} -> {'/'.join(path)}: {array.shape} in Flax layout, "
+                              f"model expects {expected[path]}")
+            mismatched_paths.add(path)
+            continue
+        params[path] = np.asarray(array, np.float32)
+    missing = sorted(missing_name(path) for path in expected if path not in params and path not in mismatched_paths)
+    sections = [*problems, ("shape mismatch", mismatched), ("missing from checkpoint", missing),
+                ("unexpected checkpoint keys", sorted(unexpected))]
+    if notes or any(keys for _, keys in sections):
+        lines = [header, *notes] + [f"{title}:\n  " + "\n  ".join(keys) for title, keys in sections if keys]
+        raise CheckpointMismatchError("\n".join(lines))
+    return params
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -200,38 +241,13 @@ def dinov2_params_from_state_dict(state_dict: Mapping[str, Any], model: ViT) -> 
       CheckpointMismatchError: unknown keys, missing parameters or shape mismatches (all listed).
     """
     hub = _to_hub_names(state_dict)
-    expected = _expected_shapes(model)
-    params, unexpected, mismatched, mismatched_paths = {}, [], [], set()
-    for name, value in hub.items():
-        if name in _IGNORED:
-            continue
-        mapped = _hub_to_flax(name, value)
-        if mapped is None or mapped[0] not in expected:
-            unexpected.append(name)
-            continue
-        path, array = mapped
-        if array.shape != expected[path]:
-            mismatched.append(
-                f"{name} {value.shape} -> {'/'.join(path)}: {array.shape} in Flax layout, "
-                f"model expects {expected[path]}")
-            mismatched_paths.add(path)
-            continue
-        params[path] = np.asarray(array, np.float32)
-    missing = sorted("/".join(path) for path in expected if path not in params and path not in mismatched_paths)
-    if unexpected or missing or mismatched:
-        lines = [f"checkpoint does not match the ViT (width={model.width}, depth={model.depth}, "
-                 f"heads={model.num_heads}, ffn={model.ffn}, registers={model.num_registers}, "
-                 f"pos_embed_grid={model.pos_embed_grid})"]
-        checkpoint_depth = _block_count(hub)
-        if checkpoint_depth != model.depth:
-            lines.append(f"checkpoint has {checkpoint_depth} blocks, model has {model.depth}")
-        if mismatched:
-            lines.append("shape mismatch:\n  " + "\n  ".join(mismatched))
-        if missing:
-            lines.append("missing from checkpoint:\n  " + "\n  ".join(missing))
-        if unexpected:
-            lines.append("unexpected checkpoint keys:\n  " + "\n  ".join(sorted(unexpected)))
-        raise CheckpointMismatchError("\n".join(lines))
+    header = (f"checkpoint does not match the ViT (width={model.width}, depth={model.depth}, "
+              f"heads={model.num_heads}, ffn={model.ffn}, registers={model.num_registers}, "
+              f"pos_embed_grid={model.pos_embed_grid})")
+    depth = _block_count(hub)
+    notes = [f"checkpoint has {depth} blocks, model has {model.depth}"] if depth != model.depth else []
+    params = match_params(((name, value) for name, value in hub.items() if name not in _IGNORED),
+                          _expected_shapes(model), _hub_to_flax, header=header, notes=notes)
     return traverse_util.unflatten_dict(params)
 
 

@@ -43,7 +43,7 @@ from flax import traverse_util
 
 from jaxrep.align.irepa import ConvProjector
 from jaxrep.align.repa import MLPProjector
-from jaxrep.nn.convert import CheckpointMismatchError, load_state_dict
+from jaxrep.nn.convert import CheckpointMismatchError, load_state_dict, match_params
 from jaxrep.nn.sit import SiT, sincos_2d
 
 __all__ = [
@@ -219,20 +219,6 @@ def _unsupported(names) -> dict[str, list[str]]:
     return found
 
 
-def _raise_mismatch(header: str, *, unsupported=None, mismatched=(), missing=(), unexpected=(), notes=()):
-    lines = [header, *notes]
-    for option, keys in (unsupported or {}).items():
-        lines.append(f"architecture option not supported by jaxrep's SiT yet: {option}; keys:\n  "
-                     + "\n  ".join(keys))
-    if mismatched:
-        lines.append("shape mismatch:\n  " + "\n  ".join(mismatched))
-    if missing:
-        lines.append("missing from checkpoint:\n  " + "\n  ".join(missing))
-    if unexpected:
-        lines.append("unexpected checkpoint keys:\n  " + "\n  ".join(sorted(unexpected)))
-    raise CheckpointMismatchError("\n".join(lines))
-
-
 def _check_pos_embed(value: np.ndarray, model: SiT) -> str | None:
     """None if `value` is the SiT's fixed sin-cos embedding, else why not."""
     expected = sincos_2d(model.hidden_size, model.grid_size, model.grid_size)[None]
@@ -265,37 +251,19 @@ def sit_params_from_state_dict(state_dict: Mapping[str, Any], model: SiT) -> dic
     names = _canonical_names(state_dict)
     unsupported = _unsupported(names)
     unsupported_keys = {key for keys in unsupported.values() for key in keys}
-    expected = _expected_sit_shapes(model)
-    params, unexpected, mismatched, mismatched_paths, notes = {}, [], [], set(), []
-    for name, value in names.items():
-        if name in unsupported_keys or name.startswith("projectors."):
-            continue
-        if name == "pos_embed":
-            problem = _check_pos_embed(value, model)
-            if problem:
-                notes.append(problem)
-            continue
-        mapped = _sit_key_to_flax(name, value)
-        if mapped is None or mapped[0] not in expected:
-            unexpected.append(name)
-            continue
-        path, array = mapped
-        if array.shape != expected[path]:
-            mismatched.append(f"{name} {value.shape} -> {'/'.join(path)}: {array.shape} in Flax layout, "
-                              f"model expects {expected[path]}")
-            mismatched_paths.add(path)
-            continue
-        params[path] = np.asarray(array, np.float32)
-    missing = sorted("/".join(path) for path in expected if path not in params and path not in mismatched_paths)
-    if unsupported or unexpected or missing or mismatched or notes:
-        checkpoint_depth = _block_count(names)
-        if checkpoint_depth != model.depth:
-            notes.append(f"checkpoint has {checkpoint_depth} blocks, model has {model.depth}")
-        _raise_mismatch(
-            f"checkpoint does not match the SiT (input_size={model.input_size}, patch_size={model.patch_size}, "
-            f"in_channels={model.in_channels}, hidden_size={model.hidden_size}, depth={model.depth}, "
-            f"mlp_ratio={model.mlp_ratio}, num_classes={model.num_classes})",
-            unsupported=unsupported, mismatched=mismatched, missing=missing, unexpected=unexpected, notes=notes)
+    notes = [problem] if "pos_embed" in names and (problem := _check_pos_embed(names["pos_embed"], model)) else []
+    depth = _block_count(names)
+    if depth != model.depth:
+        notes.append(f"checkpoint has {depth} blocks, model has {model.depth}")
+    header = (f"checkpoint does not match the SiT (input_size={model.input_size}, patch_size={model.patch_size}, "
+              f"in_channels={model.in_channels}, hidden_size={model.hidden_size}, depth={model.depth}, "
+              f"mlp_ratio={model.mlp_ratio}, num_classes={model.num_classes})")
+    problems = [(f"architecture option not supported by jaxrep's SiT yet: {option}; keys", keys)
+                for option, keys in unsupported.items()]
+    entries = ((name, value) for name, value in names.items()
+               if name not in unsupported_keys and name != "pos_embed" and not name.startswith("projectors."))
+    params = match_params(entries, _expected_sit_shapes(model), _sit_key_to_flax, header=header, problems=problems,
+                          notes=notes)
     return traverse_util.unflatten_dict(params)
 
 
@@ -409,23 +377,9 @@ def projector_params_from_state_dict(state_dict: Mapping[str, Any], projector: n
                                       f"model's projector is an {type(projector).__name__}")
     variables = jax.eval_shape(projector.init, jax.random.key(0), jax.ShapeDtypeStruct(tokens, jnp.float32))
     expected = {path: leaf.shape for path, leaf in traverse_util.flatten_dict(variables["params"]).items()}
-    params, mismatched, mismatched_paths, unexpected = {}, [], set(), []
-    for suffix, value in found.items():
-        mapped = _projector_key_to_flax(kind, suffix, value)
-        if mapped is None or mapped[0] not in expected:
-            unexpected.append(f"{prefix}.{suffix}")
-            continue
-        path, array = mapped
-        if array.shape != expected[path]:
-            mismatched.append(f"{prefix}.{suffix} {value.shape} -> {'/'.join(path)}: {array.shape} in Flax "
-                              f"layout, projector expects {expected[path]}")
-            mismatched_paths.add(path)
-            continue
-        params[path] = np.asarray(array, np.float32)
-    missing = sorted("/".join(path) for path in expected if path not in params and path not in mismatched_paths)
-    if mismatched or missing or unexpected:
-        _raise_mismatch(f"{prefix} does not match the {type(projector).__name__} (input width {hidden_size})",
-                        mismatched=mismatched, missing=missing, unexpected=unexpected)
+    params = match_params(((f"{prefix}.{suffix}", value) for suffix, value in found.items()), expected,
+                          lambda name, value: _projector_key_to_flax(kind, name[len(prefix) + 1:], value),
+                          header=f"{prefix} does not match the {type(projector).__name__} (input width {hidden_size})")
     return traverse_util.unflatten_dict(params)
 
 

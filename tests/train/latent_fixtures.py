@@ -44,20 +44,12 @@ def make_tiny_vae(directory: str) -> str:
     return directory
 
 
-def with_overrides(config, overrides: dict):
-    for key, value in overrides.items():
-        *path, leaf = key.split(".")
-        node = config
-        for part in path:
-            node = node[part]
-        node[leaf] = value
-    return config
-
-
 def prepare_config(data_dir: str, vae_dir: str, **overrides):
     values = {"data_dir": data_dir, "vae.path": vae_dir, "image_size": IMAGE_SIZE, "batch_size": 8,
               "records_per_shard": 8, "on_error": "skip", "show_progress": False, "read_threads": 2}
-    return with_overrides(prepare_configs.get_config("imagenet256"), {**values, **overrides})
+    config = prepare_configs.get_config("imagenet256")
+    config.update_from_flattened_dict({**values, **overrides})
+    return config
 
 
 def train_config(dataset_dir: str, encoder_dir: str, **overrides):
@@ -67,9 +59,13 @@ def train_config(dataset_dir: str, encoder_dir: str, **overrides):
               "model.patch_size": 2, "model.hidden_size": 32, "model.depth": 2, "model.num_heads": 2,
               "optim.warmup_steps": 0, "sample.num_images": 4, "sample.num_steps": 2, "sample.cfg_scale": 1.5,
               "align.depth": 1, "align.encoder.path": encoder_dir, "align.projector_dim": 16}
-    return with_overrides(diffusion_configs.get_config("cpu_repa"), {**values, **overrides})
+    config = diffusion_configs.get_config("cpu_repa")
+    config.update_from_flattened_dict({**values, **overrides})
+    return config
 
 
 def sample_config(**overrides):
     values = {"num_samples": 12, "batch_size": 8, "sample.num_steps": 2, "grid_images": 12, "sample_only": True}
-    return with_overrides(evaluate_configs.get_config("cpu"), {**values, **overrides})
+    config = evaluate_configs.get_config("cpu")
+    config.update_from_flattened_dict({**values, **overrides})
+    return config

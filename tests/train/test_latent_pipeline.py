@@ -15,6 +15,7 @@ import pytest
 
 from jaxrep.align.encoder import save_encoder
 from jaxrep.config_checks import ConfigError
+from jaxrep.data import make_dataset, make_iterator
 from jaxrep.data.images import ImageReadError, center_crop_adm, read_rgb
 from jaxrep.data.latent_records import DatasetError, LatentRecordSource, read_manifest, verify_dataset
 from jaxrep.logging import read_metrics
@@ -181,3 +182,21 @@ def test_two_processes_prepare_disjoint_complete_shards_and_sample_the_one_proce
         np.testing.assert_array_equal(merged["arr_0"], single["arr_0"])
         np.testing.assert_array_equal(merged["arr_1"], single["arr_1"])
     assert not os.path.exists(tmp_path / "samples2" / "shares")
+
+
+def test_pipeline_workers_decode_the_same_batches_and_resume_exactly(dataset):
+    source = LatentRecordSource(dataset[0], with_images=True)
+    keys = ("image", "latent_std", "label", "encoder_image")
+    build = lambda workers: make_dataset(source, global_batch_size=4, seed=3, keys=keys, process_index=0,  # noqa: E731
+                                         process_count=1, num_workers=workers)
+    in_process, with_workers = make_iterator(build(0)), make_iterator(build(2))
+    for _ in range(5):  # past the end of the first epoch (18 records)
+        expected, got = next(in_process), next(with_workers)
+        for key in keys:
+            np.testing.assert_array_equal(got[key], expected[key])
+    state = with_workers.get_state()
+    following = next(with_workers)
+    resumed = make_iterator(build(2), state)
+    np.testing.assert_array_equal(next(resumed)["encoder_image"], following["encoder_image"])
+    for iterator in (with_workers, resumed):
+        iterator.close()
