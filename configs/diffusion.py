@@ -42,6 +42,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.data.labels_path = ""  # 'arrays': (N,) int labels .npy; empty: 'labels' in the .npz or all 0
     config.data.num_classes = 1000  # class count (the null class id is num_classes)
     config.data.latent_scale = 0.18215  # SD-VAE scale: applied to posterior samples, undone before decoding
+    config.data.latent_stats_path = ""  # iREPA: per-channel latents_scale/latents_bias file (.pt/.safetensors/.npz)
+    # used instead of latent_scale: z = (x - bias) * scale
     config.data.num_workers = 0  # grain worker processes reading and decoding examples; 0: in the main process
 
     config.model = ml_collections.ConfigDict()
@@ -52,6 +54,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.model.num_heads = 6  # attention heads (custom model)
     config.model.mlp_ratio = 4.0  # MLP width / hidden size
     config.model.dtype = "float32"  # activation dtype: 'float32' or 'bfloat16' (params stay float32)
+    config.model.use_rope = False  # 2-D rotary embedding of q and k in every block (ERW); head_dim % 4 == 0
+    config.model.qk_norm = False  # per-head LayerNorm of q and k before attention (timm qk_norm, ERW --qk-norm)
 
     config.diffusion = ml_collections.ConfigDict()
     config.diffusion.path = "linear"  # interpolant: 'linear' (SiT/REPA default) or 'gvp'
@@ -71,7 +75,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.sample.sampler = "ode"  # 'ode' or 'sde' (Euler-Maruyama)
     config.sample.ode_method = "euler"  # 'euler' or 'heun' (ode sampler)
     config.sample.num_steps = 50  # integration steps (REPA preview: Euler 50; paper: SDE 250)
-    config.sample.cfg_scale = 4.0  # guidance scale; 1.0 disables (REPA preview: 4.0)
+    config.sample.cfg_scale = 4.0  # guidance scale; <= 1 disables (REPA guides only above 1; preview: 4.0)
     config.sample.guidance_low = 0.0  # guidance applies for t in [low, high]
     config.sample.guidance_high = 1.0  # (REPA final eval: 0.7)
     config.sample.num_images = 64  # images in each sample grid
@@ -106,6 +110,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.align.erw.l2r_depth = 4  # blocks trained in the warmup and transplanted ("L2R" region)
     config.align.erw.half_life = 50_000  # steps for the phase-2 lambda to halve
     config.align.erw.warmup_coef = 0.5  # scale of the warmup alignment loss (ERW's --proj-coeff)
+    config.align.erw.official_warmup_loss = False  # True: the released code's buggy last-sample / B warmup loss
     return config
 
 
@@ -147,6 +152,10 @@ def _add_alignment(config: ml_collections.ConfigDict, base: str, method: str) ->
     align = config.align
     align.method = method
     align.coef = {"repa": 0.5, "irepa": 1.0}.get(method, align.coef)
+    if method == "erw":
+        # ERW's SiT: RoPE (`ERW:train.py` --use_rope, default True) and QK-norm (`ERW:README.md`: the released
+        # best.pt is "With QK-Norm"; train.py's --qk-norm defaults to False).
+        config.model.update(use_rope=True, qk_norm=True)
     if base == "cpu":
         # Tiny SiT (4 blocks of width 128) and the in-repo encoder (64-d tokens on an 8 x 8 grid = the SiT
         # grid): align after block 2 (REPA aligns about a third of the way up; half here, with 4 blocks).
@@ -196,6 +205,9 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int, image_size:
             f"{config.batch_size} is not divisible by the {num_devices} devices of the mesh")
     require(config.optim.learning_rate > 0, "optim.learning_rate", f"must be > 0, got {config.optim.learning_rate}")
     require(config.optim.warmup_steps >= 0, "optim.warmup_steps", "must be >= 0")
+    require(config.optim.eps > 0, "optim.eps", f"must be > 0 (Adam divides by sqrt(v) + eps), got {config.optim.eps}")
+    require(0 <= config.optim.b1 < 1 and 0 <= config.optim.b2 < 1, "optim.b1",
+            f"Adam betas must be in [0, 1), got b1={config.optim.b1}, b2={config.optim.b2}")
     require(config.optim.weight_decay >= 0, "optim.weight_decay", "must be >= 0")
     require(config.optim.grad_clip >= 0, "optim.grad_clip", "must be >= 0 (0 disables clipping)")
     require(0.0 <= config.ema_decay < 1.0, "ema_decay", f"must be in [0, 1), got {config.ema_decay}")
@@ -214,6 +226,8 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int, image_size:
             "data.path", f"data.source='latent_records' needs a directory written by train.prepare_latents; no "
             f"manifest.json in {config.data.path!r}")
     require(config.data.latent_scale > 0, "data.latent_scale", f"must be > 0, got {config.data.latent_scale}")
+    require(not config.data.latent_stats_path or os.path.isfile(config.data.latent_stats_path),
+            "data.latent_stats_path", f"no such file {config.data.latent_stats_path!r}")
     require(config.data.num_workers >= 0, "data.num_workers", "must be >= 0 (0: no worker processes)")
     require(config.data.num_classes >= 1, "data.num_classes", "must be >= 1")
     require(0.0 <= config.sample.guidance_low <= config.sample.guidance_high <= 1.0, "sample.guidance_low",
@@ -227,6 +241,9 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int, image_size:
                 f"{config.model.hidden_size} is not divisible by model.num_heads={config.model.num_heads}")
         require(config.model.hidden_size % 4 == 0, "model.hidden_size",
                 f"{config.model.hidden_size} is not divisible by 4 (2-D sin-cos position embedding)")
+        require(not config.model.use_rope or (config.model.hidden_size // config.model.num_heads) % 4 == 0,
+                "model.use_rope", f"2-D RoPE needs a head dim divisible by 4, got "
+                f"{config.model.hidden_size // config.model.num_heads}")
         patch_size = config.model.patch_size
     validate_alignment(config)
     image_size = image_size or image_size_of(config)

@@ -50,7 +50,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.sample.sampler = config_dict.placeholder(str)  # 'ode' or 'sde'
     config.sample.ode_method = config_dict.placeholder(str)  # 'euler' or 'heun'
     config.sample.num_steps = config_dict.placeholder(int)  # integration steps
-    config.sample.cfg_scale = config_dict.placeholder(float)  # guidance scale; 1.0 disables
+    config.sample.cfg_scale = config_dict.placeholder(float)  # guidance scale; <= 1 disables (REPA guides only above 1)
     config.sample.guidance_low = config_dict.placeholder(float)  # guidance applies for t in [low, high]
     config.sample.guidance_high = config_dict.placeholder(float)
 

@@ -4,8 +4,11 @@ Presets:
 - a dm-control task name (`humanoid-stand`, `cheetah-run`, ...): the official BEER settings (sweetice/BEER-ICLR2024
   main.py / BEER.py): 1M env steps, 25k uniform-random steps, one update per env step, batch 256, 1M replay,
   Adam 3e-4, gamma 0.99, tau 0.005, exploration std 0.1, BEER beta 1e-3, eval every 10k steps over 10 episodes.
-  `PAPER_TASKS` lists the paper's 12 DMC tasks as far as the reference could establish them (the paper's list
-  was not retrievable: a best guess; any suite task is accepted).
+  `PAPER_TASKS` is NOT established from a primary source: the paper (He et al., "Adaptive Regularization of
+  Representation Rank as an Implicit Constraint of Bellman Equation", ICLR 2024, arXiv 2404.12754) names 12 DMC
+  tasks, but its body was not reachable, and the official code (sweetice/BEER-ICLR2024 @81834e5: README.md,
+  main.py) lists none (README runs humanoid-stand only). The list below is an unverified guess; any suite task is
+  accepted.
 - `cpu`: a short cartpole-balance run (7.5k agent steps, action repeat 4, UTD 2) that finishes within 5 minutes
   on 2 CPU cores.
 Pick the method with `--config.method=beer|ddpg`.
@@ -17,7 +20,8 @@ import ml_collections
 
 from jaxrep.config_checks import ConfigError, require, require_choice, require_positive
 
-# Best guess of the paper's 12 tasks (reference brief, section 1.5; unverified against the paper's Table 1).
+# Unverified guess at the paper's 12 tasks (reference brief, section 1.5): neither the paper's body nor the official
+# code @81834e5 was found to list them; only the count (12, abstract) and humanoid-stand (README) are confirmed.
 PAPER_TASKS = (
     "acrobot-swingup", "finger-turn_hard", "fish-swim", "hopper-hop", "hopper-stand", "humanoid-run",
     "humanoid-stand", "humanoid-walk", "pendulum-swingup", "quadruped-run", "quadruped-walk", "reacher-hard",

@@ -51,7 +51,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.model.hidden_dim = 256  # Dense width on each side
 
     config.regularizer = ml_collections.ConfigDict()
-    config.regularizer.num_potentials = 5  # K; must equal len(data.sequence_factors): potential k <-> factor k
+    config.regularizer.num_potentials = 5  # K = len(data.sequence_factors), k <-> factor k (official: 16, 11 idle)
     config.regularizer.num_steps = 5  # T, rollout length (official D // 2 with D = 10)
     config.regularizer.equation = "wave"  # PDE the potentials solve: 'wave', 'heat', 'hamilton_jacobi'
     config.regularizer.operator = "hessian_rowsum"  # spatial operator: official 'hessian_rowsum', 'laplacian', ...
@@ -132,7 +132,14 @@ def validate_grid(config: ml_collections.ConfigDict) -> None:
 
 
 def validate_regularizer(config: ml_collections.ConfigDict) -> None:
-    """The from-scratch checks; K > number of factors is the case that crashes the official code."""
+    """The from-scratch checks. K must equal the number of sequence factors, a stricter rule than the official code's.
+
+    The official dSprites run (`scripts/mnist_scratch.sh`: K = 16, and its `--dsprites=false` reaches
+    `train_vae_scratch.py`'s `type=bool` flag as True) draws k from the loader's 5 factors only
+    (`dsprites.py` `SequenceDataset.__getitem__`), so it runs, and potentials 5..15 are never selected and
+    sit idle at their init. Only the coloured-MNIST trainer (`lib/trainer_vae_scratch.py`) draws k from all
+    K, and crashes for k >= 3 (`x_t` is unbound). Here idle potentials are refused rather than carried.
+    """
     regularizer, factors = config.regularizer, tuple(config.data.sequence_factors)
     unknown = [name for name in factors if name not in DSprites.factor_names]
     require(not unknown and len(set(factors)) == len(factors) and factors, "data.sequence_factors",

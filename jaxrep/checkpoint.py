@@ -4,13 +4,22 @@ A checkpoint holds two items: `state`, any pytree of arrays (train state, replay
 `extra`, a JSON-serialisable dict (data-iterator state, env counters, anything host-side). Restores always
 go against an abstract target built from the *current* mesh (`abstract_like`), so a run saved on 8 devices
 restores on 1 (orbax #648/#683; maxdiffusion's fix).
+
+Damage: once a save has committed, process 0 records the size and SHA-256 of each of its files in
+`<step>/jaxrep_checksums.json`. Restoring the latest checkpoint verifies them first; a checkpoint that fails
+(bit rot, a truncated or missing file, missing metadata, an empty step folder) is moved aside to
+`damaged-<step>-<time>/` with a warning naming it, and the previous one is restored instead.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import signal
+import sys
 import threading
+import time
 from typing import Any
 
 import jax
@@ -45,6 +54,58 @@ class CheckpointMismatchError(ValueError):
     """A checkpoint whose arrays or tree do not match the state the current config builds."""
 
 
+CHECKSUMS = "jaxrep_checksums.json"
+
+
+class DamagedCheckpointError(OSError):
+    """A checkpoint whose files do not match the checksums recorded when it was written, or cannot be read."""
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _step_files(step_dir: str) -> dict[str, str]:
+    files = {}
+    for folder, _, names in os.walk(step_dir):
+        for name in names:
+            path = os.path.join(folder, name)
+            if name != CHECKSUMS:
+                files[os.path.relpath(path, step_dir)] = path
+    return files
+
+
+def write_checksums(step_dir: str) -> None:
+    """Records {relative path: [size, SHA-256]} of a committed step folder's files."""
+    entries = {rel: [os.path.getsize(path), _sha256(path)] for rel, path in sorted(_step_files(step_dir).items())}
+    temporary = os.path.join(step_dir, f"{CHECKSUMS}.tmp")
+    with open(temporary, "w") as file:
+        json.dump(entries, file)
+    os.replace(temporary, os.path.join(step_dir, CHECKSUMS))
+
+
+def verify_checksums(step_dir: str) -> None:
+    """Raises DamagedCheckpointError naming the first file that is missing or differs; a step folder without a
+    checksum record (written before the record) is only checked for being non-empty."""
+    record = os.path.join(step_dir, CHECKSUMS)
+    if not os.path.isfile(record):
+        if not _step_files(step_dir):
+            raise DamagedCheckpointError(f"{step_dir}: empty checkpoint folder")
+        return
+    with open(record) as file:
+        entries = json.load(file)
+    for rel, (size, digest) in entries.items():
+        path = os.path.join(step_dir, rel)
+        if not os.path.isfile(path):
+            raise DamagedCheckpointError(f"{path}: missing")
+        if os.path.getsize(path) != size or _sha256(path) != digest:
+            raise DamagedCheckpointError(f"{path}: size or SHA-256 differs from the record (damaged)")
+
+
 class Checkpointer:
     """`CheckpointManager` wrapper: save every `save_every` steps, keep the latest `keep`.
 
@@ -72,8 +133,23 @@ class Checkpointer:
     def all_steps(self) -> list[int]:
         return list(self._manager.all_steps())
 
+    def _step_dir(self, step: int) -> str:
+        return os.path.join(self.directory, str(step))
+
+    def _record_checksums(self) -> None:
+        """Checksums of every committed step that has none yet (process 0; call when no save is in flight)."""
+        if jax.process_index() != 0:
+            return
+        for step in self.all_steps():
+            if not os.path.isfile(os.path.join(self._step_dir(step), CHECKSUMS)):
+                write_checksums(self._step_dir(step))
+
     def save(self, step: int, state: Any, extra: dict | None = None, *, force: bool = False) -> bool:
         """Saves if `step` is on the save interval (or `force`); returns whether a save started."""
+        if not (force or self._manager.should_save(step)):
+            return False
+        self._manager.wait_until_finished()  # the previous save has committed: record its checksums
+        self._record_checksums()
         return self._manager.save(
             step,
             args=ocp.args.Composite(
@@ -83,10 +159,33 @@ class Checkpointer:
         )
 
     def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, dict]:
-        """Restores `step` (default: latest) against `abstract_state` (see `abstract_like`)."""
-        step = self.latest_step() if step is None else step
-        if step is None:
-            raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        """Restores `step` against `abstract_state` (see `abstract_like`); by default the latest checkpoint that
+        is not damaged (module docstring). A named `step` that is damaged raises DamagedCheckpointError."""
+        if step is not None:
+            verify_checksums(self._step_dir(step))
+            return self._restore_step(abstract_state, step)
+        for candidate in sorted(self.all_steps(), reverse=True):
+            try:
+                verify_checksums(self._step_dir(candidate))
+                return self._restore_step(abstract_state, candidate)
+            except (DamagedCheckpointError, OSError) as error:
+                self._set_aside(candidate, error)
+        raise FileNotFoundError(f"no usable checkpoint in {self.directory}")
+
+    def _set_aside(self, step: int, error: Exception) -> None:
+        """Moves a damaged step folder out of orbax's sight (so the step can be saved again) and warns."""
+        target = os.path.join(self.directory, f"damaged-{step}-{int(time.time())}")
+        print(f"warning: checkpoint {step} in {self.directory} is damaged ({str(error).splitlines()[0]}); moved to "
+              f"{target}, restoring the previous one", file=sys.stderr, flush=True)
+        if jax.process_index() == 0:
+            os.replace(self._step_dir(step), target)
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices(f"jaxrep_checkpoint_set_aside_{step}")
+        self._manager.reload()
+
+    def _restore_step(self, abstract_state: Any, step: int) -> tuple[Any, dict]:
         try:
             restored = self._manager.restore(
                 step,
@@ -103,9 +202,10 @@ class Checkpointer:
 
     def wait(self) -> None:
         self._manager.wait_until_finished()
+        self._record_checksums()
 
     def close(self) -> None:
-        self._manager.wait_until_finished()
+        self.wait()
         self._manager.close()
 
 

@@ -1,9 +1,11 @@
 """Public face of every loss in jaxrep: pure functions of arrays, batch-mean reduced.
 
-Importing this module pulls in no training code; each loss lives in the module of its method family.
+Importing this module pulls in no training code and none of orbax, tensorstore, scikit-learn, matplotlib, grain
+or dm-control (tests/test_losses.py checks it in a fresh interpreter); each loss lives in the module of its
+method family.
 """
 
-from jaxrep.align.erw import erw_alignment_weight
+from jaxrep.align.erw import erw_alignment_weight, erw_warmup_loss
 from jaxrep.align.irepa import spatial_normalize
 from jaxrep.align.repa import repa_loss
 from jaxrep.diffusion.loss import flow_matching_loss
@@ -22,6 +24,7 @@ __all__ = [
     "beer_loss",
     "elbo_loss",
     "erw_alignment_weight",
+    "erw_warmup_loss",
     "flow_matching_loss",
     "initial_condition_loss",
     "pde_residual_loss",

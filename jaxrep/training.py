@@ -1,8 +1,8 @@
 """The generic pure train step shared by every gradient-trained model (SiT, VAE, potentials).
 
 `make_train_step(loss_fn, tx, ...)` returns `train_step(state, batch) -> (state, metrics)`: gradients,
-optimizer update, EMA, and a guard that leaves the state untouched when the loss or gradients are
-non-finite (the host loop then stops without ever checkpointing bad parameters).
+optimizer update, EMA, and a guard that leaves the state untouched when the loss, the gradients or the updated
+parameters or optimizer state are non-finite (the host loop then stops without ever checkpointing bad parameters).
 
 Randomness is per example: example i of the global batch at step s uses `fold_in(fold_in(root, s), i)`. The
 random numbers are thus the same whether the batch is split over 1 device, 8 devices, or several hosts, and
@@ -21,6 +21,25 @@ from jaxrep.train_state import TrainState, ema_update, step_key
 
 # loss_fn(params, batch, example_keys (B,), step) -> (scalar loss, dict of scalar metrics)
 LossFn = Callable[[Any, Any, jax.Array, jax.Array], tuple[jax.Array, dict]]
+
+
+class NonFiniteLossError(RuntimeError):
+    """A step produced a non-finite loss, gradient, parameter or optimizer state; the host loop raises it before
+    anything after that step is saved."""
+
+
+def check_finite(metrics: dict) -> None:
+    """Raises `NonFiniteLossError` if the step's `finite` metric (see `make_train_step`) is 0."""
+    if float(metrics["finite"]) != 1.0:
+        raise NonFiniteLossError(
+            f"non-finite loss, gradient or updated parameters/optimizer state (loss={float(metrics['loss'])}, "
+            f"grad_norm={float(metrics['grad_norm'])}); stopping without saving, the last good checkpoint is kept")
+
+
+def all_finite(tree: Any) -> jax.Array:
+    """True iff every inexact leaf of `tree` is finite everywhere (integer leaves, e.g. Adam's count, are skipped)."""
+    checks = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree) if jnp.issubdtype(leaf.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(checks)) if checks else jnp.bool_(True)
 
 
 def create_train_state(params: Any, tx: optax.GradientTransformation, rng: jax.Array) -> TrainState:
@@ -54,7 +73,8 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, *, ema_de
         `check_vma=True`, JAX's autodiff already sums the gradients of replicated parameters over the axis.
     Returns:
       train_step(state, batch) -> (state, metrics); metrics hold `loss`, `grad_norm`, `learning_rate` if the
-      optimizer exposes it, `finite` (1.0 or 0.0) and everything `loss_fn` reports.
+      optimizer exposes it, `finite` (1.0, or 0.0 when the loss, gradient or updated state was non-finite and
+      the state was left unchanged) and everything `loss_fn` reports.
     """
 
     def train_step(state: TrainState, batch: Any) -> tuple[TrainState, dict]:
@@ -71,7 +91,9 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, *, ema_de
         updated = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                                 ema_params=ema_update(state.ema_params, params, ema_decay))
         grad_norm = optax.tree.norm(grads)
-        finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(grad_norm)
+        # The update itself can overflow (a huge rate, eps = 0) from a finite loss and gradient: check its result.
+        finite = (jnp.isfinite(metrics["loss"]) & jnp.isfinite(grad_norm) & all_finite(params)
+                  & all_finite(opt_state))
         new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), updated, state)
         metrics.update(grad_norm=grad_norm, finite=finite.astype(jnp.float32))
         return new_state, metrics

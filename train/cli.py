@@ -14,8 +14,9 @@ from typing import Any, Callable
 
 from absl import app, flags, logging
 
-from jaxrep.checkpoint import CheckpointMismatchError
+from jaxrep.checkpoint import CheckpointMismatchError, DamagedCheckpointError
 from jaxrep.config_checks import ConfigError
+from jaxrep.workdir_lock import WorkdirLockedError
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -31,14 +32,15 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 def run_main(train_fn: Callable[[Any, str], Any], config: Any, workdir: str,
              expected_errors: tuple[type[Exception], ...] = ()) -> Any:
-    """Returns train_fn(config, workdir); a ConfigError, CheckpointMismatchError or one of `expected_errors`
-    (e.g. the loop's non-finite-loss error) becomes one line on stderr and exit status 1."""
+    """Returns train_fn(config, workdir); a ConfigError, a checkpoint that does not fit or is damaged, a work
+    directory held by another job, or one of `expected_errors` (e.g. the loop's non-finite-loss error) becomes one
+    line on stderr and exit status 1."""
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO; keep the progress bar readable
     try:
         return train_fn(config, workdir)
     except ConfigError as error:
         sys.exit(f"config error: {error}")
-    except (CheckpointMismatchError, *expected_errors) as error:
+    except (CheckpointMismatchError, DamagedCheckpointError, WorkdirLockedError, *expected_errors) as error:
         sys.exit(f"error: {error}")
 
 

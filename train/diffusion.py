@@ -14,11 +14,10 @@ import dataclasses
 import functools
 import os
 import signal
-import sys
 import time
 from typing import Any, Callable
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
 import jax
@@ -29,22 +28,21 @@ from configs import diffusion as diffusion_configs
 from jaxrep import parallel
 from jaxrep.align.objective import make_erw_warmup_loss
 from jaxrep.checkpoint import Checkpointer, PreemptionGuard, abstract_like
-from jaxrep.config_checks import ConfigError
 from jaxrep.data import ArraySource, ColoredShapes, DSprites, make_dataset, make_iterator
 from jaxrep.data.latent_records import LatentRecordSource
 from jaxrep.diffusion import classifier_free_guidance, ode_sample, sde_sample
+from jaxrep.diffusion.latents import LatentNormalization, load_latent_stats
 from jaxrep.diffusion.objective import make_diffusion_loss
 from jaxrep.logging import MetricLogger, progress_bar, save_config, save_image_grid
 from jaxrep.nn.sit import SiT, sit_preset
-from jaxrep.training import create_train_state, current_learning_rate, make_optimizer, make_train_step
+from jaxrep.training import (NonFiniteLossError, check_finite, create_train_state, current_learning_rate,
+                             make_optimizer, make_train_step)
+from jaxrep.workdir_lock import locks_workdir
 from train.alignment import ERW_WARMUP_DIR, build_alignment, erw_transfer, with_encoder_images
+from train.cli import parse_flags, run_entrypoint
 
 # Fault injection for the kill-and-resume test: SIGKILL this process right after the given step.
 KILL_AT_STEP_ENV = "JAXREP_KILL_AT_STEP"
-
-
-class NonFiniteLossError(RuntimeError):
-    """Raised when a step produced a non-finite loss or gradient; no checkpoint is written after it."""
 
 
 def build_source(config) -> Any:
@@ -60,7 +58,8 @@ def build_source(config) -> Any:
 def build_model(config, image_shape: tuple[int, ...]) -> SiT:
     height, _, channels = image_shape
     common = dict(input_size=height, in_channels=channels, num_classes=config.data.num_classes,
-                  mlp_ratio=config.model.mlp_ratio, dtype=jnp.dtype(config.model.dtype))
+                  mlp_ratio=config.model.mlp_ratio, dtype=jnp.dtype(config.model.dtype),
+                  use_rope=config.model.use_rope, qk_norm=config.model.qk_norm)
     if config.model.preset:
         return sit_preset(config.model.preset, **common)
     return SiT(patch_size=config.model.patch_size, hidden_size=config.model.hidden_size, depth=config.model.depth,
@@ -84,7 +83,8 @@ def make_sampler(model: SiT, config):
             model_fn, labels, null_label=model.num_classes, scale=config.sample.cfg_scale,
             interval=(config.sample.guidance_low, config.sample.guidance_high))
         if config.sample.sampler == "sde":
-            return sde_sample(velocity_fn, noise, sde_key, num_steps=config.sample.num_steps)
+            return sde_sample(velocity_fn, noise, sde_key, num_steps=config.sample.num_steps,
+                              path=config.diffusion.path)
         return ode_sample(velocity_fn, noise, num_steps=config.sample.num_steps, method=config.sample.ode_method)
 
     return sample
@@ -138,7 +138,9 @@ def build_experiment(config, devices=None, *, stage: str = "main") -> Experiment
     model = build_model(config, image_shape)
     alignment = build_alignment(config, model, image_shape, mesh)
     if stage == "erw_warmup":
-        model = model.clone(depth=config.align.erw.l2r_depth)
+        # ERW's phase 1 runs without RoPE (`ERW:train.py` init_model(is_warmup=True)); QK-norm stays, so the
+        # transplanted blocks' params match.
+        model = model.clone(depth=config.align.erw.l2r_depth, use_rope=False)
     tx = make_optimizer(config.optim.learning_rate, warmup_steps=config.optim.warmup_steps, b1=config.optim.b1,
                         b2=config.optim.b2, eps=config.optim.eps, weight_decay=config.optim.weight_decay,
                         grad_clip=config.optim.grad_clip)
@@ -167,15 +169,24 @@ def build_experiment(config, devices=None, *, stage: str = "main") -> Experiment
                       data_keys=("image", "label", *extra_keys), alignment=alignment)
 
 
+def latent_normalization(config) -> LatentNormalization:
+    """The run's latent normalisation: per-channel statistics from `data.latent_stats_path` (iREPA) or the
+    `data.latent_scale` of REPA."""
+    if config.data.latent_stats_path:
+        return load_latent_stats(config.data.latent_stats_path)
+    return LatentNormalization(config.data.latent_scale)
+
+
 def make_loss(model: SiT, config, alignment=None, stage: str = "main"):
     if stage == "erw_warmup":
         return make_erw_warmup_loss(model, alignment.projector, coef=config.align.erw.warmup_coef,
                                     class_dropout_prob=config.diffusion.class_dropout_prob,
-                                    latent_scale=config.data.latent_scale)
+                                    latent_normalization=latent_normalization(config),
+                                    official_last_sample=config.align.erw.official_warmup_loss)
     return make_diffusion_loss(model, path=config.diffusion.path, time_weighting=config.diffusion.time_weighting,
                                class_dropout_prob=config.diffusion.class_dropout_prob,
                                alignment=alignment.term if alignment else None,
-                               latent_scale=config.data.latent_scale)
+                               latent_normalization=latent_normalization(config))
 
 
 def make_train_step_for_axis(experiment: Experiment, axis_name: str) -> Callable:
@@ -184,6 +195,7 @@ def make_train_step_for_axis(experiment: Experiment, axis_name: str) -> Callable
                            axis_name=axis_name)
 
 
+@locks_workdir
 def train_and_evaluate(config, workdir: str, devices=None):
     """Trains (resuming from the latest checkpoint in `workdir`), logs, samples; returns the final state.
 
@@ -296,29 +308,16 @@ def run_stage(experiment: Experiment, workdir: str, total_steps: int, start=None
     return state, data_state
 
 
-def check_finite(metrics: dict) -> None:
-    if float(metrics["finite"]) != 1.0:
-        raise NonFiniteLossError(
-            f"non-finite loss or gradient (loss={float(metrics['loss'])}, grad_norm={float(metrics['grad_norm'])}); "
-            "stopping without saving, the last good checkpoint is kept")
-
-
 def main(argv) -> None:
-    del argv
-    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-    config = flags.FLAGS.config
-    if config.distributed.enabled:
-        parallel.initialize_distributed(config.distributed.coordinator_address or None,
-                                        config.distributed.num_processes or None,
-                                        None if config.distributed.process_id < 0 else config.distributed.process_id)
-    try:
-        train_and_evaluate(config, flags.FLAGS.workdir)
-    except (ConfigError, NonFiniteLossError) as error:
-        sys.exit(f"error: {error}")
+    def run(config, workdir: str):
+        parallel.initialize_from_config(config.distributed)
+        return train_and_evaluate(config, workdir)
+
+    run_entrypoint(argv, run, expected_errors=(NonFiniteLossError,))
 
 
 if __name__ == "__main__":
     # Flags are defined only when run as a program, so importing this module (tests, train.evaluate) adds none.
     config_flags.DEFINE_config_file("config", "configs/diffusion.py:cpu", "Config file and preset.")
     flags.DEFINE_string("workdir", "workdirs/diffusion_cpu", "Directory for checkpoints, logs and samples.")
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

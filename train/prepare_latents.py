@@ -38,6 +38,7 @@ from jaxrep.data.latent_records import (FORMAT, MANIFEST, DatasetError, encode_r
                                         shard_name, write_json_atomic)
 from jaxrep.logging import progress_bar
 from jaxrep.nn.autoencoder_kl import load_autoencoder_kl
+from jaxrep.workdir_lock import locks_workdir
 from train.cli import parse_flags, run_entrypoint
 
 # Fault injection for the kill-and-resume test: SIGKILL this process after encoding this many batches.
@@ -161,6 +162,7 @@ def write_manifest(output_dir: str, plan: dict, num_shards: int, vae_path: str) 
     return manifest
 
 
+@locks_workdir
 def prepare(config, output_dir: str) -> dict:
     """Runs (or resumes) the preparation; returns {"written": the shard indices this process wrote in this call,
     "manifest": the manifest on process 0, None elsewhere}."""

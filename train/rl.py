@@ -39,6 +39,7 @@ from jaxrep.logging import MetricLogger, progress_bar, save_config, save_curves
 from jaxrep.rl import replay
 from jaxrep.rl.ddpg import DDPG, BeerOptions
 from jaxrep.rl.networks import Actor, Critic
+from jaxrep.workdir_lock import locks_workdir
 from train.cli import parse_flags, run_entrypoint
 
 # Independent random streams folded out of the root key.
@@ -98,6 +99,7 @@ def restore_episode(env: DMCEnv, seed: int, buffer: replay.ReplayBuffer, episode
     return observation
 
 
+@locks_workdir
 def train_and_evaluate(config, workdir: str) -> dict:
     """Trains for `config.total_env_steps` env steps (resuming from `workdir` if it holds a checkpoint)."""
     validate(config)

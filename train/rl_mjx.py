@@ -29,6 +29,7 @@ from envs.mjx import MJXEnv
 from jaxrep.checkpoint import Checkpointer, PreemptionGuard, abstract_like, with_empty, without_empty
 from jaxrep.logging import MetricLogger, progress_bar, save_config, save_curves
 from jaxrep.rl.fused import FusedDDPG
+from jaxrep.workdir_lock import locks_workdir
 from train.cli import parse_flags, run_entrypoint
 from train.rl import make_agent
 
@@ -46,6 +47,7 @@ def make_fused(config) -> FusedDDPG:
     return FusedDDPG(make_agent(config, env.action_size), env, config.updates_per_iteration)
 
 
+@locks_workdir
 def train_and_evaluate(config, workdir: str) -> dict:
     """Trains for `config.total_env_steps` env steps (resuming from `workdir` if it holds a checkpoint)."""
     validate(config)

@@ -12,7 +12,7 @@ The sampling stage of `train.evaluate` (which then scores the file); this entryp
    class for 50K of ImageNet); REPA's generate.py draws them uniformly at random, reproduced by
    `labels='random'`. Balanced labels remove the class-histogram noise from FID; that is the default here.
 3. Latent runs are decoded through the SD-VAE (`vae.path`, default the one the prepared dataset was encoded with):
-   x = decode(z / data.latent_scale), uint8 = floor(clip(255 (x + 1) / 2, 0, 255)), as REPA's generate.py
+   x = decode(z / data.latent_scale) (or iREPA's z / scale + bias per channel), uint8 = floor(clip(255 (x + 1) / 2, 0, 255)), as REPA's generate.py
    converts (truncating). Pixel-space runs are quantised by rounding (`jaxrep.logging.to_uint8`).
 4. Each process writes its share to `shares/process_PPP.npz`; after a barrier process 0 merges them by index into
    `samples_<N>x<H>x<W>x3.npz` (`arr_0` uint8 NHWC, `arr_1` labels: ADM's evaluator layout), checks that the
@@ -37,6 +37,7 @@ from jaxrep import parallel
 from jaxrep.checkpoint import Checkpointer, abstract_like
 from jaxrep.config_checks import ConfigError
 from jaxrep.data.latent_records import read_manifest, write_json_atomic
+from jaxrep.diffusion.latents import LatentNormalization
 from jaxrep.logging import progress_bar, save_image_grid, to_uint8
 from train import diffusion as train_diffusion
 from train.cli import parse_flags, run_entrypoint
@@ -78,14 +79,14 @@ def vae_path_for(eval_config, run_config) -> str:
     return path
 
 
-def make_latent_decoder(vae_path: str, dtype: str, latent_scale: float):
+def make_latent_decoder(vae_path: str, dtype: str, normalization: LatentNormalization):
     """(decode(vae_params, latents (B, h, w, c)) -> uint8 (B, H, W, 3), vae_params): REPA's generate.py rule."""
     from jaxrep.nn.autoencoder_kl import load_autoencoder_kl
 
     model, vae_params = load_autoencoder_kl(vae_path, dtype=jnp.dtype(dtype))
 
     def decode(vae_params, latents):
-        images = model.apply(vae_params, latents / latent_scale, method="decode")
+        images = model.apply(vae_params, normalization.denormalize(latents), method="decode")
         return jnp.floor(jnp.clip(127.5 * (images + 1.0), 0.0, 255.0)).astype(jnp.uint8)
 
     return decode, vae_params
@@ -179,7 +180,7 @@ def sample(eval_config, workdir: str, output_dir: str = "", *, show_progress: bo
     experiment = train_diffusion.build_experiment(config, local_devices)
     latent = tuple(experiment.source.image_shape)[-1] not in (1, 3)
     decoder = (make_latent_decoder(vae_path_for(eval_config, run_config), eval_config.vae.dtype,
-                                   config.data.latent_scale) if latent else None)
+                                   train_diffusion.latent_normalization(config)) if latent else None)
     params, step = restore_params(experiment, workdir, eval_config.step, eval_config.use_ema)
     output_dir = output_dir or eval_config.output_dir or default_output_dir(workdir, eval_config, config, step)
     share_dir = os.path.join(output_dir, "shares")

@@ -53,6 +53,7 @@ from jaxrep.traversal import (
     traversal_pair,
 )
 from jaxrep.training import create_train_state, make_optimizer, make_train_step
+from jaxrep.workdir_lock import locks_workdir
 from train import vae as train_vae
 from train.cli import parse_flags, run_entrypoint
 from train.vae import (
@@ -239,6 +240,7 @@ def evaluate(experiment: Experiment, params: Any, workdir: str, step: int) -> di
     return metrics
 
 
+@locks_workdir
 def train_and_evaluate(config, workdir: str, devices=None):
     """Trains (resuming from the latest checkpoint in `workdir`) and evaluates; returns the final state.
 

@@ -52,7 +52,9 @@ from jaxrep.metrics.disentanglement import dci, mig, variation_predictability
 from jaxrep.nn.vae import ConvVAE, elbo_loss, importance_weighted_nll, reparameterize
 from jaxrep.traversal import MLPPotentials, potential_flow_loss, sequence_matching_loss, traverse_all
 from jaxrep.traversal.sequences import DSpritesGrid, TransformationSequences
-from jaxrep.training import create_train_state, current_learning_rate, make_optimizer, make_train_step
+from jaxrep.training import (NonFiniteLossError, check_finite, create_train_state, current_learning_rate,
+                             make_optimizer, make_train_step)
+from jaxrep.workdir_lock import locks_workdir
 from train.cli import parse_flags, run_entrypoint
 
 # Fault injection for kill-and-resume tests: SIGKILL this process right after the given step.
@@ -63,19 +65,8 @@ SEQUENCE_KEYS = ("image", "image_t", "image_next", "potential", "time")
 INIT_STREAM, TRAIN_STREAM, EVAL_STREAM = range(3)
 
 
-class NonFiniteLossError(RuntimeError):
-    """A step produced a non-finite loss or gradient; no checkpoint is written after it."""
-
-
 # ----------------------------------------------------------------------------------------------------------
 # The resumable training loop (shared with train.traversal; generic in the step and the batch source).
-
-
-def check_finite(metrics: dict) -> None:
-    if float(metrics["finite"]) != 1.0:
-        raise NonFiniteLossError(
-            f"non-finite loss or gradient (loss={float(metrics['loss'])}, grad_norm={float(metrics['grad_norm'])}); "
-            "stopping without saving, the last good checkpoint is kept")
 
 
 def fit(state: Any, step_fn: Callable, next_batch: Callable[[int], Any], *, total_steps: int,
@@ -435,6 +426,7 @@ def _nll(vae: ConvVAE, params: Any, images: np.ndarray, key: jax.Array, num_samp
     return float(np.mean(np.concatenate(values)))
 
 
+@locks_workdir
 def train_and_evaluate(config, workdir: str, devices=None):
     """Trains (resuming from the latest checkpoint in `workdir`) and evaluates; returns the final state.
 

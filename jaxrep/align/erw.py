@@ -78,21 +78,26 @@ def erw_alignment_weight(
     return jnp.where(step >= warmup_steps, weight, 0.0).astype(jnp.float32)
 
 
-def erw_warmup_loss(projected: jax.Array, target: jax.Array) -> jax.Array:
+def erw_warmup_loss(projected: jax.Array, target: jax.Array, *, official_last_sample: bool = False) -> jax.Array:
     """Phase-1 alignment loss: batch mean of the per-token negative cosine (= `repa_loss`).
 
-    Fixes a bug of the released `ERW:loss.py` compute_proj_loss: its per-sample loop only normalises the
-    targets, and the accumulation sits after the loop, so the loss is -mean_n cos of the *last* sample of
-    the per-device batch divided by B (1/B of the intended scale, one sample of signal). Here every sample
-    counts. The code multiplies by `--proj-coeff` 0.5 outside; so does the caller.
+    Default (fixed): every sample counts. The released `ERW:loss.py` compute_proj_loss has a bug: its per-sample
+    loop only normalises the targets and the accumulation sits after the loop, so its loss is -mean_n cos of the
+    *last* sample of the (per-device) batch divided by B: 1/B of the intended scale, one sample of signal.
+    `official_last_sample=True` reproduces that released behaviour (for comparisons with ERW's checkpoints); under
+    `jax.jit` on a global batch "last" is the global batch's last example, under `shard_map` the device's. The code
+    multiplies by `--proj-coeff` 0.5 outside; so does the caller.
 
     Args:
       projected: projector output on the clean latent at t = 0, (B, N, D).
       target: encoder patch tokens, (B, N, D); no gradient flows into it.
+      official_last_sample: reproduce the released code's last-sample / B loss.
 
     Returns:
-      float32 scalar in [-1, 1].
+      float32 scalar in [-1, 1] ([-1/B, 1/B] with `official_last_sample`).
     """
+    if official_last_sample:
+        return repa_loss(projected[-1:], target[-1:]) / projected.shape[0]
     return repa_loss(projected, target)
 
 

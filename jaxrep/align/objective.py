@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from jaxrep.align.erw import erw_alignment_weight, erw_warmup_loss
 from jaxrep.align.irepa import ConvProjector
 from jaxrep.align.repa import MLPProjector, repa_loss
-from jaxrep.diffusion.latents import SD_VAE_SCALE, clean_input
+from jaxrep.diffusion.latents import LatentNormalization, clean_input
 from jaxrep.diffusion.objective import draw_training_noise
 from jaxrep.nn.sit import SiT
 
@@ -92,26 +92,29 @@ def make_alignment_term(method: str, *, projector: nn.Module, depth: int, coef: 
 
 
 def make_erw_warmup_loss(l2r_model: SiT, projector: nn.Module, *, coef: float = 0.5,
-                         class_dropout_prob: float = 0.1, latent_scale: float = SD_VAE_SCALE):
+                         class_dropout_prob: float = 0.1,
+                         latent_normalization: LatentNormalization = LatentNormalization(),
+                         official_last_sample: bool = False):
     """ERW phase 1 as a `LossFn`: loss_fn(params, batch, keys, step) -> (loss, metrics).
 
     params = {"sit": params of `l2r_model` (a SiT of depth l2r_depth), "projector": ...}; batch holds the
     clean "image" (B, H, W, C), "label" (B,) and "align_target" (B, N, D_enc). The model reads the clean
     input at t = 0 with the usual label dropout; loss = coef * erw_warmup_loss(projector(h_L2R), target)
-    (coef: ERW's `--proj-coeff` 0.5). The SiT's final layer is computed but unused, so it gets zero
+    (coef: ERW's `--proj-coeff` 0.5; `official_last_sample`: the released code's buggy loss, see
+    `erw_warmup_loss`). The SiT's final layer is computed but unused, so it gets zero
     gradient (and XLA drops it); `transplant_blocks` never copies it.
     """
 
     def loss_fn(params: Any, batch: dict, keys: jax.Array, step: jax.Array):
         del step
-        x = clean_input(batch, keys, latent_scale=latent_scale)  # a posterior sample for prepared latents
+        x = clean_input(batch, keys, latent_normalization)  # a posterior sample for prepared latents
         _, _, drop = draw_training_noise(keys, x.shape[1:], time_weighting="uniform",
                                          class_dropout_prob=class_dropout_prob)
         labels = jnp.where(drop, l2r_model.num_classes, batch["label"])
         t = jnp.zeros((x.shape[0],), jnp.float32)
         _, hidden = l2r_model.apply({"params": params["sit"]}, x, t, labels, hidden_at=l2r_model.depth)
         projected = projector.apply({"params": params["projector"]}, hidden)
-        align_loss = erw_warmup_loss(projected, batch["align_target"])
+        align_loss = erw_warmup_loss(projected, batch["align_target"], official_last_sample=official_last_sample)
         return coef * align_loss, {"align_loss": align_loss}
 
     return loss_fn

@@ -1,36 +1,73 @@
-"""Latent-space training inputs: a fresh SD-VAE posterior sample per example and step (REPA's `sample_posterior`).
+"""Latent-space training inputs: a fresh SD-VAE posterior sample per example and step (REPA's `sample_posterior`),
+and the latent normalisation that maps VAE latents to the diffusion model's scale and back.
 
 Prepared datasets (`jaxrep.data.latent_records`) store the posterior N(mean, std^2) of each image's unscaled
-SD-VAE latent; REPA's train.py draws z = (mean + std * eps) * scale + bias at every step (scale 0.18215,
-bias 0 for SD-VAE), so each epoch sees new latents. Sampling at decode time divides by the same scale.
+SD-VAE latent; REPA's train.py draws z = (mean + std * eps) * 0.18215 at every step, so each epoch sees new
+latents, and its generate.py decodes z / 0.18215. iREPA's train.py instead normalises per channel with statistics
+from a file: z = (x - latents_bias) * latents_scale, decoded as z / latents_scale + latents_bias. Both are a
+`LatentNormalization` (REPA's: scale 0.18215, bias 0).
 """
 
 from __future__ import annotations
 
+import os
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 SD_VAE_SCALE = 0.18215  # Rombach et al. 2022: the SD-VAE latents' scaling factor (unit variance)
 POSTERIOR_STREAM = 0x706F7374  # folded into each example key; leaves the t / noise / label-drop draws unchanged
 
 
-def sample_posterior(mean: jax.Array, std: jax.Array, keys: jax.Array, *, scale: float = SD_VAE_SCALE,
-                     bias: float = 0.0) -> jax.Array:
-    """z = (mean + std * eps) * scale + bias with eps ~ N(0, I) from each example's key.
+class LatentNormalization(NamedTuple):
+    """z = (x - bias) * scale; scale and bias are scalars or per-channel (C,) arrays (NHWC latents)."""
+
+    scale: float | np.ndarray = SD_VAE_SCALE
+    bias: float | np.ndarray = 0.0
+
+    def normalize(self, latents: jax.Array) -> jax.Array:
+        return (latents - jnp.asarray(self.bias, jnp.float32)) * jnp.asarray(self.scale, jnp.float32)
+
+    def denormalize(self, latents: jax.Array) -> jax.Array:
+        return latents / jnp.asarray(self.scale, jnp.float32) + jnp.asarray(self.bias, jnp.float32)
+
+
+def load_latent_stats(path: str) -> LatentNormalization:
+    """Per-channel statistics from a file holding `latents_scale` and `latents_bias` (C,): iREPA's
+    `sdvae-ft-mse-f8d4-latents-stats.pt` (read with `weights_only=True`), a `.safetensors` or an `.npz`."""
+    from jaxrep.nn.convert import load_state_dict
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"data.latent_stats_path: no such file {path!r}")
+    arrays = dict(np.load(path, allow_pickle=False)) if path.endswith(".npz") else load_state_dict(path)
+    missing = [key for key in ("latents_scale", "latents_bias") if key not in arrays]
+    if missing:
+        raise ValueError(f"data.latent_stats_path: {path!r} lacks {missing} (has {sorted(arrays)})")
+    scale, bias = (np.asarray(arrays[key], np.float32).reshape(-1) for key in ("latents_scale", "latents_bias"))
+    return LatentNormalization(scale, bias)
+
+
+def sample_posterior(mean: jax.Array, std: jax.Array, keys: jax.Array,
+                     normalization: LatentNormalization = LatentNormalization()) -> jax.Array:
+    """z = normalize(mean + std * eps) with eps ~ N(0, I) from each example's key.
 
     Args:
       mean, std: posterior moments (B, h, w, c).
       keys: per-example keys (B, 2) (`jaxrep.training.example_keys`).
+      normalization: REPA's 0.18215 scale by default.
     Returns:
       z (B, h, w, c) float32.
     """
     eps = jax.vmap(lambda key: jax.random.normal(jax.random.fold_in(key, POSTERIOR_STREAM), mean.shape[1:]))(keys)
-    return (mean.astype(jnp.float32) + std.astype(jnp.float32) * eps) * scale + bias
+    return normalization.normalize(mean.astype(jnp.float32) + std.astype(jnp.float32) * eps)
 
 
-def clean_input(batch: dict, keys: jax.Array, *, latent_scale: float = SD_VAE_SCALE) -> jax.Array:
+def clean_input(batch: dict, keys: jax.Array,
+                normalization: LatentNormalization = LatentNormalization()) -> jax.Array:
     """The clean x_0 of a training batch: `batch["image"]`, or a posterior sample when the batch holds moments
     ("image" = mean, "latent_std" = std, from a prepared latent dataset)."""
     if "latent_std" in batch:
-        return sample_posterior(batch["image"], batch["latent_std"], keys, scale=latent_scale)
+        return sample_posterior(batch["image"], batch["latent_std"], keys, normalization)
     return batch["image"]

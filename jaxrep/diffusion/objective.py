@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrep.diffusion.interpolants import INTERPOLANTS, sample_time
-from jaxrep.diffusion.latents import SD_VAE_SCALE, clean_input
+from jaxrep.diffusion.latents import LatentNormalization, clean_input
 from jaxrep.diffusion.loss import flow_matching_loss
 from jaxrep.nn.sit import SiT
 
@@ -24,12 +24,14 @@ if TYPE_CHECKING:
 
 
 def draw_training_noise(keys: jax.Array, sample_shape: tuple[int, ...], *, time_weighting: str,
-                        class_dropout_prob: float) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Per-example randomness from per-example keys (B, 2): t (B,), noise (B, *sample_shape), drop (B,) bool."""
+                        class_dropout_prob: float, path: str = "linear") -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Per-example randomness from per-example keys (B, 2): t (B,), noise (B, *sample_shape), drop (B,) bool.
+
+    The time weighting depends on the path (`sample_time`)."""
 
     def draw(key):
         k_time, k_noise, k_drop = jax.random.split(key, 3)
-        return (sample_time(k_time, (), time_weighting), jax.random.normal(k_noise, sample_shape),
+        return (sample_time(k_time, (), time_weighting, path), jax.random.normal(k_noise, sample_shape),
                 jax.random.bernoulli(k_drop, class_dropout_prob))
 
     return jax.vmap(draw)(keys)
@@ -37,21 +39,21 @@ def draw_training_noise(keys: jax.Array, sample_shape: tuple[int, ...], *, time_
 
 def make_diffusion_loss(model: SiT, *, path: str = "linear", time_weighting: str = "uniform",
                         class_dropout_prob: float = 0.1, alignment: AlignmentTerm | None = None,
-                        latent_scale: float = SD_VAE_SCALE):
+                        latent_normalization: LatentNormalization = LatentNormalization()):
     """Returns loss_fn(params, batch, keys, step) -> (loss, metrics) with params = {"sit": ...}.
 
     batch: {"image": (B, H, W, C) float in [-1, 1] (or latents), "label": (B,) int32}; a batch from a prepared
-    latent dataset also holds "latent_std", and x_0 is then a fresh posterior sample scaled by `latent_scale`
-    (`jaxrep.diffusion.latents.clean_input`).
+    latent dataset also holds "latent_std", and x_0 is then a fresh posterior sample normalised by
+    `latent_normalization` (`jaxrep.diffusion.latents.clean_input`).
     With `alignment`: params = {"sit": ..., "projector": ...}, batch also holds the encoder targets
     "align_target" (B, N, D_enc), and the loss adds alignment(projector params, h_depth, targets, step).
     """
     interpolant = INTERPOLANTS[path]
 
     def loss_fn(params: Any, batch: dict, keys: jax.Array, step: jax.Array):
-        x = clean_input(batch, keys, latent_scale=latent_scale)
+        x = clean_input(batch, keys, latent_normalization)
         t, noise, drop = draw_training_noise(keys, x.shape[1:], time_weighting=time_weighting,
-                                             class_dropout_prob=class_dropout_prob)
+                                             class_dropout_prob=class_dropout_prob, path=path)
         labels = jnp.where(drop, model.num_classes, batch["label"])
         x_t, v_target = interpolant(x, noise, t)
         if alignment is None:

@@ -1,12 +1,8 @@
-"""Evaluation metrics as pure functions: Frechet distance, precision/recall/density/coverage, representation."""
+"""Evaluation metrics as pure functions: Frechet distance, precision/recall/density/coverage, representation,
+disentanglement; feature extraction (orbax checkpoints, Inception) for FD. The disentanglement metrics
+(scikit-learn) and the feature extractors (orbax) load lazily (`jaxrep._lazy`), on first use."""
 
-from jaxrep.metrics.disentanglement import (
-    dci,
-    dci_scores,
-    mig,
-    mutual_information_matrix,
-    variation_predictability,
-)
+from jaxrep._lazy import lazy_exports
 from jaxrep.metrics.frechet import FeatureStatistics, frechet_distance, load_statistics, save_statistics, statistics
 from jaxrep.metrics.prdc import prdc
 from jaxrep.metrics.representation import (
@@ -16,46 +12,14 @@ from jaxrep.metrics.representation import (
     local_distant_similarity,
     srank,
 )
-from jaxrep.metrics.features import (
-    FeatureExtractor,
-    FeatureSet,
-    cached_reference_features,
-    eval_net_extractor,
-    extract_features,
-    inception_extractor,
-    load_eval_net,
-    load_feature_extractor,
-    load_feature_set,
-    save_eval_net,
-    save_feature_set,
-)
 
-__all__ = [
-    "FeatureStatistics",
-    "correlation_decay_slope",
-    "dci",
-    "dci_scores",
-    "effective_rank",
-    "frechet_distance",
-    "linear_cka",
-    "load_statistics",
-    "local_distant_similarity",
-    "mig",
-    "mutual_information_matrix",
-    "prdc",
-    "save_statistics",
-    "srank",
-    "statistics",
-    "variation_predictability",
-    "FeatureExtractor",
-    "FeatureSet",
-    "cached_reference_features",
-    "eval_net_extractor",
-    "extract_features",
-    "inception_extractor",
-    "load_eval_net",
-    "load_feature_extractor",
-    "load_feature_set",
-    "save_eval_net",
-    "save_feature_set",
-]
+_LAZY = {
+    "disentanglement": ("dci", "dci_scores", "mig", "mutual_information_matrix", "variation_predictability"),
+    "features": ("FeatureExtractor", "FeatureSet", "cached_reference_features", "eval_net_extractor",
+                 "extract_features", "inception_extractor", "load_eval_net", "load_feature_extractor",
+                 "load_feature_set", "save_eval_net", "save_feature_set"),
+}
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
+__all__ = sorted(["FeatureStatistics", "correlation_decay_slope", "effective_rank", "frechet_distance", "linear_cka",
+                  "load_statistics", "local_distant_similarity", "prdc", "save_statistics", "srank", "statistics",
+                  *(name for names in _LAZY.values() for name in names)])

@@ -12,9 +12,12 @@ Key layout of the official `models/sit.py` (`sihyun-yu/REPA`, `End2End-Diffusion
   `projectors.k.projection_layer.{0,2,4}` (type "mlp") or `projectors.k.projection_layer` (type "conv",
   a Conv2d with padding k // 2 on the row-major token grid).
 
-Not in jaxrep's SiT yet, so refused with `CheckpointMismatchError` naming the keys: QK-norm
-(`blocks.i.attn.{q,k}_norm.*`, timm `qk_norm=True`: `--qk-norm`, ERW's "with QK-Norm" weights) and RoPE
-(`feat_rope.freqs_{cos,sin}`, ERW's `--use_rope`, on by default in ERW's train.py).
+- QK-norm (`blocks.i.attn.{q,k}_norm.{weight,bias}`, timm `qk_norm=True`: `--qk-norm`, ERW's "with QK-Norm"
+  `best.pt`) -> `blocks_i/attn/{q,k}_norm/{scale,bias}` of a `SiT(qk_norm=True)`;
+- RoPE (`feat_rope.freqs_{cos,sin}`, ERW's `--use_rope`, on by default in ERW's train.py): fixed buffers of
+  EVA-02's `VisionRotaryEmbeddingFast`, (N, head_dim); checked against `jaxrep.nn.rope.axial_rope_tables` and
+  dropped, for a `SiT(use_rope=True)` (which then requires them: a file without them was trained without RoPE).
+For a SiT without the option, these keys are refused with `CheckpointMismatchError` naming them.
 
 Files: `.safetensors` (a flat state dict) or torch `.pt`/`.pth`/`.bin`, read with `torch.load(weights_only=True)`:
 a bare state dict (the released REPA `last.pt`: generate.py loads it as one) or the training container
@@ -44,6 +47,7 @@ from flax import traverse_util
 from jaxrep.align.irepa import ConvProjector
 from jaxrep.align.repa import MLPProjector
 from jaxrep.nn.convert import CheckpointMismatchError, load_state_dict, match_params
+from jaxrep.nn.rope import axial_rope_tables
 from jaxrep.nn.sit import SiT, sincos_2d
 
 __all__ = [
@@ -62,12 +66,14 @@ __all__ = [
 HEADS_BY_WIDTH = {384: 6, 768: 12, 1024: 16, 1152: 16}
 WEIGHTS = ("ema", "model")
 _PREFIXES = ("module.", "_orig_mod.")
-# Architecture options of the official code that jaxrep's SiT does not implement: name -> key pattern.
-_UNSUPPORTED = {
-    "QK-norm (timm Attention qk_norm=True)": re.compile(r"^blocks\.\d+\.attn\.(q_norm|k_norm)\."),
-    "RoPE (ERW --use_rope)": re.compile(r"(^|\.)(feat_rope|rope)\.|^freqs_(cos|sin)$"),
+# Architecture options of the official code that a SiT has only when built with them:
+# name -> (SiT field, key pattern).
+_OPTIONS = {
+    "QK-norm (timm Attention qk_norm=True)": ("qk_norm", re.compile(r"^blocks\.\d+\.attn\.(q_norm|k_norm)\.")),
+    "RoPE (ERW --use_rope)": ("use_rope", re.compile(r"(^|\.)(feat_rope|rope)\.|^freqs_(cos|sin)$")),
 }
-_POS_EMBED_ATOL = 5e-3  # allows bfloat16-rounded files; another layout differs by O(1)
+_ROPE_BUFFERS = ("feat_rope.freqs_cos", "feat_rope.freqs_sin")
+_BUFFER_ATOL = 5e-3  # fixed buffers: allows bfloat16-rounded files; another layout differs by O(1)
 
 
 class UnreadableCheckpointError(ValueError):
@@ -187,6 +193,10 @@ def _sit_key_to_flax(name: str, value: np.ndarray):
         return ("x_embedder", "bias"), value
     if name == "y_embedder.embedding_table.weight":
         return ("y_embedder", "embedding"), value
+    qk_norm = re.fullmatch(r"blocks\.(\d+)\.attn\.(q_norm|k_norm)\.(weight|bias)", name)
+    if qk_norm:  # torch LayerNorm weight -> Flax scale (no transpose)
+        index, norm, kind = qk_norm.groups()
+        return (f"blocks_{index}", "attn", norm, "scale" if kind == "weight" else "bias"), value
     patterns = [
         (r"t_embedder\.mlp\.([02])\.(weight|bias)", lambda m: ("t_embedder", f"mlp_{m[1]}")),
         (r"blocks\.(\d+)\.attn\.(qkv|proj)\.(weight|bias)", lambda m: (f"blocks_{m[1]}", "attn", m[2])),
@@ -210,9 +220,12 @@ def _expected_sit_shapes(model: SiT) -> dict[tuple[str, ...], tuple[int, ...]]:
     return {path: leaf.shape for path, leaf in traverse_util.flatten_dict(variables["params"]).items()}
 
 
-def _unsupported(names) -> dict[str, list[str]]:
+def _unsupported(names, model: SiT) -> dict[str, list[str]]:
+    """{option: its keys} for the options in the checkpoint that `model` is built without."""
     found = {}
-    for option, pattern in _UNSUPPORTED.items():
+    for option, (field, pattern) in _OPTIONS.items():
+        if getattr(model, field):
+            continue
         keys = sorted(name for name in names if pattern.search(name))
         if keys:
             found[option] = keys
@@ -226,10 +239,30 @@ def _check_pos_embed(value: np.ndarray, model: SiT) -> str | None:
         return (f"pos_embed {value.shape}: model expects {expected.shape} (token grid "
                 f"{model.grid_size}x{model.grid_size}; input_size = grid * patch_size)")
     error = float(np.max(np.abs(value - expected)))
-    if error > _POS_EMBED_ATOL:
+    if error > _BUFFER_ATOL:
         return (f"pos_embed differs from the fixed 2-D sin-cos embedding by up to {error:.3g}: a different "
                 f"(learned or re-laid-out) position embedding, i.e. a different model")
     return None
+
+
+def _check_rope_buffers(names: Mapping[str, np.ndarray], model: SiT) -> list[str]:
+    """Why the checkpoint's RoPE buffers do not fit `model` (use_rope=True), or [] if they do."""
+    absent = [name for name in _ROPE_BUFFERS if name not in names]
+    if absent:
+        return [f"model has use_rope=True but the checkpoint has no {absent} (trained without RoPE?)"]
+    problems = []
+    tables = axial_rope_tables(model.hidden_size // model.num_heads, model.grid_size, model.grid_size)
+    for name, expected in zip(_ROPE_BUFFERS, tables):
+        value = names[name]
+        if value.shape != expected.shape:
+            problems.append(f"{name} {value.shape}: model expects {expected.shape} (tokens "
+                            f"{model.grid_size}x{model.grid_size}, head_dim {model.hidden_size // model.num_heads})")
+            continue
+        error = float(np.max(np.abs(value - expected)))
+        if error > _BUFFER_ATOL:
+            problems.append(f"{name} differs from the 2-D axial RoPE table (jaxrep.nn.rope) by up to {error:.3g}: "
+                            "another frequency layout, i.e. a different model")
+    return problems
 
 
 def sit_params_from_state_dict(state_dict: Mapping[str, Any], model: SiT) -> dict:
@@ -245,23 +278,28 @@ def sit_params_from_state_dict(state_dict: Mapping[str, Any], model: SiT) -> dic
       x, t, y)`.
 
     Raises:
-      CheckpointMismatchError: unsupported architecture options, unexpected, missing or mis-shaped keys,
-        or a pos_embed that is not the fixed sin-cos one (all listed).
+      CheckpointMismatchError: architecture options the model is built without, unexpected, missing or
+        mis-shaped keys, a pos_embed that is not the fixed sin-cos one, or RoPE buffers absent or not the
+        model's table (all listed).
     """
     names = _canonical_names(state_dict)
-    unsupported = _unsupported(names)
-    unsupported_keys = {key for keys in unsupported.values() for key in keys}
+    unsupported = _unsupported(names, model)
+    skipped = {key for keys in unsupported.values() for key in keys} | {"pos_embed"}
     notes = [problem] if "pos_embed" in names and (problem := _check_pos_embed(names["pos_embed"], model)) else []
+    if model.use_rope:
+        notes += _check_rope_buffers(names, model)
+        skipped |= set(_ROPE_BUFFERS)
     depth = _block_count(names)
     if depth != model.depth:
         notes.append(f"checkpoint has {depth} blocks, model has {model.depth}")
     header = (f"checkpoint does not match the SiT (input_size={model.input_size}, patch_size={model.patch_size}, "
               f"in_channels={model.in_channels}, hidden_size={model.hidden_size}, depth={model.depth}, "
-              f"mlp_ratio={model.mlp_ratio}, num_classes={model.num_classes})")
-    problems = [(f"architecture option not supported by jaxrep's SiT yet: {option}; keys", keys)
-                for option, keys in unsupported.items()]
+              f"mlp_ratio={model.mlp_ratio}, num_classes={model.num_classes}, use_rope={model.use_rope}, "
+              f"qk_norm={model.qk_norm})")
+    problems = [(f"architecture option the SiT is built without: {option} (set SiT.{_OPTIONS[option][0]}=True); "
+                 "keys", keys) for option, keys in unsupported.items()]
     entries = ((name, value) for name, value in names.items()
-               if name not in unsupported_keys and name != "pos_embed" and not name.startswith("projectors."))
+               if name not in skipped and not name.startswith("projectors."))
     params = match_params(entries, _expected_sit_shapes(model), _sit_key_to_flax, header=header, problems=problems,
                           notes=notes)
     return traverse_util.unflatten_dict(params)
@@ -270,7 +308,8 @@ def sit_params_from_state_dict(state_dict: Mapping[str, Any], model: SiT) -> dic
 def infer_sit_shape(state_dict: Mapping[str, Any], num_heads: int | None = None) -> dict:
     """The `SiT` keyword arguments a state dict implies.
 
-    Depth, width, patch size, input channels, MLP ratio and class count come from the weights; input_size
+    Depth, width, patch size, input channels, MLP ratio, class count, qk_norm (`q_norm` keys) and use_rope
+    (`feat_rope` buffers) come from the weights; input_size
     from the `pos_embed` token count (omitted when the file has no pos_embed); heads are not in the weights:
     `num_heads`, else the preset head count for the width (`HEADS_BY_WIDTH`).
 
@@ -291,7 +330,8 @@ def infer_sit_shape(state_dict: Mapping[str, Any], num_heads: int | None = None)
         num_heads = HEADS_BY_WIDTH[hidden_size]
     shape = dict(patch_size=int(patch_size), in_channels=int(in_channels), hidden_size=int(hidden_size),
                  depth=_block_count(names), num_heads=int(num_heads),
-                 num_classes=int(names["y_embedder.embedding_table.weight"].shape[0]) - 1)
+                 num_classes=int(names["y_embedder.embedding_table.weight"].shape[0]) - 1,
+                 qk_norm="blocks.0.attn.q_norm.weight" in names, use_rope=_ROPE_BUFFERS[0] in names)
     if "blocks.0.mlp.fc1.weight" in names:
         shape["mlp_ratio"] = names["blocks.0.mlp.fc1.weight"].shape[0] / hidden_size
     if "pos_embed" in names:

@@ -5,6 +5,11 @@ timestep embedding of the raw t in [0, 1] (laid out [cos | sin]), a label table 
 null class (classifier-free guidance), adaLN-Zero blocks and a zero-initialised final layer. Images are NHWC.
 The REPA reference's SiT-S configs use a final-layer width of 768 whatever the hidden size (a known bug);
 here the final layer always uses the hidden size.
+
+Options of ERW's `models/sit.py` (LINs-lab/ERW @adf125d, from LightningDiT), off by default: `qk_norm`
+(timm's per-head LayerNorm on q and k, eps 1e-5 with scale and bias; ERW's `--qk-norm`) and `use_rope`
+(2-D axial rotary embedding of q and k after QK-norm, `jaxrep.nn.rope`; ERW's `--use_rope`). LayerNorms use
+the exact two-pass variance: flax's fast E[x^2] - E[x]^2 drifts from PyTorch when token means are large.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jaxrep.nn.rope import apply_rope, axial_rope_tables
 
 # (depth, hidden size, heads) of the paper's presets; params: DiT Table 1 (with learned sigma).
 PRESETS = {
@@ -72,20 +79,38 @@ class TimestepEmbedder(nn.Module):
         return nn.Dense(self.hidden_size, kernel_init=normal_002, name="mlp_2")(nn.silu(h))
 
 
+def layer_norm(name: str, *, epsilon: float = 1e-6, affine: bool = False, dtype: Any = None) -> nn.LayerNorm:
+    """PyTorch-matching LayerNorm: exact (two-pass) variance; `affine` adds torch's weight/bias (scale/bias)."""
+    return nn.LayerNorm(epsilon=epsilon, use_bias=affine, use_scale=affine, use_fast_variance=False, dtype=dtype,
+                        name=name)
+
+
 class Attention(nn.Module):
-    """Multi-head self-attention with a fused qkv projection (timm layout, as in DiT)."""
+    """Multi-head self-attention with a fused qkv projection (timm layout, as in DiT).
+
+    qk_norm: LayerNorm over the head dimension of q and k (timm `qk_norm=True`: `nn.LayerNorm(head_dim)`,
+    eps 1e-5, learned scale and bias shared by the heads). `rope` (cos, sin) tables (N, head_dim) rotate q
+    and k after the norm (ERW's order).
+    """
 
     hidden_size: int
     num_heads: int
     dtype: Any = jnp.float32
+    qk_norm: bool = False
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, rope: tuple[jax.Array, jax.Array] | None = None) -> jax.Array:
         batch, tokens, _ = x.shape
         head_dim = self.hidden_size // self.num_heads
         qkv = nn.Dense(3 * self.hidden_size, kernel_init=xavier, dtype=self.dtype, name="qkv")(x)
-        q, k, v = jnp.split(qkv.reshape(batch, tokens, 3, self.num_heads, head_dim), 3, axis=2)
-        out = jax.nn.dot_product_attention(q[:, :, 0], k[:, :, 0], v[:, :, 0])
+        q, k, v = (part[:, :, 0] for part in
+                   jnp.split(qkv.reshape(batch, tokens, 3, self.num_heads, head_dim), 3, axis=2))
+        if self.qk_norm:
+            q = layer_norm("q_norm", epsilon=1e-5, affine=True, dtype=self.dtype)(q)
+            k = layer_norm("k_norm", epsilon=1e-5, affine=True, dtype=self.dtype)(k)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        out = jax.nn.dot_product_attention(q, k, v)
         return nn.Dense(self.hidden_size, kernel_init=xavier, dtype=self.dtype, name="proj")(
             out.reshape(batch, tokens, self.hidden_size))
 
@@ -97,16 +122,16 @@ class SiTBlock(nn.Module):
     num_heads: int
     mlp_ratio: float = 4.0
     dtype: Any = jnp.float32
+    qk_norm: bool = False
 
     @nn.compact
-    def __call__(self, x: jax.Array, c: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, c: jax.Array, rope: tuple[jax.Array, jax.Array] | None = None) -> jax.Array:
         modulation = nn.Dense(6 * self.hidden_size, kernel_init=zeros, name="adaLN_modulation")(nn.silu(c))
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = jnp.split(modulation, 6, axis=-1)
-        norm1 = nn.LayerNorm(epsilon=1e-6, use_bias=False, use_scale=False, name="norm1")
-        norm2 = nn.LayerNorm(epsilon=1e-6, use_bias=False, use_scale=False, name="norm2")
-        h = modulate(norm1(x), shift_msa, scale_msa).astype(self.dtype)
-        x = x + gate_msa[:, None] * Attention(self.hidden_size, self.num_heads, self.dtype, name="attn")(h)
-        h = modulate(norm2(x), shift_mlp, scale_mlp).astype(self.dtype)
+        h = modulate(layer_norm("norm1")(x), shift_msa, scale_msa).astype(self.dtype)
+        x = x + gate_msa[:, None] * Attention(self.hidden_size, self.num_heads, self.dtype, self.qk_norm,
+                                              name="attn")(h, rope)
+        h = modulate(layer_norm("norm2")(x), shift_mlp, scale_mlp).astype(self.dtype)
         h = nn.Dense(int(self.hidden_size * self.mlp_ratio), kernel_init=xavier, dtype=self.dtype, name="fc1")(h)
         h = nn.Dense(self.hidden_size, kernel_init=xavier, dtype=self.dtype, name="fc2")(
             nn.gelu(h, approximate=True))
@@ -122,7 +147,7 @@ class FinalLayer(nn.Module):
     def __call__(self, x: jax.Array, c: jax.Array) -> jax.Array:
         shift, scale = jnp.split(nn.Dense(2 * self.hidden_size, kernel_init=zeros, name="adaLN_modulation")(
             nn.silu(c)), 2, axis=-1)
-        x = modulate(nn.LayerNorm(epsilon=1e-6, use_bias=False, use_scale=False, name="norm_final")(x), shift, scale)
+        x = modulate(layer_norm("norm_final")(x), shift, scale)
         return nn.Dense(self.patch_size**2 * self.out_channels, kernel_init=zeros, name="linear")(x)
 
 
@@ -135,6 +160,9 @@ class SiT(nn.Module):
       in_channels: C of the input (4 for SD-VAE latents).
       hidden_size, depth, num_heads, mlp_ratio: transformer shape.
       num_classes: labels are in [0, num_classes]; num_classes is the null class for CFG dropout.
+      use_rope: 2-D rotary embedding of q and k in every block (ERW phase 2), besides the sin-cos embedding;
+        needs head_dim = hidden_size / num_heads divisible by 4.
+      qk_norm: per-head LayerNorm of q and k (adds `q_norm`/`k_norm` scale and bias to every block's attn).
       dtype: activation dtype (bf16 for mixed precision); parameters stay float32.
     """
 
@@ -147,6 +175,8 @@ class SiT(nn.Module):
     mlp_ratio: float = 4.0
     num_classes: int = 1000
     dtype: Any = jnp.float32
+    use_rope: bool = False
+    qk_norm: bool = False
 
     @property
     def grid_size(self) -> int:
@@ -182,9 +212,17 @@ class SiT(nn.Module):
         c = TimestepEmbedder(self.hidden_size, name="t_embedder")(t)
         c = c + nn.Embed(self.num_classes + 1, self.hidden_size, embedding_init=normal_002,
                          name="y_embedder")(y)
+        rope = None
+        if self.use_rope:
+            try:
+                rope = tuple(map(jnp.asarray, axial_rope_tables(self.hidden_size // self.num_heads, grid_h, grid_w)))
+            except ValueError as error:
+                raise ValueError(f"use_rope: {error} (hidden_size {self.hidden_size} / num_heads "
+                                 f"{self.num_heads})") from None
         hidden = None
         for i in range(self.depth):
-            h = SiTBlock(self.hidden_size, self.num_heads, self.mlp_ratio, self.dtype, name=f"blocks_{i}")(h, c)
+            h = SiTBlock(self.hidden_size, self.num_heads, self.mlp_ratio, self.dtype, self.qk_norm,
+                         name=f"blocks_{i}")(h, c, rope)
             if hidden_at == i + 1:
                 hidden = h
         out = FinalLayer(self.hidden_size, p, channels, name="final_layer")(h, c).astype(jnp.float32)

@@ -230,7 +230,9 @@ class ViTBlock(nn.Module):
     @nn.compact
     def __call__(self, tokens: jax.Array) -> jax.Array:
         width = tokens.shape[-1]
-        norm = lambda name: nn.LayerNorm(epsilon=self.layer_norm_eps, dtype=self.dtype, name=name)  # noqa: E731
+        # Exact variance: flax's fast E[x^2] - E[x]^2 drifts from PyTorch when token means dwarf their std.
+        norm = lambda name: nn.LayerNorm(epsilon=self.layer_norm_eps, use_fast_variance=False,  # noqa: E731
+                                         dtype=self.dtype, name=name)
         scale_init = nn.initializers.constant(self.layerscale_init)
         ls1 = self.param("ls1", scale_init, (width,))
         ls2 = self.param("ls2", scale_init, (width,))
@@ -326,7 +328,8 @@ class ViT(nn.Module):
             tokens = ViTBlock(
                 self.num_heads, self.ffn_hidden_dim, self.ffn, self.layerscale_init, self.layer_norm_eps,
                 self.dtype, name=f"blocks_{index}")(tokens)
-        tokens = nn.LayerNorm(epsilon=self.layer_norm_eps, dtype=self.dtype, name="norm")(tokens)
+        tokens = nn.LayerNorm(epsilon=self.layer_norm_eps, use_fast_variance=False, dtype=self.dtype,
+                              name="norm")(tokens)
 
         patch_tokens = tokens[:, 1 + self.num_registers:]
         if return_cls:

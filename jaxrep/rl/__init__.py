@@ -1,11 +1,13 @@
-"""DDPG with the BEER regulariser: networks, replay buffer (device arrays), pure update, BEER loss."""
+"""DDPG with the BEER regulariser: networks, replay buffer (device arrays), pure update, BEER loss. Names load
+lazily (`jaxrep._lazy`), so `jaxrep.rl.beer` alone pulls in no agent or metric code."""
 
-from jaxrep.rl.beer import beer_loss, beer_loss_and_stats, beer_terms
-from jaxrep.rl.ddpg import DDPG, BeerOptions
-from jaxrep.rl.networks import Actor, Critic, critic_head_kernel
-from jaxrep.rl.replay import ReplayBuffer, Transitions, init_replay
+from jaxrep._lazy import lazy_exports
 
-__all__ = [
-    "DDPG", "BeerOptions", "Actor", "Critic", "critic_head_kernel", "ReplayBuffer", "Transitions",
-    "init_replay", "beer_loss", "beer_loss_and_stats", "beer_terms",
-]
+_MODULES = {
+    "beer": ("beer_loss", "beer_loss_and_stats", "beer_terms"),
+    "ddpg": ("DDPG", "BeerOptions"),
+    "networks": ("Actor", "Critic", "critic_head_kernel"),
+    "replay": ("ReplayBuffer", "Transitions", "init_replay"),
+}
+__getattr__, __dir__ = lazy_exports(__name__, _MODULES)
+__all__ = sorted(name for names in _MODULES.values() for name in names)

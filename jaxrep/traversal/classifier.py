@@ -7,8 +7,23 @@ LeNet at width 2, as upstream: the two images concatenated on channels, three 5x
 Upstream normalises with BatchNorm; here GroupNorm(1) / LayerNorm, which are per sample, so the train step
 stays a pure function of the batch shard (no running statistics, no cross-device batch reductions).
 
-`stochastic_logits` reproduces the pretrained-VAE trainer's classifier, whose output is a Gaussian
-(mean, log-variance) reparameterised into noisy logits before the cross-entropy.
+`stochastic_logits` takes over only the output of the pretrained-VAE trainer's classifier: a Gaussian
+(mean, log-variance) reparameterised into noisy logits before the cross-entropy. That classifier is not the
+LeNet but `models/vae.py` `ConvEncoder2` (`train_vae_pretrained.py`, `lib/trainer_vae.py`), and the body here
+departs from it layer by layer (official at dSprites: 2 input channels, s = d = 226, 64 x 64):
+
+    official ConvEncoder2                          here (LeNet body)
+    conv 4x4/2 pad 1, 2 -> s, ReLU        (32^2)   conv 5x5 VALID -> 6, GroupNorm, ReLU, max-pool 2  (30^2)
+    conv 4x4/2 pad 1, s -> 2s, ReLU       (16^2)   conv 5x5 VALID -> 16, GroupNorm, ReLU, max-pool 2 (13^2)
+    conv 16x16 VALID, 2s -> 3s, ReLU      (1^2)    conv 5x5 VALID -> 120, GroupNorm, ReLU            (9^2)
+    conv 1x1, 3s -> 2s, ReLU                       global average pool
+    conv 1x1, 2s -> 2s (no activation)             Dense 120 -> 84, LayerNorm, ReLU
+    Linear 2s -> s (mean), 2s -> s (log var)       Dense 84 -> K (mean), 84 -> K (log var)
+
+So: no normalisation or pooling upstream (its 16x16 conv collapses the map instead); about 8e7 parameters
+upstream against about 6e4 here; the logits there have s = 226 entries (a 226-way softmax whose targets
+are only k < K), K here; there the logits are always sampled (training accuracy is the argmax of noisy
+logits), here `key=None` returns their mean.
 """
 
 from __future__ import annotations

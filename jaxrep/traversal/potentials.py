@@ -30,15 +30,20 @@ Potential = Callable[[jax.Array, jax.Array], jax.Array]
 
 
 def sinusoidal_embedding(t: jax.Array, dim: int) -> jax.Array:
-    """Transformer/diffusion time embedding of a scalar: concat[sin(t f), cos(t f)], (2 * (dim // 2),).
+    """Transformer/diffusion time embedding of a scalar: concat[sin(t f), cos(t f)] (+ [0] if dim is odd), (dim,).
 
     f_j = exp(-j ln(10000) / (half - 1)), j < half = dim // 2 (the official `SinusoidalPositionEmbeddings`; the
     denominator is clamped at 1 so that dim = 2, 3 do not divide by zero).
+
+    Deviation for odd dim: the official embedding has 2 * (dim // 2) = dim - 1 entries and its next layer is
+    `nn.Linear(dim, dim)`, so an odd latent size fails there with a shape error (the official runs use
+    d = 226, 324, even). Padding one zero keeps the time layer d x d as in the official MLP; for even dim the
+    embedding is exactly the official one.
     """
     half = dim // 2
     frequencies = jnp.exp(-jnp.arange(half) * (math.log(10000.0) / max(half - 1, 1)))
     angles = jnp.asarray(t, jnp.float32) * frequencies
-    return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)])
+    return jnp.concatenate([jnp.sin(angles), jnp.cos(angles), jnp.zeros((dim % 2,), jnp.float32)])
 
 
 class PotentialMLP(nn.Module):

@@ -12,9 +12,13 @@ orientations x 8 x 8 positions = 7680 images, so one step moves a position by 4 
 Every training example is a triple (x, x_t, x_{t+1}) with its factor k and step t in [0, T - 2] (T = the
 rollout length, the official `num_support_timesteps // 2`).
 
-Deviation: the official loader draws one (k, t) per batch; here every example has its own, because
-`TransformationSequences` enumerates all (image, k, t) triples as a random-access source, so the grain
-pipeline's shuffle draws them uniformly, deterministically and resumably. The expected loss is the same.
+Deviation: the official loader (`dsprites.py` `SequenceDataset.__getitem__`, called once per batch through a
+`BatchSampler`) draws one k per batch but a fresh t per example, builds each example's x_t, x_{t+1} from its
+own t, and returns only the last example's t; the trainer (`lib/trainer_vae_scratch_dsprites.py`) rolls the
+whole batch's flow out to that one t (`time_stamp = step * ones`; `WavePDE.forward` reads `t[0]`). So in the
+official code most pairs are matched to flow steps at another t. Here every example has its own (k, t) and its
+flow is read at its own t, because `TransformationSequences` enumerates all (image, k, t) triples as a
+random-access source, so the grain pipeline's shuffle draws them uniformly, deterministically and resumably.
 
 Rendering a dSprites image costs milliseconds, so `DSpritesGrid` renders each image of the subgrid once
 and keeps it (in memory, 4 KiB per image).

@@ -60,6 +60,31 @@ def test_erw_warmup_loss_uses_every_sample():
     np.testing.assert_array_equal(jax.grad(erw_warmup_loss, argnums=1)(projected, target), 0.0)
 
 
+def _official_compute_proj_loss(zs, zs_tilde):
+    """NumPy transcription of the released `ERW:loss.py` compute_proj_loss @adf125d (bug included): the sample
+    loop only normalises the target z_j; the accumulation after it sees the last sample; then / (E * B); the
+    caller takes `.mean()` over the remaining token axis."""
+    normalize = lambda x: x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)  # noqa: E731
+    proj_loss, batch = 0.0, zs[0].shape[0]
+    for z, z_tilde in zip(zs, zs_tilde):
+        for z_j, z_tilde_j in zip(z, z_tilde):
+            z_j = normalize(z_j)
+        z_tilde_j = normalize(z_tilde_j)
+        proj_loss = proj_loss + (-(z_j * z_tilde_j).sum(-1))
+    return float(np.mean(proj_loss / (len(zs) * batch)))
+
+
+def test_erw_warmup_loss_official_switch_reproduces_the_released_last_sample_loss():
+    rng = np.random.default_rng(1)
+    target, projected = (rng.normal(size=(4, 5, 6)).astype(np.float32) for _ in range(2))
+    official = erw_warmup_loss(jnp.asarray(projected), jnp.asarray(target), official_last_sample=True)
+    np.testing.assert_allclose(official, _official_compute_proj_loss([target], [projected]), rtol=1e-6)
+    fixed = erw_warmup_loss(jnp.asarray(projected), jnp.asarray(target))
+    assert abs(float(fixed) - float(official)) > 1e-3
+    grad = jax.grad(lambda p: erw_warmup_loss(p, jnp.asarray(target), official_last_sample=True))(jnp.asarray(projected))
+    np.testing.assert_array_equal(grad[:-1], 0.0)  # only the last sample trains, as in the released code
+
+
 def _sit_params(depth, seed, width=4):
     rng = np.random.default_rng(seed)
     leaf = lambda *shape: jnp.asarray(rng.normal(size=shape).astype(np.float32))  # noqa: E731

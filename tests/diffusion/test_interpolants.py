@@ -51,3 +51,16 @@ def test_flow_matching_loss_hand_computed():
     np.testing.assert_allclose(flow_matching_loss(v_pred, v_target), 3.75)
     with pytest.raises(AssertionError):
         flow_matching_loss(v_pred, v_target[:1])
+
+
+@pytest.mark.parametrize("path", ["linear", "gvp"])
+def test_lognormal_time_has_lognormal_noise_to_signal_ratio(path):
+    # REPA's SILoss: sigma_t / alpha_t = exp(N(0, 1)) on either path (t = s/(1+s) linear, 2/pi atan(s) cosine).
+    t = np.asarray(sample_time(jax.random.key(0), (65536,), "lognormal", path), np.float64)
+    ratio = t / (1 - t) if path == "linear" else np.tan(np.pi * t / 2)
+    log_ratio = np.log(ratio)
+    assert abs(log_ratio.mean()) < 0.02 and abs(log_ratio.std() - 1.0) < 0.02
+    np.testing.assert_allclose(np.quantile(log_ratio, [0.1587, 0.5, 0.8413]), [-1.0, 0.0, 1.0], atol=0.03)
+    # the same key gives the same ratio on both paths (the weighting is over noise levels, not over t)
+    t_linear = np.asarray(sample_time(jax.random.key(0), (65536,), "lognormal", "linear"), np.float64)
+    np.testing.assert_allclose(ratio, t_linear / (1 - t_linear), rtol=2e-3)

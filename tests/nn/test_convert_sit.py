@@ -39,19 +39,46 @@ def official_pos_embed(width: int, grid: int) -> np.ndarray:
     return np.concatenate(parts, axis=1)[None].astype(np.float32)
 
 
+def official_rope_buffers(dim, seq):
+    """EVA-02 `VisionRotaryEmbeddingFast(dim, pt_seq_len=seq)` buffers (ERW: dim = head_dim // 2), in torch."""
+    freqs = 1.0 / (10000 ** (torch.arange(0, dim, 2)[: dim // 2].float() / dim))
+    positions = torch.arange(seq) / seq * seq
+    freqs = torch.einsum("..., f -> ... f", positions, freqs).repeat_interleave(2, dim=-1)
+    freqs = torch.cat([freqs[:, None, :].expand(seq, seq, dim), freqs[None, :, :].expand(seq, seq, dim)], dim=-1)
+    return freqs.cos().view(-1, 2 * dim), freqs.sin().view(-1, 2 * dim)
+
+
+class TorchRope(tnn.Module):
+    """ERW's `feat_rope`: t * freqs_cos + rotate_half(t) * freqs_sin, pairs interleaved."""
+
+    def __init__(self, head_dim, seq):
+        super().__init__()
+        freqs_cos, freqs_sin = official_rope_buffers(head_dim // 2, seq)
+        self.register_buffer("freqs_cos", freqs_cos)
+        self.register_buffer("freqs_sin", freqs_sin)
+
+    def forward(self, t):
+        pairs = t.unflatten(-1, (-1, 2))
+        rotated = torch.stack([-pairs[..., 1], pairs[..., 0]], dim=-1).flatten(-2)
+        return t * self.freqs_cos + rotated * self.freqs_sin
+
+
 class TorchAttention(tnn.Module):
-    """timm's Attention (fused qkv, qkv bias, optional per-head LayerNorm on q and k)."""
+    """timm's / ERW's Attention (fused qkv, qkv bias, optional per-head LayerNorm on q and k, then RoPE)."""
 
     def __init__(self, width, heads, qk_norm=False):
         super().__init__()
         self.heads = heads
         self.qkv, self.proj = tnn.Linear(width, 3 * width), tnn.Linear(width, width)
-        if qk_norm:
-            self.q_norm, self.k_norm = tnn.LayerNorm(width // heads), tnn.LayerNorm(width // heads)
+        self.q_norm = tnn.LayerNorm(width // heads) if qk_norm else tnn.Identity()
+        self.k_norm = tnn.LayerNorm(width // heads) if qk_norm else tnn.Identity()
 
-    def forward(self, x):
+    def forward(self, x, rope=None):
         batch, tokens, width = x.shape
         q, k, v = self.qkv(x).reshape(batch, tokens, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
+        q, k = self.q_norm(q), self.k_norm(k)
+        if rope is not None:
+            q, k = rope(q), rope(k)
         out = F.scaled_dot_product_attention(q, k, v)
         return self.proj(out.transpose(1, 2).reshape(batch, tokens, width))
 
@@ -75,10 +102,10 @@ class TorchBlock(tnn.Module):
         self.attn, self.mlp = TorchAttention(width, heads, qk_norm), TorchMlp(width, 4 * width)
         self.adaLN_modulation = tnn.Sequential(tnn.SiLU(), tnn.Linear(width, 6 * width))
 
-    def forward(self, x, c):
+    def forward(self, x, c, rope=None):
         shift1, scale1, gate1, shift2, scale2, gate2 = self.adaLN_modulation(c).chunk(6, dim=-1)
         norm = lambda h: F.layer_norm(h, h.shape[-1:], eps=1e-6)  # noqa: E731
-        x = x + gate1[:, None] * self.attn(modulate(norm(x), shift1, scale1))
+        x = x + gate1[:, None] * self.attn(modulate(norm(x), shift1, scale1), rope)
         return x + gate2[:, None] * self.mlp(modulate(norm(x), shift2, scale2))
 
 
@@ -104,12 +131,14 @@ class Holder(tnn.Module):
 
 class TorchSiT(tnn.Module):
     """REPA's `models/sit.py` SiT, transcribed: same state-dict keys, same forward; NCHW in and out.
+    With `qk_norm` / `use_rope`, ERW's `models/sit.py` options (`feat_rope` holds the RoPE buffers).
 
     All parameters keep torch's default random init (no adaLN-Zero), so every layer affects the output.
     """
 
-    def __init__(self, qk_norm=False):
+    def __init__(self, qk_norm=False, use_rope=False):
         super().__init__()
+        self.feat_rope = TorchRope(WIDTH // HEADS, GRID) if use_rope else None
         self.x_embedder = Holder(proj=tnn.Conv2d(CHANNELS, WIDTH, PATCH, stride=PATCH))
         self.t_embedder = Holder(mlp=tnn.Sequential(tnn.Linear(256, WIDTH), tnn.SiLU(), tnn.Linear(WIDTH, WIDTH)))
         self.y_embedder = Holder(embedding_table=tnn.Embedding(CLASSES + 1, WIDTH))
@@ -128,7 +157,7 @@ class TorchSiT(tnn.Module):
         c = self.t_embedder.mlp(torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1))
         c = c + self.y_embedder.embedding_table(y)
         for index, block in enumerate(self.blocks):
-            h = block(h, c)
+            h = block(h, c, self.feat_rope)
             if index + 1 == ENCODER_DEPTH:
                 projected = self.projectors[0](h.reshape(-1, WIDTH)).reshape(h.shape[0], h.shape[1], -1)
         out = self.final_layer(h, c).reshape(h.shape[0], GRID, GRID, PATCH, PATCH, CHANNELS)
@@ -206,6 +235,41 @@ def test_velocity_and_projection_match_torch(official):
     assert relative_error(flax_projected, projected.numpy()) < 1e-5
 
 
+def test_erw_rope_and_qk_norm_match_torch():
+    torch.manual_seed(2)
+    module = TorchSiT(qk_norm=True, use_rope=True).eval()
+    with torch.no_grad():  # QK-norm affine params away from their (1, 0) init
+        for name, param in module.named_parameters():
+            if "_norm." in name:
+                param.add_(0.3 * torch.randn_like(param))
+    state = numpy_state(module)
+    assert state["feat_rope.freqs_cos"].shape == (GRID * GRID, WIDTH // HEADS)
+    x, t, y = inputs()
+    with torch.no_grad():
+        velocity, _ = module(torch.from_numpy(x).permute(0, 3, 1, 2), torch.from_numpy(t), torch.from_numpy(y).long())
+    velocity = velocity.permute(0, 2, 3, 1).numpy()
+    model = flax_sit(qk_norm=True, use_rope=True)
+    assert infer_sit_shape(state, num_heads=HEADS)["qk_norm"] and infer_sit_shape(state, num_heads=HEADS)["use_rope"]
+    params = sit_params_from_state_dict(state, model)
+    np.testing.assert_array_equal(params["blocks_2"]["attn"]["k_norm"]["scale"], state["blocks.2.attn.k_norm.weight"])
+    assert float(np.std(velocity)) > 0.1
+    assert relative_error(model.apply({"params": params}, x, t, y), velocity) < 1e-5
+    # RoPE matters: the same weights in a SiT without it disagree with the torch model.
+    assert relative_error(flax_sit(qk_norm=True).apply({"params": params}, x, t, y), velocity) > 1e-3
+
+    with pytest.raises(CheckpointMismatchError, match=r"(?s)freqs_sin differs from the 2-D axial RoPE table"):
+        sit_params_from_state_dict(dict(state, **{"feat_rope.freqs_sin": -state["feat_rope.freqs_sin"]}), model)
+    swapped = np.roll(state["feat_rope.freqs_cos"], WIDTH // HEADS // 2, axis=-1)  # columns first
+    with pytest.raises(CheckpointMismatchError, match=r"freqs_cos differs"):
+        sit_params_from_state_dict(dict(state, **{"feat_rope.freqs_cos": swapped}), model)
+    no_rope = {name: value for name, value in state.items() if not name.startswith("feat_rope.")}
+    with pytest.raises(CheckpointMismatchError, match=r"use_rope=True but the checkpoint has no \['feat_rope"):
+        sit_params_from_state_dict(no_rope, model)
+    no_norm = {name: value for name, value in no_rope.items() if "_norm." not in name}
+    with pytest.raises(CheckpointMismatchError, match=r"(?s)missing from checkpoint:.*blocks_0/attn/k_norm/bias"):
+        sit_params_from_state_dict(no_norm, flax_sit(qk_norm=True))
+
+
 def test_training_container_picks_ema_or_model(official, tmp_path):
     module, model_state, ema_state = official
     path = tmp_path / "0001234.pt"
@@ -264,7 +328,7 @@ def test_infer_sit_shape(official):
     _, model_state, _ = official
     assert infer_sit_shape(model_state, num_heads=HEADS) == dict(
         input_size=INPUT, patch_size=PATCH, in_channels=CHANNELS, hidden_size=WIDTH, depth=DEPTH,
-        num_heads=HEADS, num_classes=CLASSES, mlp_ratio=4.0)
+        num_heads=HEADS, num_classes=CLASSES, mlp_ratio=4.0, qk_norm=False, use_rope=False)
     with pytest.raises(ValueError, match="num_heads"):
         infer_sit_shape(model_state)
     wide = dict(model_state, **{"x_embedder.proj.weight": np.zeros((768, CHANNELS, PATCH, PATCH), np.float32)})
@@ -285,17 +349,23 @@ def test_legacy_decoder_blocks_are_renamed(official):
     chex_equal(sit_params_from_state_dict(legacy, model), sit_params_from_state_dict(model_state, model))
 
 
-def test_unsupported_options_and_mismatches_are_named(official):
+def test_options_and_mismatches_are_named(official):
     _, model_state, _ = official
     model = flax_sit()
     torch.manual_seed(1)
-    qk_norm = numpy_state(TorchSiT(qk_norm=True))
-    qk_norm["feat_rope.freqs_cos"] = np.zeros((GRID, GRID, WIDTH // HEADS // 2), np.float32)
+    erw = numpy_state(TorchSiT(qk_norm=True, use_rope=True))
     with pytest.raises(CheckpointMismatchError,
-                       match=r"(?s)not supported by jaxrep's SiT yet: QK-norm.*blocks\.0\.attn\.q_norm\.weight"
-                             r".*blocks\.2\.attn\.k_norm\.bias.*not supported.*RoPE.*feat_rope\.freqs_cos") as error:
-        sit_params_from_state_dict(qk_norm, model)
+                       match=r"(?s)built without: QK-norm.*SiT\.qk_norm=True.*blocks\.0\.attn\.q_norm\.weight"
+                             r".*blocks\.2\.attn\.k_norm\.bias.*built without: RoPE.*SiT\.use_rope=True.*"
+                             r"feat_rope\.freqs_cos") as error:
+        sit_params_from_state_dict(erw, model)
     assert "unexpected" not in str(error.value)  # the option's keys are named once, under the option
+    with pytest.raises(CheckpointMismatchError, match=r"(?s)built without: RoPE.*feat_rope\.freqs_sin") as error:
+        sit_params_from_state_dict(erw, flax_sit(qk_norm=True))
+    assert "QK-norm" not in str(error.value)
+    with pytest.raises(CheckpointMismatchError, match=r"(?s)built without: QK-norm") as error:
+        sit_params_from_state_dict(erw, flax_sit(use_rope=True))
+    assert "RoPE" not in str(error.value)
 
     broken = dict(model_state)
     broken["blocks.1.attn.proj.weight"] = np.zeros((WIDTH, WIDTH + 1), np.float32)

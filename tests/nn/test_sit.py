@@ -3,7 +3,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrep.nn.sit import PUBLISHED_PARAMS, SiT, count_params, sincos_2d, sit_preset, timestep_frequencies
+from jaxrep.align.erw import transplant_blocks
+from jaxrep.nn.sit import PUBLISHED_PARAMS, SiT, SiTBlock, count_params, sincos_2d, sit_preset, timestep_frequencies
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED_PARAMS))
@@ -100,3 +101,81 @@ def test_timestep_frequencies_cos_first():
 def test_unknown_preset_names_field():
     with pytest.raises(ValueError, match="model.preset"):
         sit_preset("XXL/2")
+
+
+def perturbed(variables, seed):
+    return jax.tree.map(lambda p: p + 0.05 * jax.random.normal(jax.random.key(seed), p.shape), variables["params"])
+
+
+def test_rope_and_qk_norm_run_and_change_the_output():
+    x = jax.random.normal(jax.random.key(1), (2, 8, 8, 3))
+    t, y = jnp.array([0.3, 0.7]), jnp.array([1, 2])
+    plain = tiny()
+    params = perturbed(init_tiny(plain)[0], 4)
+    base = plain.apply({"params": params}, x, t, y)
+    rope = tiny(use_rope=True)
+    assert jax.tree.structure(init_tiny(rope)[0]["params"]) == jax.tree.structure(params)  # RoPE has no params
+    assert not np.allclose(rope.apply({"params": params}, x, t, y), base, atol=1e-4)
+
+    qk_norm = tiny(use_rope=True, qk_norm=True)
+    variables, _ = init_tiny(qk_norm)
+    attn = variables["params"]["blocks_0"]["attn"]
+    assert {name: {k: v.shape for k, v in attn[name].items()} for name in ("q_norm", "k_norm")} == {
+        "q_norm": {"scale": (8,), "bias": (8,)}, "k_norm": {"scale": (8,), "bias": (8,)}}  # head_dim 32 / 4
+    params = perturbed(variables, 4)
+    v = qk_norm.apply({"params": params}, x, t, y)
+    assert v.shape == x.shape and bool(jnp.all(jnp.isfinite(v)))
+    v_jit = jax.jit(lambda p: qk_norm.apply({"params": p}, x, t, y))(params)
+    np.testing.assert_allclose(v_jit, v, atol=1e-5)
+    stripped = jax.tree.map(lambda p: p, params)
+    for block in range(3):
+        del stripped[f"blocks_{block}"]["attn"]["q_norm"], stripped[f"blocks_{block}"]["attn"]["k_norm"]
+    assert not np.allclose(v, rope.apply({"params": stripped}, x, t, y), atol=1e-4)
+    with pytest.raises(ValueError, match="use_rope: .*divisible by 4"):
+        init_tiny(tiny(hidden_size=24, num_heads=4, use_rope=True))
+
+
+@pytest.mark.parametrize("warmup_rope", [False, True])
+def test_erw_transplant_with_rope_and_qk_norm_keeps_block_outputs(warmup_rope):
+    # ERW warms blocks up without RoPE and trains the full model with it; both share the param tree.
+    full = tiny(depth=4, use_rope=True, qk_norm=True)
+    warm = tiny(depth=2, use_rope=warmup_rope, qk_norm=True)
+    warm_params = perturbed(init_tiny(warm)[0], 5)
+    fresh = init_tiny(full)[0]["params"]
+    params = transplant_blocks(warm_params, fresh, num_blocks=2)
+    np.testing.assert_array_equal(params["blocks_1"]["attn"]["q_norm"]["scale"],
+                                  warm_params["blocks_1"]["attn"]["q_norm"]["scale"])
+    x = jax.random.normal(jax.random.key(1), (2, 8, 8, 3))
+    t, y = jnp.array([0.0, 0.0]), jnp.array([1, 2])
+    _, hidden = full.apply({"params": params}, x, t, y, hidden_at=2)
+    _, expected = warm.clone(use_rope=True).apply({"params": warm_params}, x, t, y, hidden_at=2)
+    np.testing.assert_array_equal(hidden, expected)
+    with pytest.raises(ValueError, match="differ between the warmup and the fresh params"):
+        transplant_blocks(init_tiny(tiny(depth=2))[0]["params"], fresh, num_blocks=2)  # no QK-norm in warmup
+
+
+def float64_layer_norm(x, eps):
+    x = np.asarray(x, np.float64)
+    mean = x.mean(-1, keepdims=True)
+    return (x - mean) / np.sqrt(((x - mean) ** 2).mean(-1, keepdims=True) + eps)
+
+
+def large_mean_tokens(shape, ratio=60.0, seed=0):
+    """Tokens whose |mean| / std is `ratio` (the regime where E[x^2] - E[x]^2 loses digits in float32)."""
+    generator = np.random.default_rng(seed)
+    means = ratio * generator.choice([-1.0, 1.0], size=(*shape[:-1], 1)) * generator.uniform(0.5, 2.0, (*shape[:-1], 1))
+    scales = generator.uniform(0.5, 2.0, (*shape[:-1], 1)) * np.abs(means) / ratio
+    return (means + scales * generator.standard_normal(shape)).astype(np.float32)
+
+
+def test_block_layer_norm_matches_float64_for_large_means():
+    # flax's fast variance drifts ~3e-4 relative here; PyTorch's (and the exact) one stays ~1e-6.
+    width = 384
+    x = large_mean_tokens((2, 16, width))
+    c = jnp.asarray(np.random.default_rng(1).standard_normal((2, width)), jnp.float32)
+    block = SiTBlock(width, 6)
+    variables = block.init(jax.random.key(0), x, c)
+    _, state = block.apply(variables, x, c, capture_intermediates=True)
+    normed = np.asarray(state["intermediates"]["norm1"]["__call__"][0])
+    expected = float64_layer_norm(x, 1e-6)
+    assert np.max(np.abs(normed - expected)) / np.max(np.abs(expected)) < 1e-5

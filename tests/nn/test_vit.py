@@ -13,7 +13,7 @@ from jaxrep.nn.convert import (
     load_dinov2_params,
     load_state_dict,
 )
-from jaxrep.nn.vit import ViT, resample_pos_embed, resize_like_torch, vit_preset
+from jaxrep.nn.vit import ViT, ViTBlock, resample_pos_embed, resize_like_torch, vit_preset
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -275,3 +275,33 @@ def test_presets_match_released_dinov2_sizes(preset, hf_kwargs):
     shapes = jax.eval_shape(model.init, jax.random.key(0), jax.ShapeDtypeStruct((1, 518, 518, 3), jnp.float32))
     ours = sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(shapes))
     assert ours == hf_count
+
+
+def _float64_layer_norm(x):
+    centred = np.asarray(x, np.float64) - np.mean(x, -1, keepdims=True, dtype=np.float64)
+    return centred / np.sqrt((centred**2).mean(-1, keepdims=True) + 1e-6)
+
+
+def _relative_error(actual, expected):
+    return float(np.max(np.abs(np.asarray(actual, np.float64) - expected)) / np.max(np.abs(expected)))
+
+
+def test_layer_norms_match_float64_for_large_means():
+    # Tokens with |mean| / std = 60: flax's fast variance (E[x^2] - E[x]^2) drifts ~7e-4 relative from an
+    # exact LayerNorm here, PyTorch's stays ~3e-6; the ViT's norms must be the exact kind.
+    width = 6 * WIDTH
+    generator = np.random.default_rng(0)
+    tokens = (60.0 * generator.choice([-1.0, 1.0], size=(2, 16, 1))
+              + generator.standard_normal((2, 16, width))).astype(np.float32)
+    block = ViTBlock(HEADS, 4 * width)
+    _, state = block.apply(block.init(jax.random.key(0), tokens), tokens, capture_intermediates=True)
+    assert _relative_error(state["intermediates"]["norm1"]["__call__"][0], _float64_layer_norm(tokens)) < 1e-5
+    # Final norm: with no blocks and a zero patch kernel its input is patch bias + position embedding.
+    model = ViT(patch_size=PATCH, width=width, depth=0, num_heads=HEADS, pos_embed_grid=GRID)
+    images = jnp.zeros((1, PATCH * GRID, PATCH * GRID, 3))
+    params = model.init(jax.random.key(0), images)["params"]
+    params["patch_embed"]["kernel"] = jnp.zeros_like(params["patch_embed"]["kernel"])
+    params["patch_embed"]["bias"] = jnp.full((width,), 60.0)
+    params["pos_embed"] = jnp.asarray(generator.standard_normal((1, 1 + GRID**2, width)), jnp.float32)
+    final_input = np.asarray(params["patch_embed"]["bias"] + params["pos_embed"][:, 1:])
+    assert _relative_error(model.apply({"params": params}, images), _float64_layer_norm(final_input)) < 1e-5

@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -130,7 +131,22 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     assert_trees_equal(state.params, good.params)
 
 
+def test_an_overflowing_update_never_reaches_a_checkpoint(tmp_path):
+    # From a good checkpoint, a rate of 1e39 keeps loss and gradient finite but overflows the parameters: the step
+    # must be refused (state untouched) and the run must stop without saving.
+    workdir = str(tmp_path / "run")
+    good = train_diffusion.train_and_evaluate(tiny_config(total_steps=3, checkpoint_every=3), workdir)
+    with pytest.raises(train_diffusion.NonFiniteLossError, match="updated parameters"):
+        train_diffusion.train_and_evaluate(
+            tiny_config(total_steps=6, checkpoint_every=1, **{"optim.learning_rate": 1e39}), workdir)
+    assert Checkpointer(tmp_path / "run" / "checkpoints", save_every=1).all_steps() == [3]
+    state, _ = restore_latest(workdir, tiny_config())
+    assert_trees_equal(state.params, good.params)
+
+
 @pytest.mark.parametrize("override, field", [
+    ({"optim.eps": 0.0}, "optim.eps"),
+    ({"optim.b2": 1.0}, "optim.b1"),
     ({"batch_size": 7, "num_devices": 2}, "batch_size"),
     ({"model.patch_size": 5}, "model.patch_size"),
     ({"optim.learning_rate": -1.0}, "optim.learning_rate"),
@@ -150,8 +166,17 @@ def test_unknown_preset_and_cli_one_line_error(tmp_path):
         diffusion_configs.get_config("huge")
     result = run_cli(tmp_path, **{"optim.learning_rate": -0.5})
     assert result.returncode != 0
-    assert result.stderr.strip().splitlines()[-1].startswith("error: optim.learning_rate: must be > 0")
+    assert result.stderr.strip().splitlines()[-1].startswith("config error: optim.learning_rate: must be > 0")
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_second_job_on_a_held_work_directory_is_refused_in_one_line(tmp_path):
+    (tmp_path / "LOCK").write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": "now"}))
+    result = run_cli(tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: workdir: '{tmp_path}' is in use (held by pid "
+                                                             f"{os.getpid()}")
+    assert not (tmp_path / "checkpoints").exists() and (tmp_path / "LOCK").exists()
 
 
 def _first_batches(config, mesh, count):

@@ -63,8 +63,20 @@ def test_sinusoidal_embedding_matches_the_transformer_formula():
     frequencies = np.exp(-np.arange(half) * np.log(10000.0) / (half - 1))
     expected = np.concatenate([np.sin(t * frequencies), np.cos(t * frequencies)])
     np.testing.assert_allclose(sinusoidal_embedding(jnp.asarray(t), dim), expected, rtol=1e-6)
-    assert sinusoidal_embedding(jnp.asarray(t), 5).shape == (4,)
+    odd = sinusoidal_embedding(jnp.asarray(t), 5)  # the even embedding of 4 dims and one zero
+    assert odd.shape == (5,) and float(odd[-1]) == 0.0
     assert np.all(np.isfinite(sinusoidal_embedding(jnp.asarray(t), 2)))
+
+
+def test_odd_latent_size_builds_a_full_width_time_layer():
+    # The official MLP's time layer is nn.Linear(d, d); an odd d used to give a (d - 1, d) kernel silently.
+    family = MLPPotentials(num_potentials=K, latent_dim=5)
+    params = family.init(jax.random.key(7))
+    for name in ("z_in", "t_in", "t_out", "fuse"):
+        assert params["mlp"][name]["kernel"].shape == (K, 5, 5), name
+    u = family.potential(params, 0)
+    z = jax.random.normal(jax.random.key(8), (5,))
+    assert np.isfinite(float(u(z, jnp.asarray(1.0))))
 
 
 def test_linear_directions_have_unit_constant_velocity():
