@@ -4,12 +4,16 @@ Presets:
   cpu  tiny SiT on procedural coloured shapes (32x32x3, pixel space); finishes in minutes on 2 cores.
   s2   SiT-S/2 on pre-encoded 32x32x4 latents (benchmark size).
   b2   SiT-B/2, the REPA paper's setting (ImageNet 256 latents, batch 256, AdamW 1e-4, EMA 0.9999).
+  l2   SiT-L/2, the REPA paper's setting.
   xl2  SiT-XL/2, the REPA paper's setting.
-  {cpu,b2,xl2}_{repa,irepa,erw}  the same with representation alignment (`align.*`): REPA (MLP projector,
-       lambda 0.5), iREPA (conv projector, spatially z-scored targets, lambda 1.0) or ERW (warmup stage, then
-       a decaying lambda). cpu_*: the in-repo encoder (train/encoder.py, trained on first use); b2_*/xl2_*:
-       DINOv2-B/14 from a weights file (docs/dinov2.md).
-The latent presets read users' pre-encoded SD-VAE latents (scaled by 0.18215) from `data.path`.
+  b2_512, xl2_512  the same at ImageNet 512: 64 x 64 x 4 latents, a 32 x 32 token grid (prepare with
+       configs/prepare_latents.py:imagenet512); aligned variants read DINOv2 at 448 px (32 x 32 tokens).
+  {cpu,b2,l2,xl2,b2_512,xl2_512}_{repa,irepa,erw}  the same with representation alignment (`align.*`): REPA
+       (MLP projector, lambda 0.5), iREPA (conv projector, spatially z-scored targets, lambda 1.0) or ERW (warmup
+       stage, then a decaying lambda; RoPE and QK-norm). cpu_*: the in-repo encoder (train/encoder.py, trained on
+       first use); the others: DINOv2-B/14 from a weights file (docs/dinov2.md).
+The latent presets read SD-VAE latents from `data.path`: records of train.prepare_latents
+(`data.source='latent_records'`) or pre-encoded `.npy` latents (scaled by 0.18215).
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ from configs._common import ACTIVATION_DTYPES
 from jaxrep.config_checks import (ConfigError, require, require_choice, require_positive, unknown_preset)
 
 ALIGN_METHODS = ("none", "repa", "irepa", "erw")
-ALIGNED_PRESETS = tuple(f"{base}_{method}" for base in ("cpu", "b2", "xl2") for method in ALIGN_METHODS[1:])
-PRESETS = ("cpu", "s2", "b2", "xl2") + ALIGNED_PRESETS
+ALIGNED_BASES = ("cpu", "b2", "l2", "xl2", "b2_512", "xl2_512")
+ALIGNED_PRESETS = tuple(f"{base}_{method}" for base in ALIGNED_BASES for method in ALIGN_METHODS[1:])
+PRESETS = ("cpu", "s2", "b2", "l2", "xl2", "b2_512", "xl2_512") + ALIGNED_PRESETS
+SIT_OF_BASE = {"s2": "S/2", "b2": "B/2", "l2": "L/2", "xl2": "XL/2", "b2_512": "B/2", "xl2_512": "XL/2"}
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -100,8 +106,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.align.spatial_norm_gamma = 0.6  # irepa: share of the per-image mean token removed by the z-score
     config.align.encoder = ml_collections.ConfigDict()
     config.align.encoder.source = "checkpoint"  # 'checkpoint' (in-repo orbax encoder) or 'dinov2' (weights file)
-    config.align.encoder.path = "workdirs/encoder_shapes32"  # checkpoint dir (trained on first use) or DINOv2 file
-    config.align.encoder.preset = "B/14"  # dinov2: ViT preset of the file ('S/14', 'B/14', 'L/14', 'g/14')
+    config.align.encoder.path = "workdirs/encoder_shapes32"  # checkpoint dir (trained on first use) or DINOv2 file;
+    # several target encoders: a comma-separated list, each with its own projector (REPA's list of encoders)
+    config.align.encoder.preset = "B/14"  # dinov2: ViT preset of the file ('S/14', ..., 'g/14'); one or one per path
     config.align.encoder.image_size = 0  # encoder input side; 0: the checkpoint's training size, 224 for DINOv2
     config.align.encoder.dtype = "float32"  # encoder activation dtype: 'float32' or 'bfloat16' (params float32)
     config.align.encoder.images_path = ""  # latent data: (N, H, W, 3) uint8 .npy of the raw images behind data.path
@@ -119,7 +126,7 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
         raise unknown_preset(preset, PRESETS)
     config = base_config()
     config.preset = preset
-    base, _, method = preset.partition("_")
+    base, _, method = preset.rpartition("_") if preset.rsplit("_", 1)[-1] in ALIGN_METHODS else (preset, "", "")
     if base == "cpu":
         config.data.source = "shapes32"
         config.data.num_classes = 3
@@ -136,12 +143,8 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
         config.sample.cfg_scale = 3.0
         config.sample.ode_method = "heun"
         config.sample.num_steps = 25
-    elif base == "s2":
-        config.model.preset = "S/2"
-    elif base == "b2":
-        config.model.preset = "B/2"
-    elif base == "xl2":
-        config.model.preset = "XL/2"
+    else:
+        config.model.preset = SIT_OF_BASE[base]
     if method:
         _add_alignment(config, base, method)
     return config
@@ -152,9 +155,10 @@ def _add_alignment(config: ml_collections.ConfigDict, base: str, method: str) ->
     align = config.align
     align.method = method
     align.coef = {"repa": 0.5, "irepa": 1.0}.get(method, align.coef)
-    if method == "erw":
+    if method == "erw" and base != "cpu":
         # ERW's SiT: RoPE (`ERW:train.py` --use_rope, default True) and QK-norm (`ERW:README.md`: the released
-        # best.pt is "With QK-Norm"; train.py's --qk-norm defaults to False).
+        # best.pt is "With QK-Norm"; train.py's --qk-norm defaults to False). cpu_erw keeps the plain SiT its
+        # measured study figures (README, docs/results/alignment.md) were obtained with.
         config.model.update(use_rope=True, qk_norm=True)
     if base == "cpu":
         # Tiny SiT (4 blocks of width 128) and the in-repo encoder (64-d tokens on an 8 x 8 grid = the SiT
@@ -171,20 +175,23 @@ def _add_alignment(config: ml_collections.ConfigDict, base: str, method: str) ->
         if method == "erw":
             align.coef = 1.0
         return
-    # b2/xl2: DINOv2-B/14 at 224 px -> 16 x 16 tokens = the SiT/2 grid on 32 x 32 latents (no token resize).
+    # DINOv2-B/14 at 224 px -> 16 x 16 tokens = the SiT/2 grid on 32 x 32 latents (no token resize); at 512 px,
+    # 448 px -> 32 x 32 tokens = the SiT/2 grid on 64 x 64 latents (REPA's 512 setting).
     align.encoder.source = "dinov2"
     align.encoder.path = ""  # the user's dinov2_vitb14 .pth or facebook/dinov2-base .safetensors
     align.encoder.preset = "B/14"
-    align.encoder.image_size = 224
-    align.depth = 4 if base == "b2" else 8  # REPA/iREPA: 4 for SiT-B, 8 for SiT-L/XL
+    align.encoder.image_size = 448 if base.endswith("_512") else 224
+    size = SIT_OF_BASE[base].split("/")[0]
+    align.depth = 4 if size == "B" else 8  # REPA/iREPA: 4 for SiT-B, 8 for SiT-L/XL
     if method == "erw":
         # ERW README recipe for XL: 100K warmup of 4 blocks, alignment at block 14, c0 6.0, 300K steps.
-        # For B (no published recipe): the 4-block warmup and ERW's argparse default depth 8, c0 1.0.
+        # For B and L (no published recipe): the 4-block warmup and ERW's argparse default depth 8, with c0 from
+        # `ERW:train.py` get_dynamic_proj_coeff (L 3.0, B 1.0; `jaxrep.align.erw.erw_initial_weight`).
         align.erw.l2r_depth = 4
         align.erw.warmup_steps = 100_000
         align.erw.half_life = 50_000
-        align.depth = 14 if base == "xl2" else 8
-        align.coef = 6.0 if base == "xl2" else 1.0
+        align.depth = 14 if size == "XL" else 8
+        align.coef = {"B": 1.0, "L": 3.0, "XL": 6.0}[size]
         config.total_steps = 300_000
 
 
@@ -258,6 +265,16 @@ def _sit_depth(config: ml_collections.ConfigDict) -> int:
     return config.model.depth
 
 
+def encoder_specs(config: ml_collections.ConfigDict) -> list[tuple[str, str]]:
+    """(path, preset) of each target encoder: `align.encoder.path` is one path or a comma-separated list (REPA's
+    `--enc-type a,b`), `align.encoder.preset` one preset for all or one per path."""
+    paths = [path.strip() for path in config.align.encoder.path.split(",")]
+    presets = [preset.strip() for preset in config.align.encoder.preset.split(",")]
+    require(len(presets) in (1, len(paths)), "align.encoder.preset",
+            f"{len(presets)} presets for {len(paths)} encoder paths; give one preset or one per path")
+    return list(zip(paths, presets * len(paths) if len(presets) == 1 else presets))
+
+
 def validate_alignment(config: ml_collections.ConfigDict) -> None:
     """The `align.*` checks of `validate` (files included: a missing encoder fails before compiling)."""
     require_choice(config, "align.method", ALIGN_METHODS)
@@ -273,21 +290,25 @@ def validate_alignment(config: ml_collections.ConfigDict) -> None:
     require_choice(config, "align.encoder.source", ("checkpoint", "dinov2"))
     require_choice(config, "align.encoder.dtype", ACTIVATION_DTYPES)
     require(align.encoder.image_size >= 0, "align.encoder.image_size", "must be >= 0 (0: the encoder's own size)")
-    path = align.encoder.path
+    specs = encoder_specs(config)
+    for path, preset in specs:
+        if align.encoder.source == "dinov2":
+            require(preset in ("S/14", "B/14", "L/14", "g/14"), "align.encoder.preset",
+                    f"must be one of ('S/14', 'B/14', 'L/14', 'g/14') for each encoder, got {preset!r}")
+            require(bool(path) and os.path.isfile(path), "align.encoder.path",
+                    f"no DINOv2 weights file at {path!r} (a .safetensors/.pth; see docs/dinov2.md)")
+        else:
+            require(bool(path), "align.encoder.path", "empty; name the encoder checkpoint directory")
+            require(os.path.exists(path) or (len(specs) == 1 and config.data.source in ("shapes32", "dsprites")),
+                    "align.encoder.path", f"no encoder checkpoint at {path!r}; train one with `python -m "
+                    "train.encoder` (done automatically only for one encoder on the procedural data sources) or "
+                    "use align.encoder.source='dinov2'")
+            require(not os.path.isfile(path), "align.encoder.path",
+                    f"{path!r} is a file; the in-repo encoder is a checkpoint directory (a DINOv2 file needs "
+                    f"align.encoder.source='dinov2')")
     if align.encoder.source == "dinov2":
-        require_choice(config, "align.encoder.preset", ("S/14", "B/14", "L/14", "g/14"))
-        require(bool(path) and os.path.isfile(path), "align.encoder.path",
-                f"no DINOv2 weights file at {path!r} (a .safetensors/.pth; see docs/dinov2.md)")
         require(align.encoder.image_size % 14 == 0, "align.encoder.image_size",
                 f"{align.encoder.image_size} is not a multiple of the DINOv2 patch size 14")
-    else:
-        require(bool(path), "align.encoder.path", "empty; name the encoder checkpoint directory")
-        require(os.path.exists(path) or config.data.source in ("shapes32", "dsprites"), "align.encoder.path",
-                f"no encoder checkpoint at {path!r}; train one with `python -m train.encoder` (done "
-                f"automatically only for the procedural data sources) or use align.encoder.source='dinov2'")
-        require(not os.path.isfile(path), "align.encoder.path",
-                f"{path!r} is a file; the in-repo encoder is a checkpoint directory (a DINOv2 file needs "
-                f"align.encoder.source='dinov2')")
     require(not align.encoder.images_path or os.path.isfile(align.encoder.images_path),
             "align.encoder.images_path", f"no such file {align.encoder.images_path!r}")
     if align.method == "erw":

@@ -21,16 +21,16 @@ import dataclasses
 import os
 from typing import Any, Callable
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from configs import diffusion as diffusion_configs
 from configs import encoder as encoder_configs
 from jaxrep import parallel
 from jaxrep.align.encoder import FrozenEncoder, load_encoder, make_target_fn
 from jaxrep.align.erw import transplant_blocks
-from jaxrep.align.objective import AlignmentTerm, make_alignment_term, make_projector
+from jaxrep.align.objective import AlignmentTerm, Projector, make_alignment_term, make_projector
 from jaxrep.config_checks import ConfigError
 from jaxrep.nn.sit import SiT
 from jaxrep.train_state import TrainState
@@ -80,9 +80,10 @@ def ensure_encoder(config) -> None:
     `align.encoder.path` does not exist yet; only for the procedural data it is defined on."""
     from train.encoder import train_encoder  # the encoder trainer is only needed on first use
 
-    path = config.align.encoder.path
-    if config.align.encoder.source != "checkpoint" or os.path.exists(path):
-        return
+    specs = diffusion_configs.encoder_specs(config)
+    path = specs[0][0]
+    if config.align.encoder.source != "checkpoint" or len(specs) > 1 or os.path.exists(path):
+        return  # validation has checked that several encoders all exist
     if config.data.source not in encoder_configs.PRESETS:
         raise ConfigError(f"align.encoder.path: no encoder checkpoint at {path!r}; train one with "
                           f"`python -m train.encoder` or use a DINOv2 file (align.encoder.source='dinov2')")
@@ -95,13 +96,15 @@ def ensure_encoder(config) -> None:
 
 @dataclasses.dataclass
 class Alignment:
-    """Everything the alignment method adds to an experiment."""
+    """Everything the alignment method adds to an experiment. With several target encoders (a comma-separated
+    `align.encoder.path`), `encoder`, `encoder_params`, `projector`, the projector params and the targets are
+    tuples with one entry per encoder, and the loss averages over them (`jaxrep.align.objective.projected_loss`)."""
 
-    encoder: FrozenEncoder
+    encoder: FrozenEncoder | tuple[FrozenEncoder, ...]
     encoder_params: Any  # replicated on the mesh; never in the train state
-    projector: nn.Module
+    projector: Projector
     term: AlignmentTerm
-    targets: Callable[[Any, jax.Array], jax.Array]  # jitted (encoder_params, images) -> (B, N, D_enc)
+    targets: Callable[[Any, jax.Array], Any]  # jitted (encoder_params, images) -> (B, N, D_enc) (or a tuple)
     image_key: str  # batch entry the encoder reads: "image" or "encoder_image"
 
     def prepare_batch(self, batch: dict) -> dict:
@@ -112,6 +115,9 @@ class Alignment:
     def init_projector(self, key: jax.Array, model: SiT) -> Any:
         """Projector params for the tokens of `model`; the key is folded so the SiT init is the vanilla one."""
         tokens = jnp.zeros((1, model.num_tokens, model.hidden_size), jnp.float32)
+        if isinstance(self.projector, tuple):
+            return tuple(projector.init(jax.random.fold_in(key, 1 + index), tokens)["params"]
+                         for index, projector in enumerate(self.projector))
         return self.projector.init(jax.random.fold_in(key, 1), tokens)["params"]
 
 
@@ -126,20 +132,26 @@ def build_alignment(config, model: SiT, image_shape: tuple[int, ...], mesh: jax.
         raise ConfigError(f"align.encoder.images_path: the training data has {image_shape[-1]} channels "
                           f"(latents?); give the raw (N, H, W, 3) uint8 images the encoder should see")
     ensure_encoder(config)
-    encoder = load_encoder(align.encoder.source, align.encoder.path, preset=align.encoder.preset,
-                           image_size=align.encoder.image_size, dtype=jnp.dtype(align.encoder.dtype))
+    encoders = tuple(load_encoder(align.encoder.source, path, preset=preset, image_size=align.encoder.image_size,
+                                  dtype=jnp.dtype(align.encoder.dtype))
+                     for path, preset in diffusion_configs.encoder_specs(config))
     grid_hw = (model.grid_size, model.grid_size)
-    projector = make_projector(align.method, out_dim=encoder.width, hidden_dim=align.projector_dim,
-                               kernel_size=align.conv_kernel, grid_hw=grid_hw, dtype=model.dtype)
+    projectors = tuple(make_projector(align.method, out_dim=encoder.width, hidden_dim=align.projector_dim,
+                                      kernel_size=align.conv_kernel, grid_hw=grid_hw, dtype=model.dtype)
+                       for encoder in encoders)
+    gamma = align.spatial_norm_gamma if align.method == "irepa" else None
+    target_fns = [make_target_fn(encoder, grid_hw=grid_hw, spatial_norm_gamma=gamma) for encoder in encoders]
+    replicated, batch_sharded = parallel.replicated_sharding(mesh), parallel.batch_sharding(mesh)
+    one = lambda items: items[0] if len(encoders) == 1 else tuple(items)  # noqa: E731  (one encoder: no tuples)
+    projector = one(projectors)
     term = make_alignment_term(align.method, projector=projector, depth=align.depth, coef=align.coef,
                                erw_warmup_steps=align.erw.warmup_steps, erw_half_life=align.erw.half_life,
                                total_steps=config.total_steps)
-    gamma = align.spatial_norm_gamma if align.method == "irepa" else None
-    replicated, batch_sharded = parallel.replicated_sharding(mesh), parallel.batch_sharding(mesh)
-    targets = jax.jit(make_target_fn(encoder, grid_hw=grid_hw, spatial_norm_gamma=gamma),
-                      in_shardings=(replicated, batch_sharded), out_shardings=batch_sharded)
-    encoder_params = jax.device_put(encoder.params, replicated)
-    return Alignment(encoder, encoder_params, projector, term, targets, image_key)
+    all_targets = (target_fns[0] if len(encoders) == 1 else
+                   lambda params, images: tuple(fn(p, images) for fn, p in zip(target_fns, params)))
+    targets = jax.jit(all_targets, in_shardings=(replicated, batch_sharded), out_shardings=batch_sharded)
+    encoder_params = jax.device_put(one([encoder.params for encoder in encoders]), replicated)
+    return Alignment(one(encoders), encoder_params, projector, term, targets, image_key)
 
 
 def erw_transfer(warmup_params: Any, fresh_state: TrainState, tx, *, l2r_depth: int, warmup_steps: int,

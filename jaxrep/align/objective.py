@@ -16,6 +16,7 @@ differentiated function by `jaxrep.align.encoder.make_target_fn`: the encoder is
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -29,32 +30,52 @@ from jaxrep.diffusion.latents import LatentNormalization, clean_input
 from jaxrep.diffusion.objective import draw_training_noise
 from jaxrep.nn.sit import SiT
 
-__all__ = ["METHODS", "AlignmentTerm", "make_projector", "make_alignment_term", "make_erw_warmup_loss"]
+__all__ = ["METHODS", "AlignmentTerm", "make_projector", "make_alignment_term", "make_erw_warmup_loss",
+           "projected_loss"]
 
 METHODS = ("none", "repa", "irepa", "erw")
 
 WeightFn = Callable[[jax.Array], jax.Array]  # global step (traced int32) -> float32 scalar lambda
 
 
+Projector = nn.Module | tuple[nn.Module, ...]
+
+
+def projected_loss(projector: Projector, projector_params: Any, hidden: jax.Array, target: Any,
+                   loss_fn: Callable[[jax.Array, jax.Array], jax.Array] = repa_loss) -> jax.Array:
+    """loss_fn(projector(h), target), averaged over the target encoders when there are several.
+
+    One encoder: `projector` a module, `projector_params` its params, `target` (B, N, D_enc). Several (REPA's
+    SILoss with a list of encoders, `sihyun-yu/REPA:loss.py`: the projection loss summed over encoders and divided
+    by their number): tuples of modules, params and targets, one per encoder, each with its own projector.
+    """
+    if not isinstance(projector, tuple):
+        return loss_fn(projector.apply({"params": projector_params}, hidden), target)
+    losses = [loss_fn(module.apply({"params": params}, hidden), y)
+              for module, params, y in zip(projector, projector_params, target, strict=True)]
+    return sum(losses) / len(losses)
+
+
 @dataclasses.dataclass(frozen=True)
 class AlignmentTerm:
-    """lambda(step) * L_REPA(projector(h_depth), target).
+    """lambda(step) * L_REPA(projector(h_depth), target), averaged over encoders (`projected_loss`).
 
     Attributes:
-      projector: maps SiT tokens (B, N, D) to encoder width (B, N, D_enc); params under params["projector"].
+      projector: maps SiT tokens (B, N, D) to encoder width (B, N, D_enc); params under params["projector"];
+        a tuple of projectors (params a tuple) for several target encoders.
       depth: 1-based SiT block whose output h_depth is aligned.
       weight: lambda as a function of the global step.
     """
 
-    projector: nn.Module
+    projector: Projector
     depth: int
     weight: WeightFn
 
-    def __call__(self, projector_params: Any, hidden: jax.Array, target: jax.Array,
+    def __call__(self, projector_params: Any, hidden: jax.Array, target: Any,
                  step: jax.Array) -> tuple[jax.Array, dict]:
-        """hidden: (B, N, D); target: (B, N, D_enc). Returns (weighted loss, {"align_loss", "align_weight"})."""
-        projected = self.projector.apply({"params": projector_params}, hidden)
-        align_loss = repa_loss(projected, target)
+        """hidden: (B, N, D); target: (B, N, D_enc) or a tuple of them. Returns (weighted loss, {"align_loss",
+        "align_weight"})."""
+        align_loss = projected_loss(self.projector, projector_params, hidden, target)
         weight = jnp.asarray(self.weight(step), jnp.float32)
         return weight * align_loss, {"align_loss": align_loss, "align_weight": weight}
 
@@ -69,7 +90,7 @@ def make_projector(method: str, *, out_dim: int, hidden_dim: int = 2048, kernel_
     raise ValueError(f"align.method: no projector for {method!r}; choose one of {METHODS[1:]}")
 
 
-def make_alignment_term(method: str, *, projector: nn.Module, depth: int, coef: float,
+def make_alignment_term(method: str, *, projector: Projector, depth: int, coef: float,
                         erw_warmup_steps: int = 0, erw_half_life: float = 50_000,
                         total_steps: int | None = None) -> AlignmentTerm:
     """The phase-2 / single-phase alignment term.
@@ -91,7 +112,7 @@ def make_alignment_term(method: str, *, projector: nn.Module, depth: int, coef: 
     return AlignmentTerm(projector, depth, weight)
 
 
-def make_erw_warmup_loss(l2r_model: SiT, projector: nn.Module, *, coef: float = 0.5,
+def make_erw_warmup_loss(l2r_model: SiT, projector: Projector, *, coef: float = 0.5,
                          class_dropout_prob: float = 0.1,
                          latent_normalization: LatentNormalization = LatentNormalization(),
                          official_last_sample: bool = False):
@@ -99,7 +120,8 @@ def make_erw_warmup_loss(l2r_model: SiT, projector: nn.Module, *, coef: float = 
 
     params = {"sit": params of `l2r_model` (a SiT of depth l2r_depth), "projector": ...}; batch holds the
     clean "image" (B, H, W, C), "label" (B,) and "align_target" (B, N, D_enc). The model reads the clean
-    input at t = 0 with the usual label dropout; loss = coef * erw_warmup_loss(projector(h_L2R), target)
+    input at t = 0 with the usual label dropout; loss = coef * erw_warmup_loss(projector(h_L2R), target), averaged
+    over the target encoders when `projector` is a tuple (as ERW's compute_proj_loss divides by their number)
     (coef: ERW's `--proj-coeff` 0.5; `official_last_sample`: the released code's buggy loss, see
     `erw_warmup_loss`). The SiT's final layer is computed but unused, so it gets zero
     gradient (and XLA drops it); `transplant_blocks` never copies it.
@@ -113,8 +135,8 @@ def make_erw_warmup_loss(l2r_model: SiT, projector: nn.Module, *, coef: float = 
         labels = jnp.where(drop, l2r_model.num_classes, batch["label"])
         t = jnp.zeros((x.shape[0],), jnp.float32)
         _, hidden = l2r_model.apply({"params": params["sit"]}, x, t, labels, hidden_at=l2r_model.depth)
-        projected = projector.apply({"params": params["projector"]}, hidden)
-        align_loss = erw_warmup_loss(projected, batch["align_target"], official_last_sample=official_last_sample)
+        warmup_loss = functools.partial(erw_warmup_loss, official_last_sample=official_last_sample)
+        align_loss = projected_loss(projector, params["projector"], hidden, batch["align_target"], warmup_loss)
         return coef * align_loss, {"align_loss": align_loss}
 
     return loss_fn

@@ -161,6 +161,38 @@ def test_encoder_is_frozen_outside_the_optimizer_and_tokens_are_resized(encoder_
                               experiment.state.params["projector"]["Dense_0"]["kernel"])
 
 
+@pytest.mark.parametrize("method", ["repa", "erw"])
+def test_several_target_encoders_average_their_projection_losses(method, encoder_dir, tmp_path):
+    # REPA's SILoss with a list of encoders: each has its own projector; the loss is the mean over encoders.
+    second_dir = str(tmp_path / "second")
+    second = ViT(width=8, depth=1, num_heads=2, patch_size=4, pos_embed_grid=8)
+    save_encoder(second_dir, second, second.init(jax.random.key(8), jnp.zeros((1, 32, 32, 3)))["params"],
+                 image_size=32, info={"note": "random, for tests"})
+    config = aligned_config(encoder_dir, method, **{"align.encoder.path": f"{encoder_dir},{second_dir}"})
+    stage = "erw_warmup" if method == "erw" else "main"
+    experiment = train_diffusion.build_experiment(config, jax.devices()[:1], stage=stage)
+    assert [p["Dense_2"]["kernel"].shape[-1] for p in experiment.state.params["projector"]] == [ENCODER_WIDTH, 8]
+    batch = experiment.prepare_batch(_first_batches(config, experiment.mesh, 1)[0])
+    assert [t.shape[-1] for t in batch["align_target"]] == [ENCODER_WIDTH, 8]
+    keys = example_keys(experiment.state.rng, experiment.state.step, 0, config.batch_size)
+    params = jax.tree.map(lambda p: p + 0.05 * jax.random.normal(jax.random.key(p.size), p.shape),
+                          experiment.state.params)
+    _, metrics = jax.jit(experiment.loss_fn)(params, batch, keys, jnp.int32(0))
+    singles = []
+    for index in range(2):  # the same loss with one encoder at a time
+        single = {**batch, "align_target": batch["align_target"][index]}
+        single_params = {**params, "projector": params["projector"][index]}
+        term_or_projector = experiment.alignment.projector[index]
+        if method == "erw":
+            loss_fn = make_erw_warmup_loss(experiment.model, term_or_projector, coef=config.align.erw.warmup_coef)
+        else:
+            term = make_alignment_term(method, projector=term_or_projector, depth=1, coef=config.align.coef)
+            loss_fn = make_diffusion_loss(experiment.model, alignment=term, time_weighting="lognormal")
+        singles.append(jax.jit(loss_fn)(single_params, single, keys, jnp.int32(0))[1]["align_loss"])
+    np.testing.assert_allclose(metrics["align_loss"], np.mean(singles), rtol=1e-5)
+    experiment.jitted_step(experiment.state, batch)  # the step trains both projectors
+
+
 @pytest.mark.parametrize("method", ["repa", pytest.param("irepa", marks=pytest.mark.slow)])
 def test_aligned_step_on_eight_devices_equals_one_device(method, encoder_dir):
     config = aligned_config(encoder_dir, method, batch_size=16, **{"optim.eps": 1e-3})
@@ -335,13 +367,20 @@ def test_presets_resolve_and_validate():
 
     for preset in diffusion_configs.ALIGNED_PRESETS:
         config = diffusion_configs.get_config(preset)
-        base, method = preset.split("_")
+        base, method = preset.rsplit("_", 1)
         assert config.align.method == method
         if base == "cpu":
             assert config.align.encoder.source == "checkpoint"
             assert 0 < config.align.erw.warmup_steps < config.total_steps
         else:
-            assert config.align.encoder.source == "dinov2" and config.align.encoder.image_size == 224
+            # The encoder's token grid (image_size / 14) equals the SiT/2 grid of 32 x 32 (256 px) or 64 x 64
+            # (512 px) latents, as in REPA.
+            latent_side = 64 if base.endswith("_512") else 32
+            assert config.align.encoder.source == "dinov2"
+            assert config.align.encoder.image_size // 14 == latent_side // 2
+            assert (config.model.use_rope, config.model.qk_norm) == ((True, True) if method == "erw" else (False, False))
+    assert diffusion_configs.get_config("l2_repa").align.depth == 8  # REPA: block 8 for SiT-L and XL
+    assert diffusion_configs.get_config("l2_erw").align.coef == 3.0  # ERW's c0 for L models
     xl2 = diffusion_configs.get_config("xl2_erw")
     assert (xl2.align.depth, xl2.align.coef, xl2.align.erw.l2r_depth, xl2.align.erw.warmup_steps,
             xl2.total_steps) == (14, 6.0, 4, 100_000, 300_000)
