@@ -25,6 +25,7 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 
 def abstract_like(tree: Any) -> Any:
@@ -210,10 +211,16 @@ class Checkpointer:
 
 
 class PreemptionGuard:
-    """Context manager that turns SIGTERM into a flag the training loop polls between steps.
+    """Context manager that turns SIGTERM into a stop step the training loop polls between steps.
 
-    The loop saves a checkpoint and exits 0 when `requested` is set, so a preempted job (SLURM, TPU
-    maintenance, Kubernetes) loses no work. The previous handler is restored on exit.
+    The loop saves a checkpoint and exits 0 when `should_stop(step)` is true, so a preempted job (SLURM, TPU
+    maintenance, Kubernetes) loses no work. One process: a Python SIGTERM handler sets a flag (`requested`),
+    and the previous handler is restored on exit. Several processes (`jax.process_count() > 1`): a SIGTERM
+    may reach only some of them, yet all must save the same step (the save is collective), so no Python
+    handler is installed (it would replace the C++ SIGTERM notifier that `jax.distributed.initialize` sets
+    up) and `should_stop` asks JAX's preemption sync point, which agrees on max(last step seen by any
+    process) + 1. It must then be called with every step, increasing, by every process; a call is a local
+    mutex and integer compare (no communication) until a notice arrives.
     """
 
     def __init__(self):
@@ -222,10 +229,17 @@ class PreemptionGuard:
 
     @property
     def requested(self) -> bool:
+        """This process's flag: set by its SIGTERM (one process) or once `should_stop` returned true."""
+        return self._event.is_set()
+
+    def should_stop(self, step: int) -> bool:
+        """Whether the loop should save `step` and exit; the same answer on every process for the same step."""
+        if jax.process_count() > 1 and multihost_utils.reached_preemption_sync_point(step):
+            self._event.set()
         return self._event.is_set()
 
     def __enter__(self) -> "PreemptionGuard":
-        if threading.current_thread() is threading.main_thread():
+        if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGTERM, lambda *_: self._event.set())
         return self
 

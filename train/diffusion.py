@@ -267,6 +267,7 @@ def run_stage(experiment: Experiment, workdir: str, total_steps: int, start=None
             while step < total_steps:
                 state, metrics = compiled(state, batch)
                 step += 1
+                stop = preemption.should_stop(step)  # every step, on every process
                 data_state = iterator.get_state()  # position after every batch consumed so far
                 # Check the previous step's metrics after dispatching this one, keeping the device busy.
                 if pending is not None:
@@ -282,15 +283,15 @@ def run_stage(experiment: Experiment, workdir: str, total_steps: int, start=None
                     scalars = logger.log(step, scalars)
                     bar.set_postfix(loss=f"{scalars['loss']:.4f}", samples_s=f"{scalars['samples_per_s']:.0f}")
                     last_log = now
-                if step % config.checkpoint_every == 0 or preemption.requested:
+                if step % config.checkpoint_every == 0 or stop:
                     check_finite(jax.device_get(metrics))
-                    checkpointer.save(step, state, {"data": data_state}, force=preemption.requested)
+                    checkpointer.save(step, state, {"data": data_state}, force=stop)
                 if config.sample_every and step % config.sample_every == 0:
                     write_samples(step)
                 if step == kill_at:
                     checkpointer.wait()
                     os.kill(os.getpid(), signal.SIGKILL)
-                if preemption.requested:
+                if stop:
                     print(f"SIGTERM: saved step {step}, exiting", flush=True)
                     checkpointer.close()
                     return state, data_state

@@ -94,6 +94,7 @@ def fit(state: Any, step_fn: Callable, next_batch: Callable[[int], Any], *, tota
             while step < total_steps:
                 state, metrics = step_fn(state, batch)
                 step += 1
+                stop = preemption.should_stop(step)  # every step, on every process
                 extra = {"data": data_state()}  # position after every batch consumed so far
                 # Check the previous step's metrics after dispatching this one, keeping the device busy.
                 if pending is not None:
@@ -108,13 +109,13 @@ def fit(state: Any, step_fn: Callable, next_batch: Callable[[int], Any], *, tota
                                                     samples_per_s=batch_size * log_every / (now - last_log)))
                     bar.set_postfix(loss=f"{scalars['loss']:.4f}")
                     last_log = now
-                if step % checkpoint_every == 0 or preemption.requested:
+                if step % checkpoint_every == 0 or stop:
                     check_finite(jax.device_get(metrics))
-                    checkpointer.save(step, state, extra, force=preemption.requested)
+                    checkpointer.save(step, state, extra, force=stop)
                 if step == kill_at:
                     checkpointer.wait()
                     os.kill(os.getpid(), signal.SIGKILL)
-                if preemption.requested:
+                if stop:
                     print(f"SIGTERM: saved step {step}, exiting", flush=True)
                     return state, True
                 if step < total_steps:
