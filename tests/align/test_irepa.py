@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from jaxrep.align.irepa import ConvProjector, spatial_normalize
+from tests.extras import import_extra
 
 
 def _numpy_zscore(tokens, gamma, eps, ddof=1, eps_in_sqrt=False):
@@ -81,7 +82,7 @@ def test_conv_projector_delta_kernels(grid_hw):
 
 
 def test_conv_projector_matches_torch_conv2d():
-    torch = pytest.importorskip("torch")
+    torch = import_extra("torch", "ref")
     tokens = np.random.default_rng(3).normal(size=(2, 16, 6)).astype(np.float32)
     projector = ConvProjector(out_dim=5)
     params = jax.jit(projector.init)(jax.random.key(0), jnp.asarray(tokens))

@@ -8,6 +8,7 @@ import pytest
 from jaxrep.align.repa import repa_loss
 from jaxrep.align.targets import IMAGENET_MEAN, IMAGENET_STD, encoder_targets, preprocess_images, resize_token_grid
 from jaxrep.nn.vit import vit_preset
+from tests.extras import import_extra
 
 
 def _images(seed=0, side=32):
@@ -15,7 +16,7 @@ def _images(seed=0, side=32):
 
 
 def test_preprocess_matches_repa_torch_pipeline():
-    torch = pytest.importorskip("torch")
+    torch = import_extra("torch", "ref")
     images = _images()
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
     x = (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
@@ -38,7 +39,7 @@ def test_preprocess_accepts_unit_floats_and_rejects_nchw():
 
 @pytest.mark.parametrize("grid_in,grid_out", [((4, 4), (6, 6)), ((6, 6), (4, 4)), ((2, 3), (4, 5))])
 def test_resize_token_grid_matches_torch_bilinear(grid_in, grid_out):
-    torch = pytest.importorskip("torch")
+    torch = import_extra("torch", "ref")
     tokens = np.random.default_rng(2).normal(size=(2, grid_in[0] * grid_in[1], 5)).astype(np.float32)
     grid = torch.from_numpy(tokens.reshape(2, *grid_in, 5)).permute(0, 3, 1, 2)
     reference = torch.nn.functional.interpolate(grid, size=grid_out, mode="bilinear", align_corners=False)

@@ -15,12 +15,13 @@ import pytest
 
 from jaxrep.diffusion import classifier_free_guidance, ode_sample, sde_sample
 from jaxrep.diffusion.samplers import float64_linspace
+from tests.extras import import_extra
 
 NULL_LABEL = 5
 
 
 def repa_grid(start, stop, num):
-    torch = pytest.importorskip("torch")
+    torch = import_extra("torch", "ref")
     return torch.linspace(start, stop, num, dtype=torch.float64).numpy()
 
 

@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-pytest.importorskip("mujoco_playground")
+from tests.extras import import_extra
+import_extra("mujoco_playground", "playground")
 
 from envs.mjx import MJXEnv, playground_name, task_names  # noqa: E402
 from jaxrep.checkpoint import Checkpointer, abstract_like, with_empty, without_empty  # noqa: E402

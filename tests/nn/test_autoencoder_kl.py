@@ -19,9 +19,10 @@ from jaxrep.nn.autoencoder_kl import (
     load_autoencoder_kl,
 )
 from jaxrep.nn.convert import CheckpointMismatchError, load_state_dict
+from tests.extras import import_extra
 
-torch = pytest.importorskip("torch")
-diffusers = pytest.importorskip("diffusers")
+torch = import_extra("torch", "ref")
+diffusers = import_extra("diffusers", "ref")
 
 TINY = dict(block_out_channels=(32, 64), layers_per_block=1, latent_channels=4, norm_num_groups=8)
 SIZE, BATCH = 16, 2  # 16 px images, 8 px latents

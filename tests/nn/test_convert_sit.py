@@ -21,8 +21,9 @@ from jaxrep.nn.convert_sit import (
     sit_params_from_state_dict,
 )
 from jaxrep.nn.sit import SiT
+from tests.extras import import_extra
 
-torch = pytest.importorskip("torch")
+torch = import_extra("torch", "ref")
 tnn = torch.nn
 F = torch.nn.functional
 

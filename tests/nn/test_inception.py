@@ -13,7 +13,8 @@ import jax
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+from tests.extras import import_extra
+torch = import_extra("torch", "ref")
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 

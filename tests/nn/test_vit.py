@@ -14,9 +14,10 @@ from jaxrep.nn.convert import (
     load_state_dict,
 )
 from jaxrep.nn.vit import ViT, ViTBlock, resample_pos_embed, resize_like_torch, vit_preset
+from tests.extras import import_extra
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+torch = import_extra("torch", "ref")
+transformers = import_extra("transformers", "ref")
 
 WIDTH, DEPTH, HEADS, PATCH, GRID = 64, 2, 4, 14, 4  # native input 56 px
 

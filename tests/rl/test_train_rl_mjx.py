@@ -11,7 +11,8 @@ import jax
 import numpy as np
 import pytest
 
-pytest.importorskip("mujoco_playground")
+from tests.extras import import_extra
+import_extra("mujoco_playground", "playground")
 
 import train.rl_mjx as train_rl_mjx  # noqa: E402
 from configs.rl_mjx import ConfigError, get_config, validate  # noqa: E402

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 
 from jaxrep.traversal import MLPPotentials, potential_flow_loss
+from tests.extras import import_extra
 
-torch = pytest.importorskip("torch")
+torch = import_extra("torch", "ref")
 
 DIM, HALF_RANGE, T_STAR, PIXELS = 6, 4, 1, 12
 NAMES = ("z_in", "t_in", "t_out", "fuse", "out")
