@@ -42,9 +42,10 @@ def base_config() -> ml_collections.ConfigDict:
     config.num_devices = 0  # devices in the mesh; 0 means all devices of all processes
 
     config.data = ml_collections.ConfigDict()
-    config.data.source = "arrays"  # 'shapes32', 'dsprites', 'arrays' (user files) or 'latent_records'
+    config.data.source = "arrays"  # 'shapes32', 'dsprites', 'fashion_mnist', 'arrays' (user files), 'latent_records'
     config.data.path = ""  # 'arrays': (N, H, W, C) .npy (memory-mapped) or .npz; 'latent_records': the directory
-    # written by train.prepare_latents (posterior moments, labels and image bytes in ArrayRecord shards)
+    # written by train.prepare_latents (posterior moments, labels and image bytes in ArrayRecord shards);
+    # 'fashion_mnist': the folder of its IDX files (empty: Debian's /usr/share/datasets/fashion-mnist)
     config.data.labels_path = ""  # 'arrays': (N,) int labels .npy; empty: 'labels' in the .npz or all 0
     config.data.num_classes = 1000  # class count (the null class id is num_classes)
     config.data.latent_scale = 0.18215  # SD-VAE scale: applied to posterior samples, undone before decoding
@@ -154,7 +155,7 @@ def _add_alignment(config: ml_collections.ConfigDict, base: str, method: str) ->
     """Alignment settings of the `{base}_{method}` presets (paper values for b2/xl2, scaled down for cpu)."""
     align = config.align
     align.method = method
-    align.coef = {"repa": 0.5, "irepa": 1.0}.get(method, align.coef)
+    align.coef = _alignment_coef(base, method)
     if method == "erw" and base != "cpu":
         # ERW's SiT: RoPE (`ERW:train.py` --use_rope, default True) and QK-norm (`ERW:README.md`: the released
         # best.pt is "With QK-Norm"; train.py's --qk-norm defaults to False). cpu_erw keeps the plain SiT its
@@ -168,12 +169,10 @@ def _add_alignment(config: ml_collections.ConfigDict, base: str, method: str) ->
         align.encoder.source = "checkpoint"
         align.encoder.path = "workdirs/encoder_shapes32"
         # ERW: warm up block 1, align block 2 after it; warmup and half-life both 1/6 of the run, the
-        # proportions of ERW's XL recipe (100K warmup, 50K half-life, 300K steps); c0 1.0 (ERW: non-L models).
+        # proportions of ERW's XL recipe (100K warmup, 50K half-life, 300K steps).
         align.erw.l2r_depth = 1
         align.erw.warmup_steps = config.total_steps // 6
         align.erw.half_life = config.total_steps // 6
-        if method == "erw":
-            align.coef = 1.0
         return
     # DINOv2-B/14 at 224 px -> 16 x 16 tokens = the SiT/2 grid on 32 x 32 latents (no token resize); at 512 px,
     # 448 px -> 32 x 32 tokens = the SiT/2 grid on 64 x 64 latents (REPA's 512 setting).
@@ -184,19 +183,27 @@ def _add_alignment(config: ml_collections.ConfigDict, base: str, method: str) ->
     size = SIT_OF_BASE[base].split("/")[0]
     align.depth = 4 if size == "B" else 8  # REPA/iREPA: 4 for SiT-B, 8 for SiT-L/XL
     if method == "erw":
-        # ERW README recipe for XL: 100K warmup of 4 blocks, alignment at block 14, c0 6.0, 300K steps.
-        # For B and L (no published recipe): the 4-block warmup and ERW's argparse default depth 8, with c0 from
-        # `ERW:train.py` get_dynamic_proj_coeff (L 3.0, B 1.0; `jaxrep.align.erw.erw_initial_weight`).
+        # ERW README recipe for XL: 100K warmup of 4 blocks, alignment at block 14, 300K steps. For B and L (no
+        # published recipe): the 4-block warmup and ERW's argparse default depth 8.
         align.erw.l2r_depth = 4
         align.erw.warmup_steps = 100_000
         align.erw.half_life = 50_000
         align.depth = 14 if size == "XL" else 8
-        align.coef = {"B": 1.0, "L": 3.0, "XL": 6.0}[size]
         config.total_steps = 300_000
 
 
+def _alignment_coef(base: str, method: str) -> float:
+    """lambda of the `{base}_{method}` preset: REPA 0.5, iREPA 1.0; ERW's c0 by model size as `ERW:train.py`
+    get_dynamic_proj_coeff matches the model name (XL 6.0, L 3.0, else 1.0; `jaxrep.align.erw.erw_initial_weight`),
+    1.0 for the cpu SiT."""
+    if method in ("repa", "irepa"):
+        return {"repa": 0.5, "irepa": 1.0}[method]
+    size = "" if base == "cpu" else SIT_OF_BASE[base].split("/")[0]
+    return {"XL": 6.0, "L": 3.0}.get(size, 1.0)
+
+
 def image_size_of(config: ml_collections.ConfigDict) -> int | None:
-    return {"shapes32": 32, "dsprites": 64}.get(config.data.source)
+    return {"shapes32": 32, "dsprites": 64, "fashion_mnist": 32}.get(config.data.source)
 
 
 def validate(config: ml_collections.ConfigDict, *, num_devices: int, image_size: int | None = None) -> None:
@@ -221,7 +228,7 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int, image_size:
     require(0.0 <= config.diffusion.class_dropout_prob < 1.0, "diffusion.class_dropout_prob", "must be in [0, 1)")
     require(config.sample_every >= 0, "sample_every", "must be >= 0 (0: only at the end)")
     require(config.num_devices >= 0, "num_devices", "must be >= 0 (0: all devices)")
-    require_choice(config, "data.source", ("shapes32", "dsprites", "arrays", "latent_records"))
+    require_choice(config, "data.source", ("shapes32", "dsprites", "fashion_mnist", "arrays", "latent_records"))
     require_choice(config, "model.dtype", ACTIVATION_DTYPES)
     require_choice(config, "diffusion.path", ("linear", "gvp"))
     require_choice(config, "diffusion.time_weighting", ("uniform", "lognormal"))

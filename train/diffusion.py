@@ -13,8 +13,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import signal
-import time
 from typing import Any, Callable
 
 from absl import app, flags
@@ -27,22 +25,22 @@ import numpy as np
 from configs import diffusion as diffusion_configs
 from jaxrep import parallel
 from jaxrep.align.objective import make_erw_warmup_loss
-from jaxrep.checkpoint import Checkpointer, PreemptionGuard, abstract_like
+from jaxrep.checkpoint import Checkpointer
 from jaxrep.data import ArraySource, ColoredShapes, DSprites, make_dataset, make_iterator
-from jaxrep.data.latent_records import LatentRecordSource
+from jaxrep.data.fashion_mnist import DEBIAN_DIR as FASHION_MNIST_DIR
+from jaxrep.data.fashion_mnist import FashionMNIST, MissingDatasetError
+from jaxrep.data.latent_records import DatasetError, LatentRecordSource
 from jaxrep.diffusion import classifier_free_guidance, ode_sample, sde_sample
 from jaxrep.diffusion.latents import LatentNormalization, load_latent_stats
 from jaxrep.diffusion.objective import make_diffusion_loss
-from jaxrep.logging import MetricLogger, progress_bar, save_config, save_image_grid
+from jaxrep.logging import save_image_grid
 from jaxrep.nn.sit import SiT, sit_preset
-from jaxrep.training import (NonFiniteLossError, check_finite, create_train_state, current_learning_rate,
-                             make_optimizer, make_train_step)
+from jaxrep.training import NonFiniteLossError, create_train_state, make_optimizer, make_train_step
 from jaxrep.workdir_lock import locks_workdir
 from train.alignment import ERW_WARMUP_DIR, build_alignment, erw_transfer, with_encoder_images
+from train import loop
 from train.cli import parse_flags, run_entrypoint
-
-# Fault injection for the kill-and-resume test: SIGKILL this process right after the given step.
-KILL_AT_STEP_ENV = "JAXREP_KILL_AT_STEP"
+from train.loop import KILL_AT_STEP_ENV  # noqa: F401 (the kill-and-resume tests set it)
 
 
 def build_source(config) -> Any:
@@ -50,6 +48,8 @@ def build_source(config) -> Any:
         return ColoredShapes()
     if config.data.source == "dsprites":
         return DSprites()
+    if config.data.source == "fashion_mnist":  # the train split (60,000) of the IDX files in data.path
+        return FashionMNIST(config.data.path or FASHION_MNIST_DIR)
     if config.data.source == "latent_records":  # the alignment encoder reads the stored image bytes
         return LatentRecordSource(config.data.path, with_images=config.align.method != "none")
     return ArraySource(config.data.path, config.data.labels_path or None)
@@ -90,28 +90,10 @@ def make_sampler(model: SiT, config):
     return sample
 
 
-def describe_compiled(compiled, step_time_hint: str = "") -> str:
-    """One-line memory analysis of a compiled step (lets a pod user see an OOM before training)."""
-    memory = compiled.memory_analysis()
-    if memory is None:
-        return "memory analysis unavailable on this backend"
-    mib = lambda n: f"{n / 2**20:.1f} MiB"
-    return (f"compiled step memory per device: arguments {mib(memory.argument_size_in_bytes)}, "
-            f"outputs {mib(memory.output_size_in_bytes)}, temporaries {mib(memory.temp_size_in_bytes)}, "
-            f"code {mib(memory.generated_code_size_in_bytes)}{step_time_hint}")
-
-
 @dataclasses.dataclass
-class Experiment:
-    """Everything built from a config before training: tests drive the same pieces as the entrypoint."""
-
-    config: Any
-    mesh: jax.sharding.Mesh
+class Experiment(loop.Experiment):
     model: SiT
     source: Any
-    state: Any  # initial TrainState, replicated on the mesh
-    train_step: Callable  # pure step(state, batch) -> (state, metrics), for jit or shard_map
-    jitted_step: Callable  # jax.jit of train_step with shardings and donated state
     sampler: Callable | None  # jitted sample(params, labels, key) -> images; None for ERW's warmup stage
     sample_key: jax.Array
     tx: Any  # the optax transformation
@@ -127,7 +109,7 @@ def build_experiment(config, devices=None, *, stage: str = "main") -> Experiment
     stage="erw_warmup" builds ERW's phase 1 instead: a SiT of the first `align.erw.l2r_depth` blocks plus
     the projector, trained to match the encoder targets from clean inputs at t = 0 (no sampler).
     """
-    devices = devices or (jax.devices()[:config.num_devices] if config.num_devices else jax.devices())
+    devices = loop.select_devices(config, devices)
     diffusion_configs.validate(config, num_devices=len(devices))  # before the data source opens any file
     source = with_encoder_images(build_source(config), config)
     image_shape = tuple(source.image_shape)
@@ -156,9 +138,7 @@ def build_experiment(config, devices=None, *, stage: str = "main") -> Experiment
     state = init_state()  # born on the mesh, replicated
     loss_fn = make_loss(model, config, alignment, stage)
     train_step = make_train_step(loss_fn, tx, ema_decay=config.ema_decay)
-    state_sharding = jax.tree.map(lambda _: replicated, state)
-    jitted = jax.jit(train_step, in_shardings=(state_sharding, parallel.batch_sharding(mesh)),
-                     out_shardings=(state_sharding, replicated), donate_argnums=0)
+    jitted = loop.jit_train_step(train_step, state, mesh)
     sampler = None if stage == "erw_warmup" else jax.jit(make_sampler(model, config))
     extra_keys = () if alignment is None or alignment.image_key == "image" else (alignment.image_key,)
     if config.data.source == "latent_records":
@@ -210,9 +190,9 @@ def train_and_evaluate(config, workdir: str, devices=None):
     main_checkpoints.close()
     if config.align.method == "erw" and not main_started:
         warmup = build_experiment(config, devices, stage="erw_warmup")
-        warm_state, data_state = run_stage(warmup, os.path.join(workdir, ERW_WARMUP_DIR),
-                                           config.align.erw.warmup_steps)
-        if int(warm_state.step) < config.align.erw.warmup_steps:  # preempted inside the warmup
+        warm_state, data_state, preempted = run_stage(warmup, os.path.join(workdir, ERW_WARMUP_DIR),
+                                                      config.align.erw.warmup_steps)
+        if preempted:  # inside the warmup or at its last step: the next run resumes there
             return warm_state
         start = (erw_transfer(warm_state.params, experiment.state, experiment.tx,
                               l2r_depth=config.align.erw.l2r_depth, warmup_steps=config.align.erw.warmup_steps,
@@ -224,89 +204,34 @@ def run_stage(experiment: Experiment, workdir: str, total_steps: int, start=None
     """Trains one stage up to `total_steps` in `workdir`, resuming from its latest checkpoint, else from
     `start` = (state, data-iterator state) when given, else from the experiment's initial state.
 
-    Returns (state, data-iterator state).
+    Returns (state, data-iterator state, whether it was preempted).
     """
-    config = experiment.config
-    mesh, state = experiment.mesh, experiment.state
-    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), save_every=config.checkpoint_every,
-                                keep=config.keep_checkpoints)
+    config, mesh = experiment.config, experiment.mesh
+    checkpointer, state, extra = loop.resume(config, workdir, experiment.state,
+                                             None if start is None else (start[0], {"data": start[1]}))
     dataset = make_dataset(experiment.source, global_batch_size=config.batch_size, seed=config.seed,
                            keys=experiment.data_keys, num_workers=config.data.num_workers)
-    data_state = None
-    if checkpointer.latest_step() is not None:
-        state, extra = checkpointer.restore(abstract_like(state))
-        data_state = extra.get("data")
-        print(f"restored step {int(state.step)} from {checkpointer.directory}", flush=True)
-    elif start is not None:
-        state, data_state = start
-    iterator = make_iterator(dataset, data_state)
-    save_config(workdir, config)
+    iterator = make_iterator(dataset, extra.get("data"))
+    next_batch = lambda step: experiment.prepare_batch(parallel.global_batch(next(iterator), mesh))
+    hooks = () if experiment.sampler is None else (loop.Hook(sample_writer(experiment, workdir), config.sample_every),)
+    result = loop.fit_in_workdir(config, workdir, state, experiment.jitted_step, next_batch,
+                                 checkpointer=checkpointer, total_steps=total_steps, data_state=iterator.get_state,
+                                 hooks=hooks, desc="train" if experiment.sampler else "erw warmup")
+    return result.state, iterator.get_state(), result.preempted
 
-    first = experiment.prepare_batch(parallel.global_batch(next(iterator), mesh))
-    start = time.perf_counter()
-    compiled = experiment.jitted_step.lower(state, first).compile()
-    print(describe_compiled(compiled, f"; compile {time.perf_counter() - start:.1f} s"), flush=True)
 
+def sample_writer(experiment: Experiment, workdir: str) -> Callable[[Any, int], None]:
+    """write(state, step): EMA samples of `sample.num_images` labels to `workdir/samples_<step>.png`."""
+    config = experiment.config
     num_labels = config.sample.num_images
     sample_labels = jnp.arange(num_labels, dtype=jnp.int32) % config.data.num_classes
 
-    def write_samples(step: int) -> None:
-        if experiment.sampler is None:
-            return
+    def write(state, step: int) -> None:
         images = experiment.sampler(state.ema_params, sample_labels, experiment.sample_key)
         save_image_grid(os.path.join(workdir, f"samples_{step:07d}.png"), np.asarray(images), upscale=2,
                         ncols=int(np.ceil(np.sqrt(num_labels))))
 
-    logger = MetricLogger(workdir)
-    kill_at = int(os.environ.get(KILL_AT_STEP_ENV, "-1"))
-    step = int(state.step)
-    bar = progress_bar(total_steps, initial=step)
-    batch, pending, last_log = first, None, time.perf_counter()
-    try:
-        with PreemptionGuard() as preemption:
-            while step < total_steps:
-                state, metrics = compiled(state, batch)
-                step += 1
-                stop = preemption.should_stop(step)  # every step, on every process
-                data_state = iterator.get_state()  # position after every batch consumed so far
-                # Check the previous step's metrics after dispatching this one, keeping the device busy.
-                if pending is not None:
-                    check_finite(pending)
-                pending = metrics
-                bar.update(1)
-                if step % config.log_every == 0 or step == total_steps:
-                    now = time.perf_counter()
-                    metrics = jax.device_get(metrics)
-                    check_finite(metrics)
-                    scalars = dict(metrics, learning_rate=current_learning_rate(state.opt_state),
-                                   samples_per_s=config.batch_size * config.log_every / (now - last_log))
-                    scalars = logger.log(step, scalars)
-                    bar.set_postfix(loss=f"{scalars['loss']:.4f}", samples_s=f"{scalars['samples_per_s']:.0f}")
-                    last_log = now
-                if step % config.checkpoint_every == 0 or stop:
-                    check_finite(jax.device_get(metrics))
-                    checkpointer.save(step, state, {"data": data_state}, force=stop)
-                if config.sample_every and step % config.sample_every == 0:
-                    write_samples(step)
-                if step == kill_at:
-                    checkpointer.wait()
-                    os.kill(os.getpid(), signal.SIGKILL)
-                if stop:
-                    print(f"SIGTERM: saved step {step}, exiting", flush=True)
-                    checkpointer.close()
-                    return state, data_state
-                if step < total_steps:
-                    batch = experiment.prepare_batch(parallel.global_batch(next(iterator), mesh))
-            if pending is not None:  # this run trained: save its end unless the interval just did
-                check_finite(jax.device_get(pending))
-                if checkpointer.latest_step() != step:
-                    checkpointer.save(step, state, {"data": iterator.get_state()}, force=True)
-            write_samples(step)
-    finally:
-        bar.close()
-        logger.close()
-    checkpointer.close()
-    return state, data_state
+    return write
 
 
 def main(argv) -> None:
@@ -314,7 +239,7 @@ def main(argv) -> None:
         parallel.initialize_from_config(config.distributed)
         return train_and_evaluate(config, workdir)
 
-    run_entrypoint(argv, run, expected_errors=(NonFiniteLossError,))
+    run_entrypoint(argv, run, expected_errors=(NonFiniteLossError, MissingDatasetError, DatasetError))
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ from configs import encoder as encoder_configs
 from jaxrep.align.encoder import FrozenEncoder, save_encoder, to_unit_rgb
 from jaxrep.align.targets import preprocess_images
 from jaxrep.nn.vit import ViT
-from jaxrep.training import make_optimizer
+from jaxrep.training import NonFiniteLossError, make_optimizer
 from train.cli import parse_flags, run_entrypoint
 from train.factor_training import build_source, fit_on_factors
 
@@ -126,7 +126,7 @@ def train_encoder(config, workdir: str, *, show_progress: bool = True) -> Frozen
 
 
 def main(argv) -> None:
-    run_entrypoint(argv, train_encoder)
+    run_entrypoint(argv, train_encoder, expected_errors=(NonFiniteLossError,))
 
 
 if __name__ == "__main__":

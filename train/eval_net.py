@@ -26,7 +26,7 @@ import optax
 from configs import eval_net as eval_net_configs
 from jaxrep.metrics.features import save_eval_net
 from jaxrep.nn.eval_net import EvalNet
-from jaxrep.training import make_optimizer
+from jaxrep.training import NonFiniteLossError, make_optimizer
 from train.cli import parse_flags, run_entrypoint
 from train.factor_training import build_source, fit_on_factors
 
@@ -75,7 +75,7 @@ def train_eval_net(config, workdir: str, *, show_progress: bool = True) -> tuple
 
 
 def main(argv) -> None:
-    run_entrypoint(argv, train_eval_net)
+    run_entrypoint(argv, train_eval_net, expected_errors=(NonFiniteLossError,))
 
 
 if __name__ == "__main__":

@@ -1,16 +1,15 @@
-"""The supervised loop shared by the in-repo networks trained on the procedural data's ground-truth factors
-(`train/encoder.py`, the alignment target encoder; `train/eval_net.py`, the evaluation network).
+"""Training of the in-repo networks on the procedural data's ground-truth factors (`train/encoder.py`, the
+alignment target encoder; `train/eval_net.py`, the evaluation network), through `train.loop`.
 
 `fit_on_factors` holds out a fixed random share of the images, trains with the generic pure step
-(`jaxrep.training.make_train_step`, EMA weights kept) under a progress bar, logs to `metrics.jsonl`, and
-reports the loss's metrics of the EMA weights on the held-out images. Nothing is checkpointed here: the
-callers save the finished weights once, so an interrupted run leaves nothing behind and is simply rerun.
+(`jaxrep.training.make_train_step`, EMA weights kept), logs to `metrics.jsonl`, and reports the loss's metrics
+of the EMA weights on the held-out images. Nothing is checkpointed here: the callers save the finished weights
+once, so an interrupted run leaves nothing behind and is simply rerun.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import Any
 
 import grain
@@ -19,8 +18,8 @@ import numpy as np
 import optax
 
 from jaxrep.data import ColoredShapes, DSprites, make_dataset, make_iterator
-from jaxrep.logging import MetricLogger, progress_bar, save_config
 from jaxrep.training import LossFn, create_train_state, make_train_step
+from train import loop
 
 PROCEDURAL_SOURCES = ("shapes32", "dsprites")
 
@@ -59,24 +58,12 @@ def fit_on_factors(loss_fn: LossFn, params: Any, tx: optax.GradientTransformatio
     dataset = make_dataset(shuffled[holdout_count:], global_batch_size=config.batch_size, seed=config.seed,
                            process_index=0, process_count=1, keys=("image", "factors"))
     iterator = make_iterator(dataset)
-    save_config(workdir, config)
-    logger = MetricLogger(workdir, tensorboard=False)
-    bar = progress_bar(config.total_steps, desc=description, show=show_progress)
-    start = time.perf_counter()
-    try:
-        for step in range(1, config.total_steps + 1):
-            state, metrics = step_fn(state, next(iterator))
-            bar.update(1)
-            if step % config.log_every == 0 or step == config.total_steps:
-                scalars = logger.log(step, jax.device_get(metrics))
-                if scalars["finite"] != 1.0:
-                    raise FloatingPointError(f"{description}: non-finite loss at step {step}")
-                bar.set_postfix(loss=f"{scalars['loss']:.3f}", acc=f"{scalars['factor_accuracy']:.2f}")
-        seconds = time.perf_counter() - start
+
+    def holdout_evaluation(state, step):
         _, metrics = jax.jit(loss_fn)(state.ema_params, holdout_batch, None, state.step)
-        holdout_metrics = {f"holdout_{name}": float(value) for name, value in jax.device_get(metrics).items()}
-        logger.log(config.total_steps, holdout_metrics)
-    finally:
-        bar.close()
-        logger.close()
-    return FitResult(jax.device_get(state.ema_params), holdout_metrics, seconds)
+        return {f"holdout_{name}": float(value) for name, value in jax.device_get(metrics).items()}
+
+    result = loop.fit_in_workdir(config, workdir, state, step_fn, lambda step: next(iterator), checkpointer=None,
+                                 tensorboard=False, hooks=(loop.Hook(holdout_evaluation),), desc=description,
+                                 show_progress=show_progress)
+    return FitResult(jax.device_get(result.state.ema_params), result.metrics, result.seconds)

@@ -33,8 +33,9 @@ from jaxrep.checkpoint import Checkpointer
 from jaxrep.config_checks import ConfigError
 from jaxrep.logging import save_config
 from jaxrep.nn.convert import CheckpointMismatchError
-from jaxrep.nn.convert_sit import (UnreadableCheckpointError, infer_sit_shape, projector_params_from_state_dict,
-                                   read_sit_checkpoint, sit_params_from_state_dict)
+from jaxrep.nn.convert_projector import projector_params_from_state_dict
+from jaxrep.nn.convert_sit import (UnreadableCheckpointError, infer_sit_shape, read_sit_checkpoint,
+                                   sit_params_from_state_dict)
 from jaxrep.nn.sit import PRESETS, SiT
 from train.cli import parse_flags, run_entrypoint
 from train.diffusion import build_experiment

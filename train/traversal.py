@@ -52,23 +52,13 @@ from jaxrep.traversal import (
     traversal_classifier_loss,
     traversal_pair,
 )
-from jaxrep.training import create_train_state, make_optimizer, make_train_step
+from jaxrep.training import NonFiniteLossError, create_train_state, make_optimizer, make_train_step
 from jaxrep.workdir_lock import locks_workdir
+from train import loop
 from train import vae as train_vae
 from train.cli import parse_flags, run_entrypoint
-from train.vae import (
-    FINAL_METRICS,
-    NonFiniteLossError,
-    build_grid,
-    encode_means,
-    fit_and_evaluate,
-    generate_images,
-    load_vae,
-    resume,
-    traversal_latents,
-    traversal_vp,
-    write_strips,
-)
+from train.traversal_eval import generate_images, traversal_latents, traversal_vp, write_strips
+from train.vae import FINAL_METRICS, build_grid, encode_means, load_vae
 
 # Independent random streams folded out of the root key.
 INIT_STREAM, TRAIN_STREAM, LATENT_STREAM, EVAL_STREAM, START_STREAM = range(5)
@@ -141,31 +131,20 @@ def make_traversal_loss(family: MLPPotentials | LinearDirections, classifier: Pa
 
 
 @dataclasses.dataclass
-class Experiment:
-    """Everything built from a config before training: tests drive the same pieces as the entrypoint."""
-
-    config: Any
-    mesh: jax.sharding.Mesh
+class Experiment(loop.Experiment):
     vae: ConvVAE
     vae_params: Any  # frozen, replicated
     generate: Callable  # G(z): (B, d) -> (B, 64, 64, 1) in [0, 1]
     family: MLPPotentials | LinearDirections
     classifier: PairClassifier
-    state: Any  # initial TrainState, replicated on the mesh
-    train_step: Callable  # pure step(state, batch) -> (state, metrics)
-    jitted_step: Callable  # jax.jit of train_step with shardings and donated state
     sample_starts: Callable  # sample_starts(key, n) -> (n, d) starting latents (traversal.start)
     latent_batch: Callable  # jitted latent_batch(step) -> {"z": (B, d)} batch-sharded starting latents
-
-
-def mesh_devices(config, devices=None) -> list:
-    return devices or (jax.devices()[:config.num_devices] if config.num_devices else jax.devices())
 
 
 def prepare_generator(config, devices=None) -> None:
     """Validates the config, then trains the generator in `vae.workdir` with `vae.config` if the directory
     holds no run and `vae.train_if_missing` (a bad config fails before either compiles)."""
-    traversal_configs.validate(config, num_devices=len(mesh_devices(config, devices)))
+    traversal_configs.validate(config, num_devices=len(loop.select_devices(config, devices)))
     if config.vae.train_if_missing and not traversal_configs.has_generator(config):
         print(f"no generator in {config.vae.workdir}: training it first ({config.vae.config.preset} VAE)", flush=True)
         train_vae.train_and_evaluate(config.vae.config, config.vae.workdir, devices)
@@ -173,7 +152,7 @@ def prepare_generator(config, devices=None) -> None:
 
 def build_experiment(config, devices=None) -> Experiment:
     """Validates the config (before anything compiles), loads the frozen VAE, builds state and step."""
-    devices = mesh_devices(config, devices)
+    devices = loop.select_devices(config, devices)
     traversal_configs.validate(config, num_devices=len(devices))
     mesh = parallel.make_mesh(devices)
     replicated, batch_sharding = parallel.replicated_sharding(mesh), parallel.batch_sharding(mesh)
@@ -196,9 +175,7 @@ def build_experiment(config, devices=None) -> Experiment:
     state = init_state()  # born on the mesh, replicated
     train_step = make_train_step(make_traversal_loss(family, classifier, generate, config), tx,
                                  ema_decay=config.ema_decay)
-    state_sharding = jax.tree.map(lambda _: replicated, state)
-    jitted = jax.jit(train_step, in_shardings=(state_sharding, batch_sharding),
-                     out_shardings=(state_sharding, replicated), donate_argnums=0)
+    jitted = loop.jit_train_step(train_step, state, mesh)
     sample_starts = make_start_sampler(config, vae, vae_params, vae_config, jax.random.fold_in(root, START_STREAM))
     latent_batch = jax.jit(lambda step: {"z": sample_starts(jax.random.fold_in(latent_key, step), config.batch_size)},
                            out_shardings=batch_sharding)
@@ -248,11 +225,12 @@ def train_and_evaluate(config, workdir: str, devices=None):
     """
     prepare_generator(config, devices)
     experiment = build_experiment(config, devices)
-    checkpointer, state, _ = resume(config, workdir, experiment.state)
+    checkpointer, state, _ = loop.resume(config, workdir, experiment.state)
     # The batch of step s + 1 is a pure function of the step: nothing to save for the input pipeline.
-    evaluate_fn = lambda params, step: evaluate(experiment, params, workdir, step)
-    return fit_and_evaluate(config, workdir, state, experiment.jitted_step, experiment.latent_batch, evaluate_fn,
-                            checkpointer=checkpointer, desc=f"traversal {config.traversal.family}")
+    evaluation = loop.final_evaluation(lambda params, step: evaluate(experiment, params, workdir, step))
+    return loop.fit_in_workdir(config, workdir, state, experiment.jitted_step, experiment.latent_batch,
+                               checkpointer=checkpointer, hooks=(evaluation,),
+                               desc=f"traversal {config.traversal.family}").state
 
 
 def main(argv) -> None:

@@ -20,19 +20,15 @@ The work directory gets `checkpoints/` (resumed automatically), `metrics.jsonl`,
 with MIG, DCI (gradient-boosted trees) and the importance-weighted NLL in nats; `regularized` adds the VP
 score of its potentials and `strips/<step>_<i>.png` (one row per potential, one column per flow step).
 
-This module also holds the pieces `train.traversal` shares: the resumable loop `fit` with its setup and
-ending (`resume`, `fit_and_evaluate`), `load_vae` (a frozen VAE from a work directory) and the traversal
-evaluation (`traversal_latents`, `write_strips`, `traversal_vp`).
+The training loop is `train.loop`'s; `train.traversal` shares `load_vae` (a frozen VAE from a work directory),
+`encode_means` and `build_grid`, and with it the traversal evaluation of `train.traversal_eval`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
-import signal
-import time
 from typing import Any, Callable
 
 from absl import app, flags
@@ -44,172 +40,24 @@ import numpy as np
 
 from configs import vae as vae_configs
 from jaxrep import parallel
-from jaxrep.checkpoint import Checkpointer, PreemptionGuard, abstract_like
+from jaxrep.checkpoint import Checkpointer
 from jaxrep.config_checks import ConfigError
 from jaxrep.data import make_dataset, make_iterator
-from jaxrep.logging import MetricLogger, progress_bar, save_config, save_image_grid
-from jaxrep.metrics.disentanglement import dci, mig, variation_predictability
+from jaxrep.logging import save_image_grid
+from jaxrep.metrics.disentanglement import dci, mig
 from jaxrep.nn.vae import ConvVAE, elbo_loss, importance_weighted_nll, reparameterize
-from jaxrep.traversal import MLPPotentials, potential_flow_loss, sequence_matching_loss, traverse_all
+from jaxrep.traversal import MLPPotentials, potential_flow_loss, sequence_matching_loss
 from jaxrep.traversal.sequences import DSpritesGrid, TransformationSequences
-from jaxrep.training import (NonFiniteLossError, check_finite, create_train_state, current_learning_rate,
-                             make_optimizer, make_train_step)
+from jaxrep.training import NonFiniteLossError, create_train_state, make_optimizer, make_train_step
 from jaxrep.workdir_lock import locks_workdir
+from train import loop
 from train.cli import parse_flags, run_entrypoint
+from train.traversal_eval import generate_images, traversal_latents, traversal_vp, write_strips
 
-# Fault injection for kill-and-resume tests: SIGKILL this process right after the given step.
-KILL_AT_STEP_ENV = "JAXREP_KILL_AT_STEP"
 FINAL_METRICS = "final_metrics.json"
 SEQUENCE_KEYS = ("image", "image_t", "image_next", "potential", "time")
 # Independent random streams folded out of the root key.
 INIT_STREAM, TRAIN_STREAM, EVAL_STREAM = range(3)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# The resumable training loop (shared with train.traversal; generic in the step and the batch source).
-
-
-def fit(state: Any, step_fn: Callable, next_batch: Callable[[int], Any], *, total_steps: int,
-        checkpointer: Checkpointer, logger: MetricLogger, log_every: int, checkpoint_every: int, batch_size: int,
-        data_state: Callable[[], dict] = dict, desc: str = "train") -> tuple[Any, bool]:
-    """Runs `step_fn` from `state.step` to `total_steps`; returns (state, preempted).
-
-    Args:
-      state: a TrainState (restored or fresh).
-      step_fn: compiled step(state, batch) -> (state, metrics) with `make_train_step`'s metrics.
-      next_batch: next_batch(step) -> the global batch of step `step` + 1 (the iterator advances on call).
-      data_state: the input pipeline's state after the batches consumed so far (saved as `extra["data"]`).
-    Every `checkpoint_every` steps, at the end, and on SIGTERM (then it returns early with preempted=True)
-    the state is saved; a non-finite step raises `NonFiniteLossError` before anything after it is saved.
-    The environment variable JAXREP_KILL_AT_STEP=N SIGKILLs the process after step N (resume tests).
-    """
-    kill_at = int(os.environ.get(KILL_AT_STEP_ENV, "-1"))
-    step = int(state.step)
-    if step >= total_steps:
-        return state, False
-    bar = progress_bar(total_steps, initial=step, desc=desc)
-    batch, pending, last_log, extra = next_batch(step), None, time.perf_counter(), {}
-    try:
-        with PreemptionGuard() as preemption:
-            while step < total_steps:
-                state, metrics = step_fn(state, batch)
-                step += 1
-                stop = preemption.should_stop(step)  # every step, on every process
-                extra = {"data": data_state()}  # position after every batch consumed so far
-                # Check the previous step's metrics after dispatching this one, keeping the device busy.
-                if pending is not None:
-                    check_finite(pending)
-                pending = metrics
-                bar.update(1)
-                if step % log_every == 0 or step == total_steps:
-                    now = time.perf_counter()
-                    metrics = jax.device_get(metrics)
-                    check_finite(metrics)
-                    scalars = logger.log(step, dict(metrics, learning_rate=current_learning_rate(state.opt_state),
-                                                    samples_per_s=batch_size * log_every / (now - last_log)))
-                    bar.set_postfix(loss=f"{scalars['loss']:.4f}")
-                    last_log = now
-                if step % checkpoint_every == 0 or stop:
-                    check_finite(jax.device_get(metrics))
-                    checkpointer.save(step, state, extra, force=stop)
-                if step == kill_at:
-                    checkpointer.wait()
-                    os.kill(os.getpid(), signal.SIGKILL)
-                if stop:
-                    print(f"SIGTERM: saved step {step}, exiting", flush=True)
-                    return state, True
-                if step < total_steps:
-                    batch = next_batch(step)
-            check_finite(jax.device_get(pending))
-            if checkpointer.latest_step() != step:
-                checkpointer.save(step, state, extra, force=True)
-    finally:
-        bar.close()
-    return state, False
-
-
-def resume(config, workdir: str, state: Any) -> tuple[Checkpointer, Any, dict]:
-    """(checkpointer of `workdir/checkpoints`, the latest saved state or `state`, the saved extras or {})."""
-    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), save_every=config.checkpoint_every,
-                                keep=config.keep_checkpoints)
-    extra = {}
-    if checkpointer.latest_step() is not None:
-        state, extra = checkpointer.restore(abstract_like(state))
-        print(f"restored step {int(state.step)} from {checkpointer.directory}", flush=True)
-    return checkpointer, state, extra
-
-
-def fit_and_evaluate(config, workdir: str, state: Any, step_fn: Callable, next_batch: Callable[[int], Any],
-                     evaluate_fn: Callable[[Any, int], dict[str, float]], *, checkpointer: Checkpointer,
-                     data_state: Callable[[], dict] = dict, desc: str) -> Any:
-    """Writes config.json, runs `fit` on the config's schedule (total_steps, log_every, checkpoint_every,
-    batch_size), then, unless preempted, evaluate_fn(EMA params, step) -> metrics, logged as `eval/<name>`
-    and printed. Closes the logger and `checkpointer`; returns the final state."""
-    save_config(workdir, config)
-    logger = MetricLogger(workdir)
-    try:
-        state, preempted = fit(state, step_fn, next_batch, total_steps=config.total_steps, checkpointer=checkpointer,
-                               logger=logger, log_every=config.log_every, checkpoint_every=config.checkpoint_every,
-                               batch_size=config.batch_size, data_state=data_state, desc=desc)
-        checkpointer.wait()
-        if not preempted:
-            step = int(state.step)
-            metrics = evaluate_fn(state.ema_params, step)
-            logger.log(step, {f"eval/{name}": value for name, value in metrics.items()})
-            print("final: " + ", ".join(f"{name} {value:.4f}" for name, value in metrics.items()), flush=True)
-    finally:
-        logger.close()
-        checkpointer.close()
-    return state
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Traversal evaluation (shared with train.traversal).
-
-
-def traversal_latents(family: Any, params: Any, z0: jax.Array, num_steps: int, step_size: float) -> jax.Array:
-    """Every potential's rollout from z0 (N, d): (K, T + 1, N, d), jitted per family."""
-    return _traverse(family, num_steps)(params, z0, jnp.float32(step_size))
-
-
-@functools.lru_cache(maxsize=None)
-def _traverse(family: Any, num_steps: int) -> Callable:
-    return jax.jit(lambda params, z0, step_size: traverse_all(family, params, z0, num_steps, step_size=step_size))
-
-
-def generate_images(generate: Callable[[jax.Array], jax.Array], latents: jax.Array, chunk: int = 250) -> np.ndarray:
-    """generate (M, d) -> (M, H, W, C) in chunks; latents (..., d) -> images (..., H, W, C) on the host."""
-    flat = latents.reshape(-1, latents.shape[-1])
-    chunk = min(chunk, flat.shape[0])
-    pad = -flat.shape[0] % chunk
-    padded = jnp.pad(flat, ((0, pad), (0, 0))).reshape(-1, chunk, flat.shape[-1])
-    images = np.concatenate([np.asarray(generate(block)) for block in padded])[:flat.shape[0]]
-    return images.reshape(latents.shape[:-1] + images.shape[1:])
-
-
-def write_strips(workdir: str, step: int, images: np.ndarray, num_strips: int) -> list[str]:
-    """images (K, T + 1, N, H, W, C) in [0, 1] -> strips/<step>_<i>.png for i < num_strips: K rows of T + 1."""
-    num_potentials, columns = images.shape[:2]
-    paths = []
-    for i in range(min(num_strips, images.shape[2])):
-        path = os.path.join(workdir, "strips", f"{step:07d}_{i}.png")
-        strip = images[:, :, i].reshape((num_potentials * columns,) + images.shape[3:])
-        save_image_grid(path, strip, ncols=columns, value_range=(0.0, 1.0))
-        paths.append(path)
-    return paths
-
-
-def traversal_vp(images: np.ndarray, seed: int) -> float:
-    """VP of the pairs (first, last column) of images (K, T + 1, N, H, W, C): predict k from x_T - x_0."""
-    num_potentials, _, count = images.shape[:3]
-    labels = np.repeat(np.arange(num_potentials), count)
-    first = images[:, 0].reshape((num_potentials * count, -1))
-    last = images[:, -1].reshape((num_potentials * count, -1))
-    return variation_predictability(first, last, labels, seed=seed)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# The VAE experiment.
 
 
 def build_vae(config) -> ConvVAE:
@@ -285,19 +133,12 @@ def make_regularized_loss(vae: ConvVAE, potentials: MLPPotentials, config) -> Ca
 
 
 @dataclasses.dataclass
-class Experiment:
-    """Everything built from a config before training: tests drive the same pieces as the entrypoint."""
-
-    config: Any
-    mesh: jax.sharding.Mesh
+class Experiment(loop.Experiment):
     vae: ConvVAE
     potentials: MLPPotentials | None
     grid: DSpritesGrid
     source: Any  # the training source: the grid (plain) or its transformation sequences (regularized)
     data_keys: tuple[str, ...]
-    state: Any  # initial TrainState, replicated on the mesh
-    train_step: Callable  # pure step(state, batch) -> (state, metrics)
-    jitted_step: Callable  # jax.jit of train_step with shardings and donated state
     tx: Any
 
 
@@ -324,7 +165,7 @@ def _optimizer(config):
 
 def build_experiment(config, devices=None) -> Experiment:
     """Validates the config (before anything compiles) and builds the model, state and step."""
-    devices = devices or (jax.devices()[:config.num_devices] if config.num_devices else jax.devices())
+    devices = loop.select_devices(config, devices)
     vae_configs.validate(config, num_devices=len(devices))
     mesh = parallel.make_mesh(devices)
     replicated = parallel.replicated_sharding(mesh)
@@ -337,9 +178,7 @@ def build_experiment(config, devices=None) -> Experiment:
     tx = _optimizer(config)
     state = jax.jit(_init_state_fn(config, vae, potentials, tx), out_shardings=replicated)()
     train_step = make_train_step(loss_fn, tx, ema_decay=config.ema_decay)
-    state_sharding = jax.tree.map(lambda _: replicated, state)
-    jitted = jax.jit(train_step, in_shardings=(state_sharding, parallel.batch_sharding(mesh)),
-                     out_shardings=(state_sharding, replicated), donate_argnums=0)
+    jitted = loop.jit_train_step(train_step, state, mesh)
     return Experiment(config=config, mesh=mesh, vae=vae, potentials=potentials, grid=grid, source=source,
                       data_keys=data_keys, state=state, train_step=train_step, jitted_step=jitted, tx=tx)
 
@@ -435,14 +274,14 @@ def train_and_evaluate(config, workdir: str, devices=None):
     """
     experiment = build_experiment(config, devices)
     mesh = experiment.mesh
-    checkpointer, state, extra = resume(config, workdir, experiment.state)
+    checkpointer, state, extra = loop.resume(config, workdir, experiment.state)
     dataset = make_dataset(experiment.source, global_batch_size=config.batch_size, seed=config.seed,
                            keys=experiment.data_keys)
     iterator = make_iterator(dataset, extra.get("data"))
     next_batch = lambda step: parallel.global_batch(next(iterator), mesh)
-    evaluate_fn = lambda params, step: evaluate(experiment, params, workdir, step)
-    return fit_and_evaluate(config, workdir, state, experiment.jitted_step, next_batch, evaluate_fn,
-                            checkpointer=checkpointer, data_state=iterator.get_state, desc=f"vae {config.method}")
+    evaluation = loop.final_evaluation(lambda params, step: evaluate(experiment, params, workdir, step))
+    return loop.fit_in_workdir(config, workdir, state, experiment.jitted_step, next_batch, checkpointer=checkpointer,
+                               data_state=iterator.get_state, hooks=(evaluation,), desc=f"vae {config.method}").state
 
 
 def main(argv) -> None:

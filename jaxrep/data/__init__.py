@@ -1,7 +1,8 @@
 """Data sources (procedural datasets with ground-truth factors, users' arrays) and the grain pipeline."""
 
 from jaxrep.data.arrays import ArraySource
+from jaxrep.data.fashion_mnist import FashionMNIST
 from jaxrep.data.pipeline import make_dataset, make_iterator
 from jaxrep.data.procedural import ColoredShapes, DSprites, render_shapes
 
-__all__ = ["ArraySource", "ColoredShapes", "DSprites", "make_dataset", "make_iterator", "render_shapes"]
+__all__ = ["ArraySource", "FashionMNIST", "ColoredShapes", "DSprites", "make_dataset", "make_iterator", "render_shapes"]

@@ -8,9 +8,7 @@ Key layout of the official `models/sit.py` (`sihyun-yu/REPA`, `End2End-Diffusion
   class), `blocks.i.{attn.qkv, attn.proj, mlp.fc1, mlp.fc2, adaLN_modulation.1}`,
   `final_layer.{linear, adaLN_modulation.1}`: torch Linear (out, in) -> Flax kernel (in, out);
 - REPA's `--legacy` layout (`decoder_blocks.j` = `blocks.{j + number of blocks.*}`) is renamed on the fly;
-- projectors (`projector_params_from_state_dict`): REPA/ERW `projectors.k.{0,2,4}` (build_mlp), iREPA
-  `projectors.k.projection_layer.{0,2,4}` (type "mlp") or `projectors.k.projection_layer` (type "conv",
-  a Conv2d with padding k // 2 on the row-major token grid).
+- projectors: `jaxrep.nn.convert_projector` (the SiT conversion skips `projectors.*`).
 
 - QK-norm (`blocks.i.attn.{q,k}_norm.{weight,bias}`, timm `qk_norm=True`: `--qk-norm`, ERW's "with QK-Norm"
   `best.pt`) -> `blocks_i/attn/{q,k}_norm/{scale,bias}` of a `SiT(qk_norm=True)`;
@@ -38,14 +36,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from jaxrep.align.irepa import ConvProjector
-from jaxrep.align.repa import MLPProjector
 from jaxrep.nn.convert import CheckpointMismatchError, load_state_dict, match_params
 from jaxrep.nn.rope import axial_rope_tables
 from jaxrep.nn.sit import SiT, sincos_2d
@@ -56,8 +51,6 @@ __all__ = [
     "UnreadableCheckpointError",
     "infer_sit_shape",
     "load_sit_params",
-    "projector_from_state_dict",
-    "projector_params_from_state_dict",
     "read_sit_checkpoint",
     "sit_params_from_state_dict",
 ]
@@ -165,7 +158,7 @@ def read_sit_checkpoint(path: str | os.PathLike, weights: str = "ema") -> SiTChe
                          vars(args) if isinstance(args, argparse.Namespace) else None)
 
 
-def _canonical_names(state_dict: Mapping[str, Any]) -> dict[str, np.ndarray]:
+def canonical_names(state_dict: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """Strips wrapper prefixes and renames REPA's legacy `decoder_blocks.j` to `blocks.{j + encoder blocks}`."""
     renamed = {}
     for name, value in state_dict.items():
@@ -282,7 +275,7 @@ def sit_params_from_state_dict(state_dict: Mapping[str, Any], model: SiT) -> dic
         mis-shaped keys, a pos_embed that is not the fixed sin-cos one, or RoPE buffers absent or not the
         model's table (all listed).
     """
-    names = _canonical_names(state_dict)
+    names = canonical_names(state_dict)
     unsupported = _unsupported(names, model)
     skipped = {key for keys in unsupported.values() for key in keys} | {"pos_embed"}
     notes = [problem] if "pos_embed" in names and (problem := _check_pos_embed(names["pos_embed"], model)) else []
@@ -317,7 +310,7 @@ def infer_sit_shape(state_dict: Mapping[str, Any], num_heads: int | None = None)
       CheckpointMismatchError: the patch embedding or the label table is missing.
       ValueError: a width outside the presets without `num_heads`.
     """
-    names = _canonical_names(state_dict)
+    names = canonical_names(state_dict)
     required = ("x_embedder.proj.weight", "y_embedder.embedding_table.weight")
     absent = [name for name in required if name not in names]
     if absent:
@@ -338,89 +331,6 @@ def infer_sit_shape(state_dict: Mapping[str, Any], num_heads: int | None = None)
         grid = math.isqrt(names["pos_embed"].shape[-2])
         shape["input_size"] = grid * int(patch_size)
     return shape
-
-
-def _projector_keys(names: Mapping[str, np.ndarray], index: int) -> tuple[str, dict[str, np.ndarray]]:
-    """(kind, {suffix: value}) of projector `index`: kind "mlp" ({0,2,4}.{weight,bias}) or "conv"."""
-    for prefix in (f"projectors.{index}.projection_layer.", f"projectors.{index}."):
-        found = {name[len(prefix):]: value for name, value in names.items() if name.startswith(prefix)}
-        if found:
-            break
-    else:
-        available = sorted({name.split(".")[1] for name in names if name.startswith("projectors.")})
-        raise CheckpointMismatchError(f"checkpoint has no projector {index} (projectors present: {available or 'none'}"
-                                      "; iREPA eval-mode and sampling-only files have none)")
-    if "weight" in found:  # iREPA's single-layer projectors
-        if found["weight"].ndim != 4:
-            raise CheckpointMismatchError(
-                f"projectors.{index}: a linear projector (iREPA projection_layer_type 'linear'), not supported "
-                "by jaxrep's projectors (MLPProjector, ConvProjector)")
-        return "conv", found
-    return "mlp", found
-
-
-def projector_from_state_dict(state_dict: Mapping[str, Any], index: int = 0,
-                              grid_hw: tuple[int, int] | None = None) -> nn.Module:
-    """The jaxrep projector module the checkpoint's projector `index` fits: `MLPProjector(out_dim, hidden_dim)`
-    (REPA build_mlp) or `ConvProjector(out_dim, kernel_size, grid_hw)` (iREPA conv)."""
-    kind, found = _projector_keys(_canonical_names(state_dict), index)
-    if kind == "conv":
-        out_dim, _, kernel_size, _ = found["weight"].shape
-        return ConvProjector(int(out_dim), int(kernel_size), grid_hw)
-    if "0.weight" not in found or "4.weight" not in found:
-        raise CheckpointMismatchError(f"projectors.{index}: expected build_mlp keys 0/2/4, got {sorted(found)}")
-    return MLPProjector(int(found["4.weight"].shape[0]), int(found["0.weight"].shape[0]))
-
-
-_MLP_LAYERS = {"0": "Dense_0", "2": "Dense_1", "4": "Dense_2"}  # build_mlp's Linear indices -> MLPProjector
-
-
-def _projector_key_to_flax(kind: str, suffix: str, value: np.ndarray):
-    """One projector key (without its `projectors.k.` prefix) -> (Flax path, value), or None if unknown."""
-    if kind == "conv":
-        if suffix == "weight":  # Conv2d OIHW -> Flax HWIO
-            return ("conv", "kernel"), value.transpose(2, 3, 1, 0)
-        return (("conv", "bias"), value) if suffix == "bias" else None
-    layer, _, part = suffix.partition(".")
-    if layer not in _MLP_LAYERS or part not in ("weight", "bias"):
-        return None
-    return ((_MLP_LAYERS[layer], "kernel"), value.T) if part == "weight" else ((_MLP_LAYERS[layer], "bias"), value)
-
-
-def projector_params_from_state_dict(state_dict: Mapping[str, Any], projector: nn.Module, *, hidden_size: int,
-                                     index: int = 0) -> dict:
-    """Converts projector `index` of an official checkpoint into the params of `projector`.
-
-    Args:
-      state_dict: official SiT state dict (REPA/ERW `projectors.k.{0,2,4}`, iREPA `projectors.k.projection_layer`).
-      projector: an `MLPProjector` (REPA, ERW, iREPA type "mlp") or a `ConvProjector` (iREPA type "conv").
-      hidden_size: width D of the SiT tokens the projector reads.
-      index: which projector (one per target encoder; REPA's `--enc-type` may list several).
-
-    Returns:
-      nested float32 NumPy params: `projector.apply({"params": params}, tokens (B, N, D))`.
-
-    Raises:
-      CheckpointMismatchError: no such projector, a kind that does not fit `projector`, or shape mismatches.
-    """
-    kind, found = _projector_keys(_canonical_names(state_dict), index)
-    prefix = f"projectors.{index}"
-    if isinstance(projector, ConvProjector):
-        grid = tuple(projector.grid_hw) if projector.grid_hw is not None else (1, 1)
-        expected_kind, tokens = "conv", (1, grid[0] * grid[1], hidden_size)
-    elif isinstance(projector, MLPProjector):
-        expected_kind, tokens = "mlp", (1, 1, hidden_size)
-    else:
-        raise TypeError(f"projector: expected MLPProjector or ConvProjector, got {type(projector).__name__}")
-    if kind != expected_kind:
-        raise CheckpointMismatchError(f"{prefix} is {'an MLP' if kind == 'mlp' else 'a conv'} projector; the "
-                                      f"model's projector is an {type(projector).__name__}")
-    variables = jax.eval_shape(projector.init, jax.random.key(0), jax.ShapeDtypeStruct(tokens, jnp.float32))
-    expected = {path: leaf.shape for path, leaf in traverse_util.flatten_dict(variables["params"]).items()}
-    params = match_params(((f"{prefix}.{suffix}", value) for suffix, value in found.items()), expected,
-                          lambda name, value: _projector_key_to_flax(kind, name[len(prefix) + 1:], value),
-                          header=f"{prefix} does not match the {type(projector).__name__} (input width {hidden_size})")
-    return traverse_util.unflatten_dict(params)
 
 
 def load_sit_params(path: str | os.PathLike, model: SiT, weights: str = "ema") -> dict:

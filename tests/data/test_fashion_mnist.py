@@ -2,13 +2,18 @@
 message for a missing dataset; the pipeline keeps per-host shards and resumable state on it."""
 
 import gzip
+import os
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
+from configs import diffusion as diffusion_configs
 from jaxrep.data import make_dataset, make_iterator
 from jaxrep.data.fashion_mnist import FashionMNIST, MissingDatasetError, read_idx
+from train import diffusion as train_diffusion
 
 
 def _write_idx(path, array, compress):
@@ -71,3 +76,22 @@ def test_pipeline_shards_per_host_and_resumes(tmp_path):
     following = next(shards[0])
     resumed = make_iterator(make_dataset(source, global_batch_size=4, seed=1, process_index=0, process_count=2), state)
     np.testing.assert_array_equal(next(resumed)["image"], following["image"])
+
+
+def test_diffusion_builds_a_grey_32px_sit_on_it_and_the_cli_names_a_missing_dataset(tmp_path):
+    (tmp_path / "data").mkdir()
+    _fake_dataset(tmp_path / "data")
+    config = diffusion_configs.get_config("cpu")
+    config.update_from_flattened_dict({"data.source": "fashion_mnist", "data.path": str(tmp_path / "data"),
+                                       "data.num_classes": 10, "num_devices": 1, "batch_size": 4,
+                                       "model.patch_size": 8, "model.hidden_size": 32, "model.depth": 1,
+                                       "model.num_heads": 2})
+    experiment = train_diffusion.build_experiment(config)
+    assert (experiment.model.input_size, experiment.model.in_channels, experiment.model.num_classes) == (32, 1, 10)
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    result = subprocess.run([sys.executable, "-m", "train.diffusion", "--config=configs/diffusion.py:cpu",
+                             f"--workdir={tmp_path / 'run'}", "--config.data.source=fashion_mnist",
+                             f"--config.data.path={tmp_path / 'missing'}"], cwd=repo, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error: data.path: no Fashion-MNIST file")

@@ -11,12 +11,11 @@ import pytest
 
 from jaxrep.align import ConvProjector, MLPProjector
 from jaxrep.nn.convert import CheckpointMismatchError
+from jaxrep.nn.convert_projector import projector_from_state_dict, projector_params_from_state_dict
 from jaxrep.nn.convert_sit import (
     UnreadableCheckpointError,
     infer_sit_shape,
     load_sit_params,
-    projector_from_state_dict,
-    projector_params_from_state_dict,
     read_sit_checkpoint,
     sit_params_from_state_dict,
 )

@@ -111,7 +111,7 @@ def test_keep_projector_imports_the_projector(tmp_path, monkeypatch):
     """An aligned config keeps its projector; the encoder (only built, never run here) is a tiny stand-in."""
     from jaxrep.align.encoder import FrozenEncoder
     from jaxrep.align.repa import MLPProjector
-    from jaxrep.nn.convert_sit import projector_params_from_state_dict
+    from jaxrep.nn.convert_projector import projector_params_from_state_dict
     from jaxrep.nn.vit import ViT
     from train import alignment
 
