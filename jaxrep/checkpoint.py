@@ -13,7 +13,6 @@ Damage: once a save has committed, process 0 records the size and SHA-256 of eac
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -25,6 +24,8 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+from jaxrep.files import file_sha256, write_json_atomic
 from jax.experimental import multihost_utils
 
 
@@ -62,14 +63,6 @@ class DamagedCheckpointError(OSError):
     """A checkpoint whose files do not match the checksums recorded when it was written, or cannot be read."""
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _step_files(step_dir: str) -> dict[str, str]:
     files = {}
     for folder, _, names in os.walk(step_dir):
@@ -82,11 +75,8 @@ def _step_files(step_dir: str) -> dict[str, str]:
 
 def write_checksums(step_dir: str) -> None:
     """Records {relative path: [size, SHA-256]} of a committed step folder's files."""
-    entries = {rel: [os.path.getsize(path), _sha256(path)] for rel, path in sorted(_step_files(step_dir).items())}
-    temporary = os.path.join(step_dir, f"{CHECKSUMS}.tmp")
-    with open(temporary, "w") as file:
-        json.dump(entries, file)
-    os.replace(temporary, os.path.join(step_dir, CHECKSUMS))
+    entries = {rel: [os.path.getsize(path), file_sha256(path)] for rel, path in sorted(_step_files(step_dir).items())}
+    write_json_atomic(os.path.join(step_dir, CHECKSUMS), entries)
 
 
 def verify_checksums(step_dir: str) -> None:
@@ -103,7 +93,7 @@ def verify_checksums(step_dir: str) -> None:
         path = os.path.join(step_dir, rel)
         if not os.path.isfile(path):
             raise DamagedCheckpointError(f"{path}: missing")
-        if os.path.getsize(path) != size or _sha256(path) != digest:
+        if os.path.getsize(path) != size or file_sha256(path) != digest:
             raise DamagedCheckpointError(f"{path}: size or SHA-256 differs from the record (damaged)")
 
 

@@ -34,8 +34,8 @@ import numpy as np
 from configs import prepare_latents as prepare_configs
 from jaxrep import parallel
 from jaxrep.data.images import ImageReadError, center_crop_adm, encode_image, list_images, read_rgb
-from jaxrep.data.latent_records import (FORMAT, MANIFEST, DatasetError, encode_record, file_sha256, shard_info_name,
-                                        shard_name, write_json_atomic)
+from jaxrep.data.latent_records import FORMAT, MANIFEST, DatasetError, encode_record, shard_info_name, shard_name
+from jaxrep.files import file_sha256, write_json_atomic
 from jaxrep.logging import progress_bar
 from jaxrep.nn.autoencoder_kl import load_autoencoder_kl
 from jaxrep.workdir_lock import locks_workdir

@@ -36,8 +36,9 @@ from configs import evaluate as evaluate_configs
 from jaxrep import parallel
 from jaxrep.checkpoint import Checkpointer, abstract_like
 from jaxrep.config_checks import ConfigError
-from jaxrep.data.latent_records import read_manifest, write_json_atomic
+from jaxrep.data.latent_records import read_manifest
 from jaxrep.diffusion.latents import LatentNormalization
+from jaxrep.files import write_json_atomic
 from jaxrep.logging import progress_bar, save_image_grid, to_uint8
 from train import diffusion as train_diffusion
 from train.cli import parse_flags, run_entrypoint

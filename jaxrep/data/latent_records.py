@@ -15,7 +15,6 @@ msgpack (through flax.serialization) restores only plain arrays, numbers and byt
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from typing import Any
@@ -24,6 +23,7 @@ import numpy as np
 from flax import serialization
 
 from jaxrep.data.images import decode_image
+from jaxrep.files import file_sha256
 
 MANIFEST = "manifest.json"
 FORMAT = "jaxrep-latent-records-v1"
@@ -48,22 +48,6 @@ def encode_record(mean: np.ndarray, std: np.ndarray, label: int, image: bytes) -
 
 def decode_record(data: bytes) -> dict[str, Any]:
     return serialization.msgpack_restore(data)
-
-
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def write_json_atomic(path: str, value: Any) -> None:
-    """Writes JSON through a temporary file and a rename, so a reader never sees half a file."""
-    temporary = f"{path}.tmp{os.getpid()}"
-    with open(temporary, "w") as file:
-        json.dump(value, file, indent=1)
-    os.replace(temporary, path)
 
 
 def read_manifest(directory: str) -> dict:
