@@ -105,6 +105,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.align.projector_dim = 2048  # hidden width of the MLP projector (repa, erw)
     config.align.conv_kernel = 3  # kernel side of the conv projector (irepa)
     config.align.spatial_norm_gamma = 0.6  # irepa: share of the per-image mean token removed by the z-score
+    config.align.diagnostics_every = 0  # steps between CKA / mutual k-NN / LDS / effective-rank logs; 0: never
     config.align.encoder = ml_collections.ConfigDict()
     config.align.encoder.source = "checkpoint"  # 'checkpoint' (in-repo orbax encoder) or 'dinov2' (weights file)
     config.align.encoder.path = "workdirs/encoder_shapes32"  # checkpoint dir (trained on first use) or DINOv2 file;
@@ -156,6 +157,7 @@ def _add_alignment(config: ml_collections.ConfigDict, base: str, method: str) ->
     align = config.align
     align.method = method
     align.coef = _alignment_coef(base, method)
+    align.diagnostics_every = 100 if base == "cpu" else 5000  # a probe forward: ~0.3 % of the steps' time
     if method == "erw" and base != "cpu":
         # ERW's SiT: RoPE (`ERW:train.py` --use_rope, default True) and QK-norm (`ERW:README.md`: the released
         # best.pt is "With QK-Norm"; train.py's --qk-norm defaults to False). cpu_erw keeps the plain SiT its
@@ -292,6 +294,7 @@ def validate_alignment(config: ml_collections.ConfigDict) -> None:
     require(1 <= align.depth <= depth, "align.depth", f"must be in [1, {depth}] (the SiT has {depth} blocks), "
             f"got {align.depth}")
     require(align.coef >= 0, "align.coef", f"must be >= 0, got {align.coef}")
+    require(align.diagnostics_every >= 0, "align.diagnostics_every", "must be >= 0 (0: never)")
     require_positive(config, "align.projector_dim", "align.conv_kernel")
     require(align.conv_kernel % 2 == 1, "align.conv_kernel", f"must be odd (SAME padding), got {align.conv_kernel}")
     require_choice(config, "align.encoder.source", ("checkpoint", "dinov2"))

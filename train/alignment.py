@@ -28,12 +28,17 @@ import numpy as np
 from configs import diffusion as diffusion_configs
 from configs import encoder as encoder_configs
 from jaxrep import parallel
+from jaxrep.align.diagnostics import alignment_diagnostics
 from jaxrep.align.encoder import FrozenEncoder, load_encoder, make_target_fn
 from jaxrep.align.erw import transplant_blocks
 from jaxrep.align.objective import AlignmentTerm, Projector, make_alignment_term, make_projector
 from jaxrep.config_checks import ConfigError
+from jaxrep.diffusion.interpolants import INTERPOLANTS
+from jaxrep.diffusion.latents import LatentNormalization, clean_input
+from jaxrep.diffusion.objective import draw_training_noise
 from jaxrep.nn.sit import SiT
 from jaxrep.train_state import TrainState
+from jaxrep.training import example_keys
 
 ERW_WARMUP_DIR = "erw_warmup"  # work-directory subfolder of ERW's warmup stage (checkpoints, metrics)
 ENCODER_IMAGE_KEY = "encoder_image"
@@ -173,3 +178,28 @@ def erw_transfer(warmup_params: Any, fresh_state: TrainState, tx, *, l2r_depth: 
 
     state = transfer(warmup_params, fresh_state)
     return jax.device_put(state, parallel.replicated_sharding(mesh))
+
+
+def diagnostics_hook(model: SiT, alignment: Alignment, config, probe_batch: dict,
+                     normalization: LatentNormalization) -> Callable[[TrainState, int], dict]:
+    """hook(state, step) -> `jaxrep.align.diagnostics.alignment_diagnostics` of the aligned block's tokens on a
+    fixed probe batch (a prepared global batch): x_t from a fixed key with the run's path and time weighting, no
+    label dropout, against the targets the loss sees (the first encoder's, spatially normalised for iREPA)."""
+    interpolant = INTERPOLANTS[config.diffusion.path]
+    grid_hw = (model.grid_size, model.grid_size)
+    target = probe_batch["align_target"]
+    target = target[0] if isinstance(target, tuple) else target
+    batch_size = probe_batch["label"].shape[0]
+    keys = example_keys(jax.random.key_data(jax.random.key(config.seed + 1)), jnp.int32(0), 0, batch_size)
+
+    @jax.jit
+    def probe(params, batch, target):
+        x = clean_input(batch, keys, normalization)
+        t, noise, _ = draw_training_noise(keys, x.shape[1:], time_weighting=config.diffusion.time_weighting,
+                                          class_dropout_prob=0.0, path=config.diffusion.path)
+        x_t, _ = interpolant(x, noise, t)
+        _, hidden = model.apply({"params": params["sit"]}, x_t, t, batch["label"], hidden_at=alignment.term.depth)
+        return alignment_diagnostics(hidden, target, grid_hw)
+
+    inputs = {key: value for key, value in probe_batch.items() if key != "align_target"}
+    return lambda state, step: probe(state.params, inputs, target)

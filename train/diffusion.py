@@ -37,7 +37,7 @@ from jaxrep.logging import save_image_grid
 from jaxrep.nn.sit import SiT, sit_preset
 from jaxrep.training import NonFiniteLossError, create_train_state, make_optimizer, make_train_step
 from jaxrep.workdir_lock import locks_workdir
-from train.alignment import ERW_WARMUP_DIR, build_alignment, erw_transfer, with_encoder_images
+from train.alignment import ERW_WARMUP_DIR, build_alignment, diagnostics_hook, erw_transfer, with_encoder_images
 from train import loop
 from train.cli import parse_flags, run_entrypoint
 from train.loop import KILL_AT_STEP_ENV  # noqa: F401 (the kill-and-resume tests set it)
@@ -214,6 +214,11 @@ def run_stage(experiment: Experiment, workdir: str, total_steps: int, start=None
     iterator = make_iterator(dataset, extra.get("data"))
     next_batch = lambda step: experiment.prepare_batch(parallel.global_batch(next(iterator), mesh))
     hooks = () if experiment.sampler is None else (loop.Hook(sample_writer(experiment, workdir), config.sample_every),)
+    if experiment.sampler is not None and experiment.alignment is not None and config.align.diagnostics_every:
+        probe_batch = experiment.prepare_batch(parallel.global_batch(next(make_iterator(dataset)), mesh))
+        probe = diagnostics_hook(experiment.model, experiment.alignment, config, probe_batch,
+                                 latent_normalization(config))
+        hooks += (loop.Hook(probe, config.align.diagnostics_every),)
     result = loop.fit_in_workdir(config, workdir, state, experiment.jitted_step, next_batch,
                                  checkpointer=checkpointer, total_steps=total_steps, data_state=iterator.get_state,
                                  hooks=hooks, desc="train" if experiment.sampler else "erw warmup")

@@ -161,6 +161,18 @@ def test_encoder_is_frozen_outside_the_optimizer_and_tokens_are_resized(encoder_
                               experiment.state.params["projector"]["Dense_0"]["kernel"])
 
 
+def test_alignment_diagnostics_are_logged_every_n_steps(encoder_dir, tmp_path):
+    config = aligned_config(encoder_dir, "repa", total_steps=4, checkpoint_every=4, **{"align.diagnostics_every": 2})
+    train_diffusion.train_and_evaluate(config, str(tmp_path))
+    records = [r for r in read_metrics(str(tmp_path)) if "align_cka" in r]
+    assert [r["step"] for r in records] == [2, 4]  # every 2 steps; the end hook covers the last
+    for record in records:
+        assert 0.0 <= record["align_cka"] <= 1.0 and 0.0 <= record["align_mutual_knn"] <= 1.0
+        assert 1.0 <= record["align_effective_rank"] <= 32 and abs(record["align_lds_hidden"]) <= 2.0
+    assert records[0]["align_lds_target"] == records[1]["align_lds_target"]  # a fixed probe batch
+    assert records[0]["align_cka"] != records[1]["align_cka"]  # the block's tokens moved
+
+
 @pytest.mark.parametrize("method", ["repa", "erw"])
 def test_several_target_encoders_average_their_projection_losses(method, encoder_dir, tmp_path):
     # REPA's SILoss with a list of encoders: each has its own projector; the loss is the mean over encoders.
