@@ -38,19 +38,15 @@ from ml_collections import config_flags
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import optax
 
 from configs import encoder as encoder_configs
 from jaxrep.align.encoder import FrozenEncoder, save_encoder, to_unit_rgb
 from jaxrep.align.targets import preprocess_images
 from jaxrep.nn.vit import ViT
+from jaxrep.supervised import coverage_loss, factor_classification_loss
 from jaxrep.training import NonFiniteLossError, make_optimizer
 from train.cli import parse_flags, run_entrypoint
 from train.factor_training import build_source, fit_on_factors
-
-# Pixels brighter than this (in [0, 1], max over channels) count as the object; the background is black.
-FOREGROUND_THRESHOLD = 0.05
-
 
 class TokenHeads(nn.Module):
     """Per-token linear heads: logits for each factor (B, N, K_f) and a coverage logit (B, N)."""
@@ -63,37 +59,20 @@ class TokenHeads(nn.Module):
         return logits, nn.Dense(1, name="coverage")(tokens)[..., 0]
 
 
-def patch_coverage(images: jax.Array, grid: int) -> jax.Array:
-    """Fraction of each of the grid x grid patches covered by the object.
-
-    images: (B, H, W, C) in [-1, 1]; returns (B, grid^2), patches row-major like the ViT tokens.
-    """
-    foreground = (jnp.max((images + 1.0) * 0.5, axis=-1) > FOREGROUND_THRESHOLD).astype(jnp.float32)
-    batch, height, width = foreground.shape
-    cells = foreground.reshape(batch, grid, height // grid, grid, width // grid)
-    return cells.mean(axis=(2, 4)).reshape(batch, grid * grid)
-
-
 def make_pretraining_loss(vit: ViT, heads: TokenHeads, *, image_size: int, coverage_weight: float):
     """loss_fn(params, batch, keys, step) for `make_train_step`; params = {"vit", "heads"},
-    batch = {"image": (B, H, W, C) in [-1, 1], "factors": (B, F) int32}."""
-    grid = image_size // vit.patch_size
+    batch = {"image": (B, H, W, C) in [-1, 1], "factors": (B, F) int32}. The loss terms are `jaxrep.supervised`'s:
+    L = L_factor (per token) + coverage_weight * L_coverage."""
 
     def loss_fn(params: Any, batch: dict, keys: jax.Array, step: jax.Array):
         del keys, step
         pixels = preprocess_images(to_unit_rgb(batch["image"]), image_size=image_size)
         tokens = vit.apply({"params": params["vit"]}, pixels).astype(jnp.float32)  # heads and losses in f32
         logits, coverage_logit = heads.apply({"params": params["heads"]}, tokens)
-        factor_losses, accuracies = [], []
-        for index, factor_logits in enumerate(logits):
-            labels = jnp.broadcast_to(batch["factors"][:, index, None], factor_logits.shape[:2])
-            factor_losses.append(optax.softmax_cross_entropy_with_integer_labels(factor_logits, labels).mean())
-            accuracies.append(jnp.mean(jnp.argmax(factor_logits.mean(axis=1), -1) == batch["factors"][:, index]))
-        factor_loss = jnp.mean(jnp.stack(factor_losses))
-        coverage_loss = optax.sigmoid_binary_cross_entropy(coverage_logit, patch_coverage(batch["image"], grid)).mean()
-        loss = factor_loss + coverage_weight * coverage_loss
-        return loss, {"factor_loss": factor_loss, "coverage_loss": coverage_loss,
-                      "factor_accuracy": jnp.mean(jnp.stack(accuracies))}
+        factor_loss, accuracies = factor_classification_loss(logits, batch["factors"])
+        coverage = coverage_loss(coverage_logit, batch["image"])
+        loss = factor_loss + coverage_weight * coverage
+        return loss, {"factor_loss": factor_loss, "coverage_loss": coverage, "factor_accuracy": jnp.mean(accuracies)}
 
     return loss_fn
 

@@ -21,11 +21,11 @@ from ml_collections import config_flags
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from configs import eval_net as eval_net_configs
 from jaxrep.metrics.features import save_eval_net
 from jaxrep.nn.eval_net import EvalNet
+from jaxrep.supervised import factor_classification_loss
 from jaxrep.training import NonFiniteLossError, make_optimizer
 from train.cli import parse_flags, run_entrypoint
 from train.factor_training import build_source, fit_on_factors
@@ -33,18 +33,15 @@ from train.factor_training import build_source, fit_on_factors
 
 def make_factor_loss(model: EvalNet):
     """loss_fn(params, batch, keys, step) for `make_train_step`; batch = {"image": (B, H, W, C) in [-1, 1],
-    "factors": (B, F) int32}. Loss: mean over factors of the batch-mean cross-entropy."""
+    "factors": (B, F) int32}. Loss: `jaxrep.supervised.factor_classification_loss`, the mean over factors of the
+    batch-mean cross-entropy."""
 
     def loss_fn(params: Any, batch: dict, keys: jax.Array, step: jax.Array):
         del keys, step
         logits, _ = model.apply({"params": params}, batch["image"])
-        losses, accuracies = [], []
-        for index, factor_logits in enumerate(logits):
-            labels = batch["factors"][:, index]
-            losses.append(optax.softmax_cross_entropy_with_integer_labels(factor_logits, labels).mean())
-            accuracies.append(jnp.mean(jnp.argmax(factor_logits, -1) == labels))
+        loss, accuracies = factor_classification_loss(logits, batch["factors"])
         metrics = {f"accuracy_{index}": accuracy for index, accuracy in enumerate(accuracies)}
-        return jnp.mean(jnp.stack(losses)), dict(metrics, factor_accuracy=jnp.mean(jnp.stack(accuracies)))
+        return loss, dict(metrics, factor_accuracy=jnp.mean(accuracies))
 
     return loss_fn
 

@@ -15,7 +15,8 @@ with the same pair classifier in the same step. Per example (official `lib/train
     L = lambda_cls CE(classifier(G(first), G(second)), k) + lambda_pde (L_ic + L_pde - L_var)
 
 The linear family trains on the classifier term alone (its PDE terms are identically zero or cannot
-hold, see `jaxrep/traversal/linear.py`). Deviation: k, t*, the reflection and the logit noise are drawn
+hold, see `jaxrep/traversal/linear.py`). The objective is `jaxrep.traversal.objective.make_traversal_loss`.
+Deviation: k, t*, the reflection and the logit noise are drawn
 per example from the step's per-example keys, where the official trainer draws one k and t* per batch;
 the expected loss is the same, and the step stays independent of how the batch is sharded.
 
@@ -42,23 +43,15 @@ import numpy as np
 from configs import traversal as traversal_configs
 from jaxrep import parallel
 from jaxrep.nn.vae import ConvVAE
-from jaxrep.traversal import (
-    LinearDirections,
-    MLPPotentials,
-    PairClassifier,
-    potential_flow_loss,
-    reflected_pair,
-    rollout,
-    traversal_classifier_loss,
-    traversal_pair,
-)
+from jaxrep.traversal import LinearDirections, MLPPotentials, PairClassifier
+from jaxrep.traversal.objective import make_traversal_loss
 from jaxrep.training import NonFiniteLossError, create_train_state, make_optimizer, make_train_step
 from jaxrep.workdir_lock import locks_workdir
 from train import loop
 from train import vae as train_vae
 from train.cli import parse_flags, run_entrypoint
 from train.traversal_eval import generate_images, traversal_latents, traversal_vp, write_strips
-from train.vae import FINAL_METRICS, build_grid, encode_means, load_vae
+from train.vae import FINAL_METRICS, build_grid, encode_means, flow_term, load_vae
 
 # Independent random streams folded out of the root key.
 INIT_STREAM, TRAIN_STREAM, LATENT_STREAM, EVAL_STREAM, START_STREAM = range(5)
@@ -75,59 +68,6 @@ def build_family(config, latent_dim: int) -> MLPPotentials | LinearDirections:
 def build_classifier(config) -> PairClassifier:
     return PairClassifier(num_classes=config.traversal.num_potentials, features=tuple(config.classifier.features),
                           hidden=config.classifier.hidden, stochastic_logits=config.classifier.stochastic_logits)
-
-
-def make_traversal_loss(family: MLPPotentials | LinearDirections, classifier: PairClassifier,
-                        generate: Callable[[jax.Array], jax.Array], config) -> Callable:
-    """loss_fn for `make_train_step` (module docstring); params = {"family", "classifier"},
-    batch = {"z": (B, d) starting latents}; `generate`: the frozen G, (B, d) -> (B, H, W, C) in [0, 1]."""
-    traversal = config.traversal
-    num_potentials, num_steps = traversal.num_potentials, traversal.num_steps
-    with_flow = traversal.family == "potential"
-    hutchinson = traversal.operator == "hutchinson"
-
-    def loss_fn(params, batch, example_keys, step):
-        del step
-        z0 = batch["z"]
-        keys = jax.vmap(lambda key: jax.random.split(key, 5))(example_keys)
-        k = jax.vmap(lambda key: jax.random.randint(key, (), 0, num_potentials))(keys[:, 0])
-        t_star = jax.vmap(lambda key: jax.random.randint(key, (), 0, num_steps - 1))(keys[:, 1])
-
-        def pair(k, t, z, key):
-            u = family.potential(params["family"], k)
-            if not with_flow:
-                latent1, latent2, _ = traversal_pair(rollout(u, z[None], num_steps), t)
-                return jnp.zeros(()), {"latent1": latent1[0], "latent2": latent2[0]}
-            loss, aux = potential_flow_loss(
-                u, family.wave_speed(params["family"], k), z[None], generate, t, num_steps=num_steps,
-                equation=traversal.equation, operator=traversal.operator, key=key if hutchinson else None,
-                num_probes=traversal.num_probes, variation_weight=traversal.variation_weight)
-            return loss, {name: value[0] if value.ndim == 2 else value for name, value in aux.items()}
-
-        flow_loss, aux = jax.vmap(pair)(k, t_star, z0, keys[:, 2])
-        first, second = aux["latent1"], aux["latent2"]
-        if traversal.reflect:
-            mirrored = jax.vmap(lambda key: jax.random.bernoulli(key))(keys[:, 3])[:, None]
-            reflected_first, reflected_second = reflected_pair(z0, first, second)
-            first = jnp.where(mirrored, reflected_first, first)
-            second = jnp.where(mirrored, reflected_second, second)
-        images = generate(jnp.concatenate([first, second]))
-        image1, image2 = jnp.split(images, 2)
-
-        def logits_of(a, b, key):  # per example: its own logit noise
-            return classifier.apply({"params": params["classifier"]}, a[None], b[None], key)[0]
-
-        logits = jax.vmap(logits_of)(image1, image2, keys[:, 4])
-        classification, accuracy = traversal_classifier_loss(logits, k)
-        loss = traversal.classifier_weight * classification
-        metrics = {"classification": classification, "accuracy": accuracy}
-        if with_flow:
-            loss = loss + traversal.pde_weight * jnp.mean(flow_loss)
-            metrics.update(flow=jnp.mean(flow_loss),
-                           **{name: jnp.mean(aux[name]) for name in ("ic", "pde", "variation", "velocity_norm")})
-        return loss, metrics
-
-    return loss_fn
 
 
 @dataclasses.dataclass
@@ -173,7 +113,9 @@ def build_experiment(config, devices=None) -> Experiment:
         return create_train_state(params, tx, jax.random.key_data(train_key))
 
     state = init_state()  # born on the mesh, replicated
-    train_step = make_train_step(make_traversal_loss(family, classifier, generate, config), tx,
+    train_step = make_train_step(make_traversal_loss(family, classifier, generate, flow_term(config.traversal),
+                                                     classifier_weight=config.traversal.classifier_weight,
+                                                     reflect=config.traversal.reflect), tx,
                                  ema_decay=config.ema_decay)
     jitted = loop.jit_train_step(train_step, state, mesh)
     sample_starts = make_start_sampler(config, vae, vae_params, vae_config, jax.random.fold_in(root, START_STREAM))

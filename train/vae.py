@@ -13,7 +13,8 @@ potentials u_k (official `lib/trainer_vae_scratch_dsprites.py`), per example:
         + mean (z_{t+1} - z_t + latent1 - latent2)^2 + mean (z_t - latent1)^2
 
 with the flow started at a posterior sample z of x, (latent1, latent2) = (z_{t+1}, z_{t+2}) of the flow under
-u_k, and z_t, z_{t+1} posterior samples of x_t, x_{t+1}. The official run uses no classifier here.
+u_k, and z_t, z_{t+1} posterior samples of x_t, x_{t+1}. The official run uses no classifier here. The two
+objectives live in the library: `jaxrep.nn.vae.make_elbo_loss` and `jaxrep.traversal.objective.make_scratch_vae_loss`.
 
 The work directory gets `checkpoints/` (resumed automatically), `metrics.jsonl`, `tensorboard/`,
 `config.json`, `reconstructions.png` (top row data, bottom row Bernoulli means) and `final_metrics.json`
@@ -45,8 +46,9 @@ from jaxrep.config_checks import ConfigError
 from jaxrep.data import make_dataset, make_iterator
 from jaxrep.logging import save_image_grid
 from jaxrep.metrics.disentanglement import dci, mig
-from jaxrep.nn.vae import ConvVAE, elbo_loss, importance_weighted_nll, reparameterize
-from jaxrep.traversal import MLPPotentials, potential_flow_loss, sequence_matching_loss
+from jaxrep.nn.vae import ConvVAE, importance_weighted_nll, make_elbo_loss
+from jaxrep.traversal import MLPPotentials
+from jaxrep.traversal.objective import FlowTerm, make_scratch_vae_loss
 from jaxrep.traversal.sequences import DSpritesGrid, TransformationSequences
 from jaxrep.training import NonFiniteLossError, create_train_state, make_optimizer, make_train_step
 from jaxrep.workdir_lock import locks_workdir
@@ -72,64 +74,15 @@ def build_potentials(config) -> MLPPotentials | None:
                          width=config.regularizer.width or None)
 
 
+def flow_term(section) -> FlowTerm:
+    """The L_flow settings of a `regularizer` (here) or `traversal` (`train.traversal`) config section."""
+    return FlowTerm(num_steps=section.num_steps, weight=section.pde_weight, equation=section.equation,
+                    operator=section.operator, num_probes=section.num_probes,
+                    variation_weight=section.variation_weight)
+
+
 def build_grid(config) -> DSpritesGrid:
     return DSpritesGrid(tuple(config.data.factor_starts), config.data.factor_stop, tuple(config.data.factor_strides))
-
-
-def _posterior_samples(vae: ConvVAE, params: Any, images: jax.Array, keys: jax.Array):
-    """(mean, log_var, z) of q(z | images), one sample per example key; all (B, d)."""
-    mean, log_var = vae.apply({"params": params}, images, method="encode")
-    return mean, log_var, jax.vmap(reparameterize)(keys, mean, log_var)
-
-
-def make_elbo_loss(vae: ConvVAE) -> Callable:
-    """loss_fn for `make_train_step`: the negative ELBO of batch["image"] (B, 64, 64, 1)."""
-
-    def loss_fn(params, batch, example_keys, step):
-        del step
-        mean, log_var, z = _posterior_samples(vae, params["vae"], batch["image"], example_keys)
-        logits = vae.apply({"params": params["vae"]}, z, method="decode")
-        loss, aux = elbo_loss(logits, batch["image"], mean, log_var)
-        return loss, dict(aux, elbo=loss)
-
-    return loss_fn
-
-
-def make_regularized_loss(vae: ConvVAE, potentials: MLPPotentials, config) -> Callable:
-    """loss_fn for `make_train_step`: the from-scratch objective (module docstring) on a batch of
-    `TransformationSequences` items: image, image_t, image_next (B, 64, 64, 1), potential, time (B,)."""
-    regularizer = config.regularizer
-    hutchinson = regularizer.operator == "hutchinson"
-
-    def loss_fn(params, batch, example_keys, step):
-        del step
-        keys = jax.vmap(lambda key: jax.random.split(key, 4))(example_keys)
-        vae_params = params["vae"]
-        mean, log_var, z = _posterior_samples(vae, vae_params, batch["image"], keys[:, 0])
-        _, _, z_t = _posterior_samples(vae, vae_params, batch["image_t"], keys[:, 1])
-        mean_next, log_var_next, z_next = _posterior_samples(vae, vae_params, batch["image_next"], keys[:, 2])
-        decode = lambda latents: vae.apply({"params": vae_params}, latents, method="decode")
-        generate = lambda latents: vae.apply({"params": vae_params}, latents, method="generate")
-
-        def flow(k, t, z0, key):
-            u = potentials.potential(params["potentials"], k)
-            loss, aux = potential_flow_loss(
-                u, potentials.wave_speed(params["potentials"], k), z0[None], generate, t,
-                num_steps=regularizer.num_steps, equation=regularizer.equation, operator=regularizer.operator,
-                key=key if hutchinson else None, num_probes=regularizer.num_probes,
-                variation_weight=regularizer.variation_weight)
-            return loss, {name: value[0] if value.ndim == 2 else value for name, value in aux.items()}
-
-        flow_loss, aux = jax.vmap(flow)(batch["potential"], batch["time"], z, keys[:, 3])
-        elbo, elbo_aux = elbo_loss(decode(z), batch["image"], mean, log_var)
-        shifted, _ = elbo_loss(decode(aux["latent2"]), batch["image_next"], mean_next, log_var_next)
-        matching = sequence_matching_loss(z_t, z_next, aux["latent1"], aux["latent2"])
-        loss = elbo + shifted + regularizer.pde_weight * jnp.mean(flow_loss) + matching
-        metrics = dict(elbo_aux, elbo=elbo, shifted_elbo=shifted, flow=jnp.mean(flow_loss), matching=matching,
-                       **{name: jnp.mean(aux[name]) for name in ("ic", "pde", "variation", "velocity_norm")})
-        return loss, metrics
-
-    return loss_fn
 
 
 @dataclasses.dataclass
@@ -174,7 +127,7 @@ def build_experiment(config, devices=None) -> Experiment:
         source, data_keys, loss_fn = grid, ("image",), make_elbo_loss(vae)
     else:
         source = TransformationSequences(grid, tuple(config.data.sequence_factors), config.regularizer.num_steps)
-        data_keys, loss_fn = SEQUENCE_KEYS, make_regularized_loss(vae, potentials, config)
+        data_keys, loss_fn = SEQUENCE_KEYS, make_scratch_vae_loss(vae, potentials, flow_term(config.regularizer))
     tx = _optimizer(config)
     state = jax.jit(_init_state_fn(config, vae, potentials, tx), out_shardings=replicated)()
     train_step = make_train_step(loss_fn, tx, ema_decay=config.ema_decay)

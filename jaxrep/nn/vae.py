@@ -14,12 +14,16 @@ Losses (Kingma & Welling 2014; Burda et al. 2016):
 
     ELBO(x)      = E_q[log p(x|z)] - KL(q(z|x) || N(0, I))                 (one reparameterised sample)
     elbo_loss    = mean_B (sum-BCE + KL)                                     (the official `loss_fn`)
-    log p(x)    >= log (1/S) sum_s p(x|z_s) p(z_s) / q(z_s|x),  z_s ~ q     (importance weighted, S samples)
+    log p(x)    >= log (1/S) sum_s p(x|z_s) p(z_s) / q(z_s|x),  z_s ~ q     (importance weighted, S samples;
+                                                                             `importance_weighted_nll`)
+
+`make_elbo_loss` wraps `elbo_loss` as the train-step loss of the plain VAE; the potential-flow regularised
+(from-scratch) objective is `jaxrep.traversal.objective.make_scratch_vae_loss`.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import chex
 import flax.linen as nn
@@ -131,6 +135,30 @@ def elbo_loss(logits: jax.Array, images: jax.Array, mean: jax.Array,
     reconstruction = -bernoulli_log_likelihood(logits, images)
     kl = gaussian_kl(mean, log_var)
     return jnp.mean(reconstruction + kl), {"reconstruction": jnp.mean(reconstruction), "kl": jnp.mean(kl)}
+
+
+def posterior_samples(vae: ConvVAE, params: Any, images: jax.Array,
+                      keys: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(mean, log_var, z) of q(z | images), one reparameterised sample per example key; all (B, d).
+
+    images: (B, H, W, C) in [-1, 1]; keys: (B,) PRNG keys.
+    """
+    mean, log_var = vae.apply({"params": params}, images, method="encode")
+    return mean, log_var, jax.vmap(reparameterize)(keys, mean, log_var)
+
+
+def make_elbo_loss(vae: ConvVAE) -> Callable:
+    """loss_fn(params, batch, example_keys, step) for `jaxrep.training.make_train_step`: `elbo_loss` of
+    batch["image"] (B, H, W, C) at one posterior sample per example; params = {"vae"}. Metrics add "elbo"."""
+
+    def loss_fn(params, batch, example_keys, step):
+        del step
+        mean, log_var, z = posterior_samples(vae, params["vae"], batch["image"], example_keys)
+        logits = vae.apply({"params": params["vae"]}, z, method="decode")
+        loss, aux = elbo_loss(logits, batch["image"], mean, log_var)
+        return loss, dict(aux, elbo=loss)
+
+    return loss_fn
 
 
 def importance_weighted_nll(decode: Callable[[jax.Array], jax.Array], images: jax.Array, mean: jax.Array,

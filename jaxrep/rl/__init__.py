@@ -5,7 +5,7 @@ from jaxrep._lazy import lazy_exports
 
 _MODULES = {
     "beer": ("beer_loss", "beer_loss_and_stats", "beer_terms"),
-    "ddpg": ("DDPG", "BeerOptions"),
+    "ddpg": ("DDPG", "BeerOptions", "actor_loss", "critic_loss"),
     "networks": ("Actor", "Critic", "critic_head_kernel"),
     "replay": ("ReplayBuffer", "Transitions", "init_replay"),
 }

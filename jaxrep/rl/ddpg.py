@@ -6,6 +6,7 @@ first `start_steps` env steps. No target-policy smoothing, no policy delay (that
 DDPG with `policy_frequency=2`).
 
 Everything is a pure function of (state, data):
+- `critic_loss`, `actor_loss`: the two objectives as pure functions of Q values (also in `jaxrep.losses`).
 - `DDPG.update(state, batch) -> (state, metrics)`: critic (+BEER) step, actor step with the *updated* critic,
   then the Polyak targets, in that order (BEER.py `train`).
 - `DDPG.train(state, buffer, num_updates)`: `num_updates` updates fused by `lax.scan`, each on a batch
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import chex
 import jax
 import jax.numpy as jnp
 import optax
@@ -28,6 +30,38 @@ from jaxrep.rl import replay
 from jaxrep.rl.beer import FORMS, beer_loss_and_stats, beer_terms
 from jaxrep.rl.networks import Actor, Critic, critic_head_kernel
 from jaxrep.train_state import TrainState, ema_update, step_key
+
+
+def critic_loss(q: jax.Array, reward: jax.Array, not_done: jax.Array, next_q_target: jax.Array,
+                discount: float) -> tuple[jax.Array, jax.Array]:
+    """DDPG critic loss (Lillicrap et al. 2016, Eq. 4-5; BEER.py `train`): the TD mean squared error
+
+        y = r + gamma (1 - done) Q'(s', pi'(s')),    L_critic = mean_B (Q(s, a) - y)^2
+
+    with y held constant (no gradient through the target networks).
+
+    Args:
+      q: (B,) Q(s, a) of the online critic.
+      reward: (B,) r.
+      not_done: (B,) 1 - done (0 at a true terminal, 1 at a time-limit truncation).
+      next_q_target: (B,) Q'(s', pi'(s')) of the target critic and actor.
+      discount: gamma.
+    Returns:
+      (loss, td_target): the scalar loss and y, (B,).
+    """
+    chex.assert_equal_shape([q, reward, not_done, next_q_target])
+    td_target = jax.lax.stop_gradient(reward + discount * not_done * next_q_target)
+    return jnp.mean(jnp.square(q - td_target)), td_target
+
+
+def actor_loss(q: jax.Array) -> jax.Array:
+    """DDPG actor loss (Lillicrap et al. 2016, Eq. 6, the deterministic policy gradient as a loss):
+
+        L_actor = -mean_B Q(s, pi(s))
+
+    q: (B,) Q(s, pi(s)) of the online critic at the actor's actions; returns a scalar.
+    """
+    return -jnp.mean(q)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,14 +143,13 @@ class DDPG:
     def _critic(self, critic_params, observation, action):
         return self.critic.apply({"params": critic_params}, observation, action, return_features=True)
 
-    def critic_loss(self, critic_params, params, target_params, batch: replay.Transitions):
-        """MSE to the TD target r + gamma * not_done * Q_target(s', pi_target(s')), plus BEER if enabled."""
+    def critic_objective(self, critic_params, params, target_params, batch: replay.Transitions):
+        """`critic_loss` on `batch` through the networks, plus BEER if enabled; (loss, metrics)."""
         next_action_target = self.policy(target_params["actor"], batch.next_observation)
         next_q_target, next_phi_target = self._critic(target_params["critic"], batch.next_observation,
                                                       next_action_target)
-        td_target = jax.lax.stop_gradient(batch.reward + self.discount * batch.not_done * next_q_target)
         q, phi = self._critic(critic_params, batch.observation, batch.action)
-        td_loss = jnp.mean(jnp.square(q - td_target))
+        td_loss, td_target = critic_loss(q, batch.reward, batch.not_done, next_q_target, self.discount)
         metrics = {"critic/td_loss": td_loss, "critic/q": jnp.mean(q), "critic/td_target": jnp.mean(td_target)}
         loss = td_loss
         if self.beer is not None:
@@ -131,27 +164,27 @@ class DDPG:
             metrics.update({f"beer/{name}": value for name, value in stats.items()})
         return loss, metrics
 
-    def actor_loss(self, actor_params, critic_params, observation):
-        """-mean Q(s, pi(s)) through the online critic."""
-        q = self.critic.apply({"params": critic_params}, observation, self.policy(actor_params, observation))
-        return -jnp.mean(q)
+    def actor_objective(self, actor_params, critic_params, observation):
+        """`actor_loss` of pi(s) through the online critic."""
+        return actor_loss(self.critic.apply({"params": critic_params}, observation,
+                                            self.policy(actor_params, observation)))
 
     def update(self, state: TrainState, batch: replay.Transitions) -> tuple[TrainState, dict[str, jax.Array]]:
         """One DDPG(+BEER) step on `batch` (leading axis B): critic, then actor, then targets."""
         params, target_params, opt_state = state.params, state.ema_params, state.opt_state
 
-        (_, metrics), critic_grads = jax.value_and_grad(self.critic_loss, has_aux=True)(
+        (_, metrics), critic_grads = jax.value_and_grad(self.critic_objective, has_aux=True)(
             params["critic"], params, target_params, batch)
         critic_updates, critic_opt = self.critic_optimizer.update(critic_grads, opt_state["critic"], params["critic"])
         critic_params = optax.apply_updates(params["critic"], critic_updates)
 
-        actor_loss, actor_grads = jax.value_and_grad(self.actor_loss)(params["actor"], critic_params,
-                                                                      batch.observation)
+        actor_value, actor_grads = jax.value_and_grad(self.actor_objective)(params["actor"], critic_params,
+                                                                            batch.observation)
         actor_updates, actor_opt = self.actor_optimizer.update(actor_grads, opt_state["actor"], params["actor"])
         actor_params = optax.apply_updates(params["actor"], actor_updates)
 
         new_params = {"actor": actor_params, "critic": critic_params}
-        metrics["actor/loss"] = actor_loss
+        metrics["actor/loss"] = actor_value
         metrics["critic/grad_norm"] = optax.tree.norm(critic_grads)
         new_state = state.replace(
             step=state.step + 1,

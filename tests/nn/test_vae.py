@@ -13,6 +13,8 @@ from jaxrep.nn.vae import (
     gaussian_kl,
     gaussian_log_density,
     importance_weighted_nll,
+    make_elbo_loss,
+    posterior_samples,
 )
 
 
@@ -111,3 +113,16 @@ def test_a_few_adam_steps_lower_the_elbo(vae_and_params):
         params, opt_state, loss = step(params, opt_state, jax.random.key(i))
         losses.append(float(loss))
     assert losses[-1] < losses[0] - 20.0, losses  # nats per image; 4096 ln 2 ~ 2839 at the start
+
+
+def test_make_elbo_loss_is_elbo_loss_at_the_example_keys_posterior_sample(vae_and_params):
+    vae, params, images = vae_and_params
+    keys = jax.random.split(jax.random.key(3), images.shape[0])
+    loss, metrics = jax.jit(make_elbo_loss(vae))({"vae": params["params"]}, {"image": images}, keys, 0)
+    mean, log_var = vae.apply(params, images, method="encode")
+    z = mean + jnp.exp(0.5 * log_var) * jax.vmap(lambda k, m: jax.random.normal(k, m.shape))(keys, mean)
+    logits = vae.apply(params, z, method="decode")
+    expected = np.mean(-bernoulli_log_likelihood(logits, images) + gaussian_kl(mean, log_var))
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+    np.testing.assert_allclose(metrics["elbo"], loss)
+    np.testing.assert_allclose(posterior_samples(vae, params["params"], images, keys)[2], z, rtol=1e-5, atol=1e-6)

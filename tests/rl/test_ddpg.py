@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from jaxrep.rl import replay
-from jaxrep.rl.ddpg import DDPG, BeerOptions
+from jaxrep.rl.ddpg import DDPG, BeerOptions, actor_loss, critic_loss
 from jaxrep.rl.networks import Actor, Critic
 from jaxrep.train_state import step_key
 
@@ -143,3 +143,37 @@ def test_representation_metrics(agent, state):
 def test_invalid_beer_form():
     with pytest.raises(ValueError, match="form"):
         BeerOptions(form="paper")
+
+
+def test_critic_loss_is_the_td_mean_squared_error_by_hand():
+    q = np.array([1.0, -0.5, 2.0, 0.25], np.float32)
+    reward = np.array([0.5, 1.0, -1.0, 0.0], np.float32)
+    not_done = np.array([1.0, 0.0, 1.0, 1.0], np.float32)
+    next_q = np.array([2.0, 7.0, -3.0, 1.5], np.float32)
+    target = reward + 0.9 * not_done * next_q  # y = r + gamma (1 - done) Q'(s', pi'(s'))
+    loss, td_target = critic_loss(q, reward, not_done, next_q, 0.9)
+    np.testing.assert_allclose(td_target, target, rtol=1e-6)
+    np.testing.assert_allclose(loss, np.mean((q - target) ** 2), rtol=1e-6)
+    grad_q, grad_next = jax.grad(lambda q, n: critic_loss(q, reward, not_done, n, 0.9)[0], argnums=(0, 1))(q, next_q)
+    np.testing.assert_allclose(grad_q, 2.0 * (q - target) / q.size, rtol=1e-6)
+    np.testing.assert_array_equal(grad_next, 0.0)  # the target is held constant
+
+
+def test_actor_loss_is_minus_the_mean_q():
+    q = np.array([1.0, -3.0, 0.5], np.float32)
+    np.testing.assert_allclose(actor_loss(q), -np.mean(q), rtol=1e-6)
+    np.testing.assert_allclose(jax.grad(actor_loss)(q), -np.ones(3) / 3, rtol=1e-6)
+
+
+def test_critic_objective_uses_the_target_networks_td_target():
+    agent = make_agent(beer=None, discount=0.9)
+    state = agent.init(jax.random.key(0), OBS, ACT)
+    batch = random_batch(jax.random.key(1), not_done=0.0)._replace(not_done=jnp.arange(BATCH) % 2 * 1.0)
+    target = state.ema_params
+    next_q = agent.critic.apply({"params": target["critic"]}, batch.next_observation,
+                                agent.policy(target["actor"], batch.next_observation))
+    q = agent.critic.apply({"params": state.params["critic"]}, batch.observation, batch.action)
+    y = np.asarray(batch.reward) + 0.9 * np.asarray(batch.not_done) * np.asarray(next_q)
+    loss, metrics = agent.critic_objective(state.params["critic"], state.params, target, batch)
+    np.testing.assert_allclose(loss, np.mean((np.asarray(q) - y) ** 2), rtol=1e-5)
+    np.testing.assert_allclose(metrics["critic/td_target"], y.mean(), rtol=1e-5)

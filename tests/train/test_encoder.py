@@ -29,16 +29,6 @@ def tiny_encoder_config(**overrides):
     return config
 
 
-def test_patch_coverage_matches_numpy():
-    image = -np.ones((1, 8, 8, 3), np.float32)
-    image[0, :2, :2] = 1.0  # the whole top-left 2x2 cell (of a 4x4 grid of 2x2 cells)
-    image[0, 4, 6, 1] = 0.0  # one pixel of cell (2, 3), green at half intensity
-    coverage = np.asarray(train_encoder_module.patch_coverage(jnp.asarray(image), 4)).reshape(4, 4)
-    expected = np.zeros((4, 4))
-    expected[0, 0], expected[2, 3] = 1.0, 0.25
-    np.testing.assert_allclose(coverage, expected)
-
-
 def test_pretraining_loss_at_zero_heads_is_log_class_counts():
     source = ColoredShapes()
     vit = ViT(width=16, depth=1, num_heads=2, patch_size=4, pos_embed_grid=8)
