@@ -250,7 +250,6 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int, image_size:
             "need 0 <= guidance_low <= guidance_high <= 1")
     if config.model.preset:
         require_choice(config, "model.preset", ("S/2", "B/2", "L/2", "XL/2"))
-        patch_size = int(config.model.preset.split("/")[1])
     else:
         require_positive(config, "model.patch_size", "model.hidden_size", "model.depth", "model.num_heads")
         require(config.model.hidden_size % config.model.num_heads == 0, "model.hidden_size",
@@ -260,12 +259,17 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int, image_size:
         require(not config.model.use_rope or (config.model.hidden_size // config.model.num_heads) % 4 == 0,
                 "model.use_rope", f"2-D RoPE needs a head dim divisible by 4, got "
                 f"{config.model.hidden_size // config.model.num_heads}")
-        patch_size = config.model.patch_size
     validate_alignment(config)
-    image_size = image_size or image_size_of(config)
-    if image_size is not None:
-        require(image_size % patch_size == 0, "model.patch_size",
-                f"image size {image_size} is not divisible by the patch size {patch_size}")
+    validate_image_size(config, image_size or image_size_of(config))
+
+
+def validate_image_size(config: ml_collections.ConfigDict, image_size: int | None) -> None:
+    """The check of `validate` that needs the data's spatial size (None: not known yet, nothing to check)."""
+    if image_size is None:
+        return
+    patch_size = int(config.model.preset.split("/")[1]) if config.model.preset else config.model.patch_size
+    require(image_size % patch_size == 0, "model.patch_size",
+            f"image size {image_size} is not divisible by the patch size {patch_size}")
 
 
 def _sit_depth(config: ml_collections.ConfigDict) -> int:

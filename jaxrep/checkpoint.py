@@ -25,6 +25,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxrep import parallel
 from jaxrep.files import file_sha256, write_json_atomic
 from jax.experimental import multihost_utils
 
@@ -170,10 +171,7 @@ class Checkpointer:
               f"{target}, restoring the previous one", file=sys.stderr, flush=True)
         if jax.process_index() == 0:
             os.replace(self._step_dir(step), target)
-        if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
-
-            multihost_utils.sync_global_devices(f"jaxrep_checkpoint_set_aside_{step}")
+        parallel.barrier(f"jaxrep_checkpoint_set_aside_{step}")
         self._manager.reload()
 
     def _restore_step(self, abstract_state: Any, step: int) -> tuple[Any, dict]:

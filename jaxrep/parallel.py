@@ -52,3 +52,12 @@ def initialize_from_config(distributed: Any) -> None:
     if distributed.enabled:
         initialize_distributed(distributed.coordinator_address or None, distributed.num_processes or None,
                                None if distributed.process_id < 0 else distributed.process_id)
+
+
+def barrier(name: str) -> None:
+    """Waits until every process reaches the barrier `name` (`multihost_utils.sync_global_devices`); a no-op in a
+    single-process run."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)

@@ -113,7 +113,7 @@ def build_experiment(config, devices=None, *, stage: str = "main") -> Experiment
     diffusion_configs.validate(config, num_devices=len(devices))  # before the data source opens any file
     source = with_encoder_images(build_source(config), config)
     image_shape = tuple(source.image_shape)
-    diffusion_configs.validate(config, num_devices=len(devices), image_size=image_shape[0])
+    diffusion_configs.validate_image_size(config, image_shape[0])
 
     mesh = parallel.make_mesh(devices)
     replicated = parallel.replicated_sharding(mesh)

@@ -173,7 +173,7 @@ def evaluate(eval_config, workdir: str, *, show_progress: bool = True) -> dict |
 def run(eval_config, workdir: str) -> dict | None:
     parallel.initialize_from_config(eval_config.distributed)
     results = evaluate(eval_config, workdir)
-    train_sample.barrier("jaxrep_evaluate_done")  # the other processes wait for process 0's scoring
+    parallel.barrier("jaxrep_evaluate_done")  # the other processes wait for process 0's scoring
     return results
 
 

@@ -189,10 +189,7 @@ def prepare(config, output_dir: str) -> dict:
                                 kill_counter)
         finally:
             bar.close()
-    if processes > 1:
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices("jaxrep_prepare_latents_done")
+    parallel.barrier("jaxrep_prepare_latents_done")
     if process != 0:
         return {"written": todo, "manifest": None}
     manifest = write_manifest(output_dir, plan, num_shards, config.vae.path)

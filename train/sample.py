@@ -198,7 +198,7 @@ def sample(eval_config, workdir: str, output_dir: str = "", *, show_progress: bo
     if images is not None:
         np.savez(f"{share_path}.tmp.npz", images=images, labels=labels, indices=indices)
         os.replace(f"{share_path}.tmp.npz", share_path)
-    barrier("jaxrep_sample_shares_written")
+    parallel.barrier("jaxrep_sample_shares_written")
     seconds["sampling"] = time.perf_counter() - tick
     result = {"config": config, "experiment": experiment, "step": step, "output_dir": output_dir, "seconds": seconds}
     if process == 0:
@@ -223,13 +223,6 @@ def sample(eval_config, workdir: str, output_dir: str = "", *, show_progress: bo
     return result
 
 
-def barrier(name: str) -> None:
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices(name)
-
-
 def default_output_dir(workdir: str, eval_config, sample_config, step: int) -> str:
     sample = sample_config.sample
     sampler = f"ode-{sample.ode_method}{sample.num_steps}" if sample.sampler == "ode" else f"sde{sample.num_steps}"
@@ -244,7 +237,7 @@ def run(eval_config, workdir: str) -> dict:
     eval_config = eval_config.copy_and_resolve_references()
     eval_config.sample_only = True  # this entrypoint never scores: no feature extractor is needed
     result = sample(eval_config, workdir)
-    barrier("jaxrep_sample_done")
+    parallel.barrier("jaxrep_sample_done")
     return result
 
 
