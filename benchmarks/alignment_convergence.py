@@ -113,8 +113,8 @@ def time_per_step(method: str, steps: int) -> dict[str, float]:
     timings = {}
     for stage in stages:
         experiment = train_diffusion.build_experiment(config, stage=stage)
-        dataset = make_dataset(experiment.source, global_batch_size=config.batch_size, seed=0,
-                               keys=experiment.data_keys)
+        dataset = make_dataset(experiment.source, global_batch_size=config.batch_size,
+                               root_key=jax.random.key(0), keys=experiment.data_keys)
         raw = parallel.global_batch(next(make_iterator(dataset)), experiment.mesh)
         compiled = experiment.jitted_step.lower(experiment.state, experiment.prepare_batch(raw)).compile()
         state, metrics = compiled(experiment.state, experiment.prepare_batch(raw))

@@ -1,5 +1,5 @@
 """Command-line helpers shared by the `train.*` entrypoints (flags are defined by each entrypoint, only
-under `if __name__ == "__main__":`, so importing an entrypoint defines none).
+under `if __name__ == "__main__":` through `run_program`, so importing an entrypoint defines none).
 
 Expected failures end in one line on stderr and exit status 1: `config error: FIELD: ...` for a bad
 config (an unknown preset included), `error: ...` for a run that cannot go on (non-finite loss, a
@@ -13,21 +13,49 @@ import sys
 from typing import Any, Callable
 
 from absl import app, flags, logging
+from ml_collections import config_flags
 
 from jaxrep.checkpoint import CheckpointMismatchError, DamagedCheckpointError
 from jaxrep.config_checks import ConfigError
 from jaxrep.workdir_lock import WorkdirLockedError
 
 
+def _exit_for_unknown_field(error: Exception, argv: list[str]) -> None:
+    """ml_collections' error for `--config.a.b=v` where the config has no `a.b`, as one line naming the flag."""
+    path = re.search(r"lookup: ([\w.]+)", str(error))
+    field = path.group(1) if path else str(error).strip("\"'")
+    overrides = [arg.split("=", 1)[0] for arg in argv[1:] if re.match(rf"--\w+(\.\w+)*\.{re.escape(field)}(=|$)", arg)]
+    sys.exit(f"config error: {overrides[0] if overrides else field}: no such field in the config")
+
+
 def parse_flags(argv: list[str]) -> list[str]:
-    """absl's flag parsing, but an invalid preset exits with the ConfigError's one line, not a traceback."""
+    """absl's flag parsing, but an invalid preset or an unknown `--config.x` exits with one line, not a traceback."""
     try:
         return flags.FLAGS(argv)
+    except (AttributeError, KeyError) as error:  # an override given with an explicit --config=file:preset
+        _exit_for_unknown_field(error, argv)
     except flags.Error as error:
         match = re.search(r"ConfigError: (.+)", str(error))
         if match is None:
             return app.parse_flags_with_usage(argv)
         sys.exit(f"config error: {match.group(1)}")
+
+
+def run_program(main: Callable[[list[str]], Any], *, config: str, workdir: str | None, workdir_help: str,
+                lock_config: bool = False) -> None:
+    """An entrypoint's `__main__`: defines `--config` (default `config`, "file.py:preset") and `--workdir` (required
+    when `workdir` is None) next to any flags the caller defined, then `app.run(main)`.
+
+    ml_collections applies the `--config.a.b=v` overrides while the flag is defined (or, with an explicit
+    `--config=file:preset`, while flags are parsed); an override of a field the config lacks exits with one line
+    naming it, not a traceback.
+    """
+    try:
+        config_flags.DEFINE_config_file("config", config, "Config file and preset.", lock_config=lock_config)
+    except (AttributeError, KeyError) as error:
+        _exit_for_unknown_field(error, sys.argv)
+    flags.DEFINE_string("workdir", workdir, workdir_help, required=workdir is None)
+    app.run(main, flags_parser=parse_flags)
 
 
 def run_main(train_fn: Callable[[Any, str], Any], config: Any, workdir: str,

@@ -15,8 +15,6 @@ import functools
 import os
 from typing import Any, Callable
 
-from absl import app, flags
-from ml_collections import config_flags
 
 import jax
 import jax.numpy as jnp
@@ -39,7 +37,7 @@ from jaxrep.training import NonFiniteLossError, create_train_state, make_optimiz
 from jaxrep.workdir_lock import locks_workdir
 from train.alignment import ERW_WARMUP_DIR, build_alignment, diagnostics_hook, erw_transfer, with_encoder_images
 from train import loop
-from train.cli import parse_flags, run_entrypoint
+from train.cli import run_entrypoint, run_program
 from train.loop import KILL_AT_STEP_ENV  # noqa: F401 (the kill-and-resume tests set it)
 
 
@@ -209,8 +207,8 @@ def run_stage(experiment: Experiment, workdir: str, total_steps: int, start=None
     config, mesh = experiment.config, experiment.mesh
     checkpointer, state, extra = loop.resume(config, workdir, experiment.state,
                                              None if start is None else (start[0], {"data": start[1]}))
-    dataset = make_dataset(experiment.source, global_batch_size=config.batch_size, seed=config.seed,
-                           keys=experiment.data_keys, num_workers=config.data.num_workers)
+    dataset = make_dataset(experiment.source, global_batch_size=config.batch_size,
+                           root_key=jax.random.key(config.seed), keys=experiment.data_keys, num_workers=config.data.num_workers)
     iterator = make_iterator(dataset, extra.get("data"))
     next_batch = lambda step: experiment.prepare_batch(parallel.global_batch(next(iterator), mesh))
     hooks = () if experiment.sampler is None else (loop.Hook(sample_writer(experiment, workdir), config.sample_every),)
@@ -249,6 +247,5 @@ def main(argv) -> None:
 
 if __name__ == "__main__":
     # Flags are defined only when run as a program, so importing this module (tests, train.evaluate) adds none.
-    config_flags.DEFINE_config_file("config", "configs/diffusion.py:cpu", "Config file and preset.")
-    flags.DEFINE_string("workdir", "workdirs/diffusion_cpu", "Directory for checkpoints, logs and samples.")
-    app.run(main, flags_parser=parse_flags)
+    run_program(main, config="configs/diffusion.py:cpu", workdir="workdirs/diffusion_cpu",
+                workdir_help="Directory for checkpoints, logs and samples.")

@@ -32,8 +32,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from absl import app, flags
-from ml_collections import config_flags
 
 import flax.linen as nn
 import jax
@@ -45,7 +43,7 @@ from jaxrep.align.targets import preprocess_images
 from jaxrep.nn.vit import ViT
 from jaxrep.supervised import coverage_loss, factor_classification_loss
 from jaxrep.training import NonFiniteLossError, make_optimizer
-from train.cli import parse_flags, run_entrypoint
+from train.cli import run_entrypoint, run_program
 from train.factor_training import build_source, fit_on_factors
 
 class TokenHeads(nn.Module):
@@ -110,6 +108,5 @@ def main(argv) -> None:
 
 if __name__ == "__main__":
     # Defined here, not at import: train.diffusion imports this module and defines its own --config.
-    config_flags.DEFINE_config_file("config", "configs/encoder.py:shapes32", "Config file and preset.")
-    flags.DEFINE_string("workdir", "workdirs/encoder_shapes32", "Directory of the encoder checkpoint.")
-    app.run(main, flags_parser=parse_flags)
+    run_program(main, config="configs/encoder.py:shapes32", workdir="workdirs/encoder_shapes32",
+                workdir_help="Directory of the encoder checkpoint.")

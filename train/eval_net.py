@@ -16,8 +16,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from absl import app, flags
-from ml_collections import config_flags
 
 import jax
 import jax.numpy as jnp
@@ -27,7 +25,7 @@ from jaxrep.metrics.features import save_eval_net
 from jaxrep.nn.eval_net import EvalNet
 from jaxrep.supervised import factor_classification_loss
 from jaxrep.training import NonFiniteLossError, make_optimizer
-from train.cli import parse_flags, run_entrypoint
+from train.cli import run_entrypoint, run_program
 from train.factor_training import build_source, fit_on_factors
 
 
@@ -77,6 +75,5 @@ def main(argv) -> None:
 
 if __name__ == "__main__":
     # Defined here, not at import: train.evaluate imports this module and defines its own --config.
-    config_flags.DEFINE_config_file("config", "configs/eval_net.py:shapes32", "Config file and preset.")
-    flags.DEFINE_string("workdir", "workdirs/eval_net_shapes32", "Directory of the eval-net checkpoint.")
-    app.run(main, flags_parser=parse_flags)
+    run_program(main, config="configs/eval_net.py:shapes32", workdir="workdirs/eval_net_shapes32",
+                workdir_help="Directory of the eval-net checkpoint.")

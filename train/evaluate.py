@@ -24,8 +24,6 @@ import json
 import os
 import time
 
-from absl import app, flags
-from ml_collections import config_flags
 
 import jax
 import numpy as np
@@ -40,7 +38,7 @@ from jaxrep.metrics import frechet_distance, prdc
 from jaxrep.metrics.features import cached_reference_features, extract_features, load_feature_extractor
 from train import eval_net as train_eval_net
 from train import sample as train_sample
-from train.cli import parse_flags, run_entrypoint
+from train.cli import run_entrypoint, run_program
 from train.factor_training import PROCEDURAL_SOURCES
 from train.run_config import load_run_config
 
@@ -182,6 +180,5 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-    config_flags.DEFINE_config_file("config", "configs/evaluate.py:cpu", "Config file and preset.")
-    flags.DEFINE_string("workdir", "workdirs/diffusion_cpu", "The train.diffusion work directory to evaluate.")
-    app.run(main, flags_parser=parse_flags)
+    run_program(main, config="configs/evaluate.py:cpu", workdir="workdirs/diffusion_cpu",
+                workdir_help="The train.diffusion work directory to evaluate.")

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 import optax
 
-from jaxrep.data import ColoredShapes, DSprites, make_dataset, make_iterator
+from jaxrep.data import ColoredShapes, DSprites, make_dataset, make_iterator, shuffle_seed
 from jaxrep.training import LossFn, create_train_state, make_train_step
 from train import loop
 
@@ -48,14 +48,15 @@ def fit_on_factors(loss_fn: LossFn, params: Any, tx: optax.GradientTransformatio
       train_key: root key of the train state (per-step keys derive from it).
       description: the progress bar's label.
     """
-    shuffled = grain.MapDataset.source(source).shuffle(seed=config.seed)
+    root_key = jax.random.key(config.seed)
+    shuffled = grain.MapDataset.source(source).shuffle(seed=shuffle_seed(root_key))
     holdout_count = max(1, int(round(config.holdout_fraction * len(source))))
     holdout = [shuffled[index] for index in range(holdout_count)]
     holdout_batch = {key: np.stack([example[key] for example in holdout]) for key in ("image", "factors")}
 
     state = create_train_state(params, tx, jax.random.key_data(train_key))
     step_fn = jax.jit(make_train_step(loss_fn, tx, ema_decay=config.ema_decay), donate_argnums=0)
-    dataset = make_dataset(shuffled[holdout_count:], global_batch_size=config.batch_size, seed=config.seed,
+    dataset = make_dataset(shuffled[holdout_count:], global_batch_size=config.batch_size, root_key=root_key,
                            process_index=0, process_count=1, keys=("image", "factors"))
     iterator = make_iterator(dataset)
 

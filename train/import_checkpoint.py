@@ -22,8 +22,7 @@ import functools
 import os
 import re
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
 import jax
 import jax.numpy as jnp
@@ -37,7 +36,7 @@ from jaxrep.nn.convert_projector import projector_params_from_state_dict
 from jaxrep.nn.convert_sit import (UnreadableCheckpointError, infer_sit_shape, read_sit_checkpoint,
                                    sit_params_from_state_dict)
 from jaxrep.nn.sit import PRESETS, SiT
-from train.cli import parse_flags, run_entrypoint
+from train.cli import run_entrypoint, run_program
 from train.diffusion import build_experiment
 
 
@@ -94,10 +93,8 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-    config_flags.DEFINE_config_file("config", "configs/diffusion.py:xl2", "Config file and preset of the run.")
-    flags.DEFINE_string("workdir", None, "New work directory to write.", required=True)
     flags.DEFINE_string("checkpoint", None, "Official SiT checkpoint (.pt/.pth/.bin or .safetensors).", required=True)
     flags.DEFINE_enum("weights", "ema", ["ema", "model"], "Training-container entry to import.")
     flags.DEFINE_integer("step", -1, "Step to save at; -1: the file's 'steps', else 0.")
     flags.DEFINE_bool("keep_projector", False, "Keep the alignment and import the projector (needs the encoder).")
-    app.run(main, flags_parser=parse_flags)
+    run_program(main, config="configs/diffusion.py:xl2", workdir=None, workdir_help="New work directory to write.")

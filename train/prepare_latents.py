@@ -24,8 +24,6 @@ import os
 import signal
 import sys
 
-from absl import app, flags
-from ml_collections import config_flags
 
 import jax
 import jax.numpy as jnp
@@ -39,7 +37,7 @@ from jaxrep.files import file_sha256, write_json_atomic
 from jaxrep.logging import progress_bar
 from jaxrep.nn.autoencoder_kl import load_autoencoder_kl
 from jaxrep.workdir_lock import locks_workdir
-from train.cli import parse_flags, run_entrypoint
+from train.cli import run_entrypoint, run_program
 
 # Fault injection for the kill-and-resume test: SIGKILL this process after encoding this many batches.
 KILL_AFTER_BATCHES_ENV = "JAXREP_PREPARE_KILL_AFTER_BATCHES"
@@ -208,6 +206,5 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-    config_flags.DEFINE_config_file("config", "configs/prepare_latents.py:imagenet256", "Config file and preset.")
-    flags.DEFINE_string("workdir", "", "Output directory of the prepared dataset.")
-    app.run(main, flags_parser=parse_flags)
+    run_program(main, config="configs/prepare_latents.py:imagenet256", workdir="",
+                workdir_help="Output directory of the prepared dataset.")

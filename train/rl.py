@@ -29,8 +29,6 @@ import time
 
 import jax
 import numpy as np
-from absl import app, flags
-from ml_collections import config_flags
 
 from configs.rl import validate
 from envs.dmc import DMCEnv, seed_from_key
@@ -40,7 +38,7 @@ from jaxrep.rl import replay
 from jaxrep.rl.ddpg import DDPG, BeerOptions
 from jaxrep.rl.networks import Actor, Critic
 from jaxrep.workdir_lock import locks_workdir
-from train.cli import parse_flags, run_entrypoint
+from train.cli import run_entrypoint, run_program
 
 # Independent random streams folded out of the root key.
 PARAMS_STREAM, EXPLORE_STREAM, ENV_STREAM, EVAL_STREAM, DIAGNOSTICS_STREAM = range(5)
@@ -248,6 +246,5 @@ def main(argv):
 
 if __name__ == "__main__":
     # Flags are defined only when run as a program, so importing this module (tests, benchmarks) adds none.
-    config_flags.DEFINE_config_file("config", "configs/rl.py:cpu", "RL config file and preset.", lock_config=True)
-    flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and plots.", required=True)
-    app.run(main, flags_parser=parse_flags)
+    run_program(main, config="configs/rl.py:cpu", workdir=None,
+                workdir_help="Directory for checkpoints, metrics and plots.", lock_config=True)

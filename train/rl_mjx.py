@@ -21,8 +21,6 @@ import time
 
 import jax
 import numpy as np
-from absl import app, flags
-from ml_collections import config_flags
 
 from configs.rl_mjx import validate
 from envs.mjx import MJXEnv
@@ -30,7 +28,7 @@ from jaxrep.checkpoint import Checkpointer, PreemptionGuard, abstract_like, with
 from jaxrep.logging import MetricLogger, progress_bar, save_config, save_curves
 from jaxrep.rl.fused import FusedDDPG
 from jaxrep.workdir_lock import locks_workdir
-from train.cli import parse_flags, run_entrypoint
+from train.cli import run_entrypoint, run_program
 from train.rl import make_agent
 
 # Independent random streams folded out of the root key.
@@ -125,7 +123,5 @@ def main(argv):
 
 if __name__ == "__main__":
     # Flags are defined only when run as a program, so importing this module (tests, benchmarks) adds none.
-    config_flags.DEFINE_config_file("config", "configs/rl_mjx.py:cpu", "RL (MJX) config file and preset.",
-                                    lock_config=True)
-    flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and plots.", required=True)
-    app.run(main, flags_parser=parse_flags)
+    run_program(main, config="configs/rl_mjx.py:cpu", workdir=None,
+                workdir_help="Directory for checkpoints, metrics and plots.", lock_config=True)

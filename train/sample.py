@@ -25,8 +25,6 @@ import os
 import time
 from typing import Any, Callable
 
-from absl import app, flags
-from ml_collections import config_flags
 
 import jax
 import jax.numpy as jnp
@@ -41,7 +39,7 @@ from jaxrep.diffusion.latents import LatentNormalization
 from jaxrep.files import write_json_atomic
 from jaxrep.logging import progress_bar, save_image_grid, to_uint8
 from train import diffusion as train_diffusion
-from train.cli import parse_flags, run_entrypoint
+from train.cli import run_entrypoint, run_program
 from train.run_config import load_run_config, sampling_config
 
 LABEL_STREAM = 0x6C61626C  # folded into the seed key for REPA's random labels (the noise keys stay fold_in(key, b))
@@ -246,6 +244,5 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-    config_flags.DEFINE_config_file("config", "configs/evaluate.py:cpu", "Config file and preset.")
-    flags.DEFINE_string("workdir", "workdirs/diffusion_cpu", "The train.diffusion work directory to sample.")
-    app.run(main, flags_parser=parse_flags)
+    run_program(main, config="configs/evaluate.py:cpu", workdir="workdirs/diffusion_cpu",
+                workdir_help="The train.diffusion work directory to sample.")

@@ -33,8 +33,6 @@ import json
 import os
 from typing import Any, Callable
 
-from absl import app, flags
-from ml_collections import config_flags
 
 import jax
 import jax.numpy as jnp
@@ -49,7 +47,7 @@ from jaxrep.training import NonFiniteLossError, create_train_state, make_optimiz
 from jaxrep.workdir_lock import locks_workdir
 from train import loop
 from train import vae as train_vae
-from train.cli import parse_flags, run_entrypoint
+from train.cli import run_entrypoint, run_program
 from train.traversal_eval import generate_images, traversal_latents, traversal_vp, write_strips
 from train.vae import FINAL_METRICS, build_grid, encode_means, flow_term, load_vae
 
@@ -181,6 +179,5 @@ def main(argv) -> None:
 
 if __name__ == "__main__":
     # Flags are defined only when run as a program, so importing this module (tests, benchmarks) adds none.
-    config_flags.DEFINE_config_file("config", "configs/traversal.py:potential", "Config file and preset.")
-    flags.DEFINE_string("workdir", "workdirs/traversal_potential", "Directory for checkpoints, logs and strips.")
-    app.run(main, flags_parser=parse_flags)
+    run_program(main, config="configs/traversal.py:potential", workdir="workdirs/traversal_potential",
+                workdir_help="Directory for checkpoints, logs and strips.")

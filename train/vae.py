@@ -32,8 +32,7 @@ import json
 import os
 from typing import Any, Callable
 
-from absl import app, flags
-from ml_collections import ConfigDict, config_flags
+from ml_collections import ConfigDict
 
 import jax
 import jax.numpy as jnp
@@ -53,7 +52,7 @@ from jaxrep.traversal.sequences import DSpritesGrid, TransformationSequences
 from jaxrep.training import NonFiniteLossError, create_train_state, make_optimizer, make_train_step
 from jaxrep.workdir_lock import locks_workdir
 from train import loop
-from train.cli import parse_flags, run_entrypoint
+from train.cli import run_entrypoint, run_program
 from train.traversal_eval import generate_images, traversal_latents, traversal_vp, write_strips
 
 FINAL_METRICS = "final_metrics.json"
@@ -228,8 +227,8 @@ def train_and_evaluate(config, workdir: str, devices=None):
     experiment = build_experiment(config, devices)
     mesh = experiment.mesh
     checkpointer, state, extra = loop.resume(config, workdir, experiment.state)
-    dataset = make_dataset(experiment.source, global_batch_size=config.batch_size, seed=config.seed,
-                           keys=experiment.data_keys)
+    dataset = make_dataset(experiment.source, global_batch_size=config.batch_size,
+                           root_key=jax.random.key(config.seed), keys=experiment.data_keys)
     iterator = make_iterator(dataset, extra.get("data"))
     next_batch = lambda step: parallel.global_batch(next(iterator), mesh)
     evaluation = loop.final_evaluation(lambda params, step: evaluate(experiment, params, workdir, step))
@@ -243,6 +242,5 @@ def main(argv) -> None:
 
 if __name__ == "__main__":
     # Flags are defined only when run as a program, so importing this module (train.traversal, tests) adds none.
-    config_flags.DEFINE_config_file("config", "configs/vae.py:plain", "Config file and preset.")
-    flags.DEFINE_string("workdir", "workdirs/vae_plain", "Directory for checkpoints, logs and pictures.")
-    app.run(main, flags_parser=parse_flags)
+    run_program(main, config="configs/vae.py:plain", workdir="workdirs/vae_plain",
+                workdir_help="Directory for checkpoints, logs and pictures.")

@@ -12,6 +12,7 @@ from typing import Any
 
 import grain
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -19,7 +20,17 @@ def _stack(examples) -> dict:
     return {key: np.stack([np.asarray(e[key]) for e in examples]) for key in examples[0]}
 
 
-def make_dataset(source: Any, *, global_batch_size: int, seed: int, process_index: int | None = None,
+# The data order's stream, folded out of the run's root key apart from the init/train/eval streams.
+DATA_STREAM = 0xDA7A
+
+
+def shuffle_seed(root_key: jax.Array) -> int:
+    """The grain shuffle seed of a run: 31 random bits of `fold_in(root_key, DATA_STREAM)`, the same on every host."""
+    bits = jax.random.bits(jax.random.fold_in(root_key, DATA_STREAM), dtype=jnp.uint32)
+    return int(bits) >> 1
+
+
+def make_dataset(source: Any, *, global_batch_size: int, root_key: jax.Array, process_index: int | None = None,
                  process_count: int | None = None, keys: tuple[str, ...] = ("image", "label"),
                  num_workers: int = 0) -> grain.IterDataset:
     """Infinite, shuffled (new order each epoch), batched dataset of this process's shard.
@@ -27,7 +38,8 @@ def make_dataset(source: Any, *, global_batch_size: int, seed: int, process_inde
     Args:
       source: random-access source (`__len__`, `__getitem__` returning a dict).
       global_batch_size: examples per step over all processes (divisible by process_count).
-      seed: shuffle seed (from the run's root seed).
+      root_key: the run's root key (`jax.random.key(config.seed)`); the order derives from it (`shuffle_seed`),
+        like every other random stream of the run.
       keys: which fields of each example to keep.
       num_workers: grain worker processes that read, decode and batch examples (`mp_prefetch`); 0: in-process.
         The iterator state is checkpointable either way.
@@ -40,7 +52,7 @@ def make_dataset(source: Any, *, global_batch_size: int, seed: int, process_inde
     shard = grain.MapDataset.source(source)[process_index::process_count]
     if len(shard) < local_batch:
         raise ValueError(f"batch_size: per-process batch {local_batch} exceeds the {len(shard)} examples of the shard")
-    dataset = (shard.shuffle(seed=seed).repeat()
+    dataset = (shard.shuffle(seed=shuffle_seed(root_key)).repeat()
                .map(lambda example: {k: example[k] for k in keys})
                .batch(local_batch, drop_remainder=True, batch_fn=_stack))
     dataset = dataset.to_iter_dataset()

@@ -1,7 +1,8 @@
+import jax
 import numpy as np
 import pytest
 
-from jaxrep.data import ArraySource, ColoredShapes, DSprites, make_dataset, make_iterator
+from jaxrep.data import ArraySource, ColoredShapes, DSprites, make_dataset, make_iterator, shuffle_seed
 from jaxrep.data.procedural import render_shapes
 
 
@@ -76,7 +77,7 @@ def _labels(source_len, **kw):
 
 
 def test_pipeline_epochs_cover_the_data_and_state_resumes():
-    dataset = _labels(12, global_batch_size=4, seed=0, process_index=0, process_count=1)
+    dataset = _labels(12, global_batch_size=4, root_key=jax.random.key(0), process_index=0, process_count=1)
     iterator = make_iterator(dataset)
     epoch = np.concatenate([next(iterator)["label"] for _ in range(3)])
     assert sorted(epoch) == list(range(12))
@@ -87,12 +88,23 @@ def test_pipeline_epochs_cover_the_data_and_state_resumes():
     assert not np.array_equal(np.concatenate(expected[:3]), epoch)  # reshuffled next epoch
 
 
+def test_data_order_is_a_function_of_the_root_key_alone():
+    order = lambda key: np.concatenate([next(make_iterator(_labels(64, global_batch_size=64, root_key=key,  # noqa: E731
+                                                                      process_index=0, process_count=1)))["label"]])
+    np.testing.assert_array_equal(order(jax.random.key(3)), order(jax.random.key(3)))
+    assert not np.array_equal(order(jax.random.key(3)), order(jax.random.key(4)))
+    # The order comes from a stream of its own, so the integer seed is not reused as grain's shuffle seed.
+    assert 0 <= shuffle_seed(jax.random.key(3)) < 2**31 and shuffle_seed(jax.random.key(3)) != 3
+    assert shuffle_seed(jax.random.key(3)) == shuffle_seed(jax.random.key(3))
+
+
 def test_process_shards_differ_and_cover_the_global_batch():
-    shards = [make_iterator(_labels(16, global_batch_size=8, seed=1, process_index=i, process_count=2))
+    key = jax.random.key(1)
+    shards = [make_iterator(_labels(16, global_batch_size=8, root_key=key, process_index=i, process_count=2))
               for i in range(2)]
     first = [next(it)["label"] for it in shards]
     assert all(len(f) == 4 for f in first)
     assert not set(first[0]) & set(first[1])
     assert set(first[0]) <= set(range(0, 16, 2)) and set(first[1]) <= set(range(1, 16, 2))
     with pytest.raises(ValueError, match="batch_size"):
-        _labels(16, global_batch_size=7, seed=0, process_index=0, process_count=2)
+        _labels(16, global_batch_size=7, root_key=jax.random.key(0), process_index=0, process_count=2)

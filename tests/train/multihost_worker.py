@@ -26,7 +26,8 @@ from train import diffusion as train_diffusion  # noqa: E402
 
 config = tiny_config(batch_size=8, num_devices=0)
 experiment = train_diffusion.build_experiment(config)
-iterator = make_iterator(make_dataset(experiment.source, global_batch_size=config.batch_size, seed=config.seed))
+iterator = make_iterator(make_dataset(experiment.source, global_batch_size=config.batch_size,
+                                      root_key=jax.random.key(config.seed)))
 state, losses, labels = experiment.state, [], []
 for _ in range(2):
     local = next(iterator)

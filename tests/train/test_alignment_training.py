@@ -275,7 +275,8 @@ def _first_batches_after(config, experiment, warmup_batches):
     from jaxrep import parallel
     from jaxrep.data import make_dataset, make_iterator
 
-    iterator = make_iterator(make_dataset(experiment.source, global_batch_size=config.batch_size, seed=config.seed))
+    iterator = make_iterator(make_dataset(experiment.source, global_batch_size=config.batch_size,
+                                          root_key=jax.random.key(config.seed)))
     for _ in range(warmup_batches):
         next(iterator)
     return parallel.global_batch(next(iterator), experiment.mesh)
@@ -368,8 +369,8 @@ def _first_batches_with_keys(experiment, count):
     from jaxrep import parallel
     from jaxrep.data import make_dataset, make_iterator
 
-    dataset = make_dataset(experiment.source, global_batch_size=experiment.config.batch_size, seed=0,
-                           keys=experiment.data_keys)
+    dataset = make_dataset(experiment.source, global_batch_size=experiment.config.batch_size,
+                           root_key=jax.random.key(0), keys=experiment.data_keys)
     iterator = make_iterator(dataset)
     return [parallel.global_batch(next(iterator), experiment.mesh) for _ in range(count)]
 

@@ -168,6 +168,9 @@ def test_unknown_preset_and_cli_one_line_error(tmp_path):
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1].startswith("config error: optim.learning_rate: must be > 0")
     assert not (tmp_path / "checkpoints").exists()
+    result = run_cli(tmp_path, **{"model.nope": 1})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == ["config error: --config.model.nope: no such field in the config"]
 
 
 def test_a_second_job_on_a_held_work_directory_is_refused_in_one_line(tmp_path):
@@ -180,7 +183,8 @@ def test_a_second_job_on_a_held_work_directory_is_refused_in_one_line(tmp_path):
 
 
 def _first_batches(config, mesh, count):
-    dataset = make_dataset(train_diffusion.build_source(config), global_batch_size=config.batch_size, seed=0)
+    dataset = make_dataset(train_diffusion.build_source(config), global_batch_size=config.batch_size,
+                           root_key=jax.random.key(0))
     iterator = make_iterator(dataset)
     return [parallel.global_batch(next(iterator), mesh) for _ in range(count)]
 

@@ -187,8 +187,8 @@ def test_two_processes_prepare_disjoint_complete_shards_and_sample_the_one_proce
 def test_pipeline_workers_decode_the_same_batches_and_resume_exactly(dataset):
     source = LatentRecordSource(dataset[0], with_images=True)
     keys = ("image", "latent_std", "label", "encoder_image")
-    build = lambda workers: make_dataset(source, global_batch_size=4, seed=3, keys=keys, process_index=0,  # noqa: E731
-                                         process_count=1, num_workers=workers)
+    build = lambda workers: make_dataset(source, global_batch_size=4, root_key=jax.random.key(3), keys=keys,  # noqa: E731
+                                         process_index=0, process_count=1, num_workers=workers)
     in_process, with_workers = make_iterator(build(0)), make_iterator(build(2))
     for _ in range(5):  # past the end of the first epoch (18 records)
         expected, got = next(in_process), next(with_workers)

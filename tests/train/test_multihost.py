@@ -43,7 +43,7 @@ def test_two_processes_match_one_process_on_the_same_global_batch(tmp_path):
     # One process, 4 devices, fed the concatenation of the two hosts' local batches.
     config = tiny_config(batch_size=8, num_devices=4)
     experiment = train_diffusion.build_experiment(config, jax.devices()[:4])
-    shards = [make_iterator(make_dataset(experiment.source, global_batch_size=8, seed=config.seed,
+    shards = [make_iterator(make_dataset(experiment.source, global_batch_size=8, root_key=jax.random.key(config.seed),
                                          process_index=i, process_count=2)) for i in range(2)]
     state, losses = experiment.state, []
     for step in range(2):
