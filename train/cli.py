@@ -17,6 +17,7 @@ from ml_collections import config_flags
 
 from jaxrep.checkpoint import CheckpointMismatchError, DamagedCheckpointError
 from jaxrep.config_checks import ConfigError
+from jaxrep.nn.convert import WeightFileError
 from jaxrep.workdir_lock import WorkdirLockedError
 
 
@@ -60,15 +61,16 @@ def run_program(main: Callable[[list[str]], Any], *, config: str, workdir: str |
 
 def run_main(train_fn: Callable[[Any, str], Any], config: Any, workdir: str,
              expected_errors: tuple[type[Exception], ...] = ()) -> Any:
-    """Returns train_fn(config, workdir); a ConfigError, a checkpoint that does not fit or is damaged, a work
-    directory held by another job, or one of `expected_errors` (e.g. the loop's non-finite-loss error) becomes one
+    """Returns train_fn(config, workdir); a ConfigError, a checkpoint that does not fit or is damaged, a weight
+    file that is missing, unreadable or of another model, a work directory held by another job, or one of `expected_errors` (e.g. the loop's non-finite-loss error) becomes one
     line on stderr and exit status 1."""
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO; keep the progress bar readable
     try:
         return train_fn(config, workdir)
     except ConfigError as error:
         sys.exit(f"config error: {error}")
-    except (CheckpointMismatchError, DamagedCheckpointError, WorkdirLockedError, *expected_errors) as error:
+    except (CheckpointMismatchError, DamagedCheckpointError, WeightFileError, WorkdirLockedError,
+            *expected_errors) as error:
         sys.exit(f"error: {error}")
 
 

@@ -33,8 +33,7 @@ from jaxrep.config_checks import ConfigError
 from jaxrep.logging import save_config
 from jaxrep.nn.convert import CheckpointMismatchError
 from jaxrep.nn.convert_projector import projector_params_from_state_dict
-from jaxrep.nn.convert_sit import (UnreadableCheckpointError, infer_sit_shape, read_sit_checkpoint,
-                                   sit_params_from_state_dict)
+from jaxrep.nn.convert_sit import infer_sit_shape, read_sit_checkpoint, sit_params_from_state_dict
 from jaxrep.nn.sit import PRESETS, SiT
 from train.cli import run_entrypoint, run_program
 from train.diffusion import build_experiment
@@ -88,8 +87,7 @@ def import_checkpoint(config, workdir: str, *, checkpoint_path: str, weights: st
 def main(argv) -> None:
     run = functools.partial(import_checkpoint, checkpoint_path=flags.FLAGS.checkpoint, weights=flags.FLAGS.weights,
                             step=flags.FLAGS.step, keep_projector=flags.FLAGS.keep_projector)
-    run_entrypoint(argv, run, expected_errors=(CheckpointMismatchError, UnreadableCheckpointError,
-                                               FileNotFoundError, FileExistsError))
+    run_entrypoint(argv, run, expected_errors=(FileExistsError,))
 
 
 if __name__ == "__main__":

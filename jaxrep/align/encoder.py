@@ -29,13 +29,11 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-import orbax.checkpoint as ocp
 
 from jaxrep.align.irepa import spatial_normalize
 from jaxrep.align.targets import encoder_targets
-from jaxrep.checkpoint import CheckpointMismatchError, Checkpointer
-from jaxrep.nn.convert import CheckpointMismatchError as ConversionMismatchError
-from jaxrep.nn.convert import load_dinov2_params
+from jaxrep.frozen_weights import FrozenWeightsError, read_frozen_metadata, restore_frozen_params, save_frozen
+from jaxrep.nn.convert import WeightFileError, load_dinov2_params
 from jaxrep.nn.vit import ViT, resample_pos_embed, vit_preset
 
 __all__ = [
@@ -55,7 +53,7 @@ _VIT_FIELDS = ("width", "depth", "num_heads", "patch_size", "mlp_ratio", "ffn", 
                "pos_embed_grid", "pos_embed_antialias", "layerscale_init", "layer_norm_eps")
 
 
-class EncoderFileError(ValueError):
+class EncoderFileError(WeightFileError):
     """An encoder path that is missing, not an encoder checkpoint, or of another architecture."""
 
 
@@ -87,51 +85,28 @@ class FrozenEncoder:
 def save_encoder(directory: str | os.PathLike, model: ViT, params: Any, *, image_size: int,
                  info: dict | None = None) -> None:
     """Writes an in-repo encoder checkpoint (params + architecture + `info`) to `directory` (orbax)."""
-    checkpointer = Checkpointer(directory, save_every=1, keep=1, async_save=False)
-    extra = {"kind": ENCODER_KIND, "vit": {name: getattr(model, name) for name in _VIT_FIELDS},
-             "image_size": int(image_size), "info": info or {}}
-    checkpointer.save(0, {"params": params}, extra, force=True)
-    checkpointer.close()
+    save_frozen(directory, params, {"kind": ENCODER_KIND, "vit": {name: getattr(model, name) for name in _VIT_FIELDS},
+                                    "image_size": int(image_size), "info": info or {}})
 
 
 def read_encoder_metadata(directory: str | os.PathLike) -> dict:
-    """The `extra` item of an encoder checkpoint; raises `EncoderFileError` if it is not one."""
-    directory = os.path.abspath(os.fspath(directory))
-    if not os.path.isdir(directory):
-        raise EncoderFileError(f"align.encoder.path: no encoder checkpoint directory at {directory!r}")
-    manager = ocp.CheckpointManager(directory, item_names=("state", "extra"))
-    step = manager.latest_step()
-    if step is None:
-        raise EncoderFileError(f"align.encoder.path: {directory!r} holds no orbax checkpoint")
+    """The architecture and info recorded next to an in-repo encoder's weights."""
     try:
-        extra = manager.restore(step, args=ocp.args.Composite(extra=ocp.args.JsonRestore()))["extra"]
-    except (ValueError, KeyError, FileNotFoundError) as error:
-        raise EncoderFileError(f"align.encoder.path: {directory!r} is not an encoder checkpoint ({error})") from error
-    finally:
-        manager.close()
-    if not isinstance(extra, dict) or extra.get("kind") != ENCODER_KIND:
-        raise EncoderFileError(
-            f"align.encoder.path: {directory!r} is an orbax checkpoint but not an encoder written by "
-            f"train/encoder.py (its metadata has no kind={ENCODER_KIND!r}); a DINOv2 file needs "
-            f"align.encoder.source='dinov2'")
-    return dict(extra)
+        return read_frozen_metadata(directory, ENCODER_KIND, what="encoder", writer="train/encoder.py")
+    except FrozenWeightsError as error:
+        hint = "; a DINOv2 file needs align.encoder.source='dinov2'" if "written by" in str(error) else ""
+        raise EncoderFileError(f"align.encoder.path: {error}{hint}") from error
 
 
 def _load_checkpoint(directory: str) -> FrozenEncoder:
     metadata = read_encoder_metadata(directory)
     model = ViT(**metadata["vit"])
     image_size = int(metadata["image_size"])
-    images = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
-    shapes = jax.eval_shape(model.init, jax.random.key(0), images)["params"]
-    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    abstract = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=device), shapes)
     try:
-        state, _ = Checkpointer(directory, save_every=1).restore({"params": abstract})
-    except CheckpointMismatchError as error:
-        raise EncoderFileError(
-            f"align.encoder.path: the weights in {directory!r} do not fit the architecture its metadata "
-            f"records ({metadata['vit']}): {str(error).splitlines()[0]}") from error
-    return FrozenEncoder(model, state["params"], image_size, metadata)
+        params = restore_frozen_params(directory, model, (1, image_size, image_size, 3))
+    except FrozenWeightsError as error:
+        raise EncoderFileError(f"align.encoder.path: {error} ({metadata['vit']})") from error
+    return FrozenEncoder(model, params, image_size, metadata)
 
 
 def _load_dinov2(path: str, preset: str, image_size: int) -> FrozenEncoder:
@@ -143,7 +118,7 @@ def _load_dinov2(path: str, preset: str, image_size: int) -> FrozenEncoder:
                                f"patch size {native.patch_size}")
     try:
         params = load_dinov2_params(path, native)
-    except ConversionMismatchError as error:
+    except WeightFileError as error:  # unreadable, or of another architecture
         raise EncoderFileError(f"align.encoder.path: {path!r} is not a DINOv2 {preset} file: {error}") from error
     grid = image_size // native.patch_size
     params = jax.device_get(resample_pos_embed(params, (grid, grid)))

@@ -29,10 +29,9 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 
 from jaxrep import parallel
-from jaxrep.checkpoint import CheckpointMismatchError, Checkpointer
+from jaxrep.frozen_weights import FrozenWeightsError, read_frozen_metadata, restore_frozen_params, save_frozen
 from jaxrep.metrics.frechet import FeatureStatistics
 from jaxrep.nn.eval_net import EvalNet
 from jaxrep.nn.inception import FID_FEATURE_DIM, FIDInceptionV3, load_inception_variables
@@ -136,49 +135,24 @@ def inception_extractor(variables: Any, *, metadata: dict | None = None) -> Feat
 def save_eval_net(directory: str | os.PathLike, model: EvalNet, params: Any, *, image_shape: tuple[int, ...],
                   data_source: str, info: dict | None = None) -> None:
     """Writes an eval-net checkpoint (orbax): item `state` = {"params"}, item `extra` = architecture + `info`."""
-    checkpointer = Checkpointer(directory, save_every=1, keep=1, async_save=False)
-    extra = {"kind": EVAL_NET_KIND, "data_source": data_source, "image_shape": [int(s) for s in image_shape],
-             "model": {"factor_sizes": [int(s) for s in model.factor_sizes],
-                       "widths": [int(w) for w in model.widths], "feature_dim": int(model.feature_dim)},
-             "info": info or {}}
-    checkpointer.save(0, {"params": params}, extra, force=True)
-    checkpointer.close()
-
-
-def _read_eval_net_metadata(directory: str) -> dict:
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"no eval-net checkpoint directory at {directory!r}; train one with "
-                                "`python -m train.eval_net` (docs/evaluation.md)")
-    manager = ocp.CheckpointManager(directory, item_names=("state", "extra"))
-    try:
-        step = manager.latest_step()
-        if step is None:
-            raise FileNotFoundError(f"{directory!r} holds no eval-net checkpoint")
-        extra = manager.restore(step, args=ocp.args.Composite(extra=ocp.args.JsonRestore()))["extra"]
-    finally:
-        manager.close()
-    if not isinstance(extra, dict) or extra.get("kind") != EVAL_NET_KIND:
-        raise ValueError(f"{directory!r} is an orbax checkpoint but not an eval net written by train/eval_net.py")
-    return dict(extra)
+    save_frozen(directory, params, {
+        "kind": EVAL_NET_KIND, "data_source": data_source, "image_shape": [int(s) for s in image_shape],
+        "model": {"factor_sizes": [int(s) for s in model.factor_sizes], "widths": [int(w) for w in model.widths],
+                  "feature_dim": int(model.feature_dim)},
+        "info": info or {}})
 
 
 def load_eval_net(directory: str | os.PathLike) -> tuple[EvalNet, Any, dict]:
-    """Reads (model, params, metadata) from a checkpoint written by `save_eval_net` (restored on one device)."""
-    directory = os.path.abspath(os.fspath(directory))
-    metadata = _read_eval_net_metadata(directory)
+    """Reads (model, params, metadata) from a checkpoint written by `save_eval_net` (restored on one device).
+    FrozenWeightsError (a ValueError) when it is missing, of another kind or of another architecture."""
+    try:
+        metadata = read_frozen_metadata(directory, EVAL_NET_KIND, what="eval-net", writer="train/eval_net.py")
+    except FrozenWeightsError as error:
+        raise FrozenWeightsError(f"{error}; train one with `python -m train.eval_net` (docs/evaluation.md)") from error
     fields = metadata["model"]
     model = EvalNet(factor_sizes=tuple(fields["factor_sizes"]), widths=tuple(fields["widths"]),
                     feature_dim=int(fields["feature_dim"]))
-    images = jax.ShapeDtypeStruct((1, *metadata["image_shape"]), jnp.float32)
-    shapes = jax.eval_shape(model.init, jax.random.key(0), images)["params"]
-    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    abstract = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=device), shapes)
-    try:
-        state, _ = Checkpointer(directory, save_every=1).restore({"params": abstract})
-    except CheckpointMismatchError as error:
-        raise ValueError(f"the eval-net weights in {directory!r} do not fit the architecture its metadata "
-                         f"records: {str(error).splitlines()[0]}") from error
-    return model, state["params"], metadata
+    return model, restore_frozen_params(directory, model, (1, *metadata["image_shape"])), metadata
 
 
 def load_feature_extractor(kind: str, path: str | os.PathLike) -> FeatureExtractor:

@@ -27,9 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
-from safetensors import SafetensorError
 
-from jaxrep.nn.convert import load_state_dict, match_params
+from jaxrep.nn.convert import MissingWeightsError, load_state_dict, match_params
 
 __all__ = ["AutoencoderKL", "SD_VAE_FT_MSE_CONFIG", "autoencoder_kl_params_from_state_dict", "load_autoencoder_kl"]
 
@@ -297,8 +296,8 @@ def load_autoencoder_kl(path: str | os.PathLike, *, dtype: Any = jnp.float32) ->
       (model, variables): use as `model.apply(variables, images, method="encode")`.
 
     Raises:
-      FileNotFoundError: no such file, or a directory without config or weights.
-      OSError: the weights file cannot be read (truncated, corrupt, wrong format); the message names it.
+      MissingWeightsError (a FileNotFoundError): no such file, or a directory without config or weights.
+      UnreadableWeightsError (an OSError): the weights file cannot be read (truncated, corrupt, wrong format).
       CheckpointMismatchError: the weights do not fit the configured architecture (keys listed).
     """
     path = os.fspath(path)
@@ -307,14 +306,11 @@ def load_autoencoder_kl(path: str | os.PathLike, *, dtype: Any = jnp.float32) ->
         candidates = [os.path.join(path, f"diffusion_pytorch_model.{ext}") for ext in ("safetensors", "bin")]
         weights = next((file for file in candidates if os.path.exists(file)), None)
         if weights is None:
-            raise FileNotFoundError(f"{path}: no diffusion_pytorch_model.safetensors or .bin")
+            raise MissingWeightsError(f"{path}: no diffusion_pytorch_model.safetensors or .bin")
     elif os.path.exists(path):
         config, weights = SD_VAE_FT_MSE_CONFIG, path
     else:
-        raise FileNotFoundError(path)
-    try:
-        state_dict = load_state_dict(weights)
-    except (OSError, RuntimeError, EOFError, SafetensorError) as error:
-        raise OSError(f"{weights}: cannot read the weights (truncated or corrupt?): {error}") from error
+        raise MissingWeightsError(f"no SD-VAE weights at {path!r}")
+    state_dict = load_state_dict(weights)
     model = AutoencoderKL(**config, dtype=dtype)
     return model, autoencoder_kl_params_from_state_dict(state_dict, model)

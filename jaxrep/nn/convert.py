@@ -33,6 +33,9 @@ from flax import traverse_util
 from jaxrep.nn.vit import ViT
 
 __all__ = [
+    "WeightFileError",
+    "MissingWeightsError",
+    "UnreadableWeightsError",
     "CheckpointMismatchError",
     "match_params",
     "load_state_dict",
@@ -41,7 +44,20 @@ __all__ = [
 ]
 
 
-class CheckpointMismatchError(ValueError):
+class WeightFileError(ValueError):
+    """A weight file (or frozen-weight directory) that is missing, unreadable or does not fit the model; the
+    entrypoints report it in one line (`train.cli`)."""
+
+
+class MissingWeightsError(WeightFileError, FileNotFoundError):
+    """No weight file at the path given."""
+
+
+class UnreadableWeightsError(WeightFileError, OSError):
+    """A weight file that cannot be read: truncated, corrupt, or of another format."""
+
+
+class CheckpointMismatchError(WeightFileError):
     """A checkpoint does not fit the model: missing, unexpected or mis-shaped parameters."""
 
 
@@ -89,24 +105,42 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Reads a flat {name: array} state dict from `.safetensors` or a torch `.pth`/`.pt`/`.bin` file.
 
     Torch files are read with `weights_only=True` (no pickled code runs); floating tensors (bfloat16
-    included) come back as float32 NumPy arrays.
+    included) come back as float32 NumPy arrays. A missing file raises `MissingWeightsError`, one that cannot be
+    read (truncated, corrupt) `UnreadableWeightsError`, both naming the path.
     """
     path = os.fspath(path)
+    if not path.endswith((".safetensors", ".pth", ".pt", ".bin")):
+        raise UnreadableWeightsError(f"{path}: unsupported checkpoint extension (use .safetensors, .pth, .pt or .bin)")
+    if not os.path.isfile(path):
+        raise MissingWeightsError(f"no weight file at {path!r}")
     if path.endswith(".safetensors"):
-        return _load_safetensors(path)
-    if path.endswith((".pth", ".pt", ".bin")):
-        import torch
+        return read_or_explain(path, _load_safetensors)
+    import torch
 
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
-            raise CheckpointMismatchError(
-                f"{path}: expected a flat state dict of tensors, got {type(loaded).__name__}"
-                " (unwrap e.g. checkpoint['model'] and save it on its own)")
-        return {
-            name: (tensor.detach().float() if tensor.is_floating_point() else tensor.detach()).numpy()
-            for name, tensor in loaded.items()
-        }
-    raise ValueError(f"{path}: unsupported checkpoint extension (use .safetensors, .pth, .pt or .bin)")
+    loaded = read_or_explain(path, lambda file: torch.load(file, map_location="cpu", weights_only=True))
+    if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        raise CheckpointMismatchError(
+            f"{path}: expected a flat state dict of tensors, got {type(loaded).__name__}"
+            " (unwrap e.g. checkpoint['model'] and save it on its own)")
+    return {
+        name: (tensor.detach().float() if tensor.is_floating_point() else tensor.detach()).numpy()
+        for name, tensor in loaded.items()
+    }
+
+
+def read_or_explain(path: str, read: Callable[[str], Any], accepted: str = "tensors and plain containers") -> Any:
+    """read(path), with any failure of the reader turned into one `UnreadableWeightsError` naming the file
+    (safetensors' and torch's errors have no common base). A file `torch.load(weights_only=True)` refuses because
+    it pickles something else than `accepted` says why; torch's advice to load it unsafely is left out."""
+    try:
+        return read(path)
+    except Exception as error:  # noqa: BLE001 - re-raised with the path, the cause chained
+        unpickler = re.search(r"WeightsUnpickler error:\s*(.+?)(?: was not an allowed global|\n\n|$)", str(error), re.S)
+        reason = unpickler.group(1).strip() if unpickler else (str(error).splitlines() or [type(error).__name__])[0]
+        if reason.startswith("Unsupported global"):
+            raise UnreadableWeightsError(f"{path}: torch.load(weights_only=True) refuses it: {reason} "
+                                         f"(only {accepted} are accepted)") from error
+        raise UnreadableWeightsError(f"{path}: cannot read the weights (truncated or corrupt?): {reason}") from error
 
 
 def _load_safetensors(path: str) -> dict[str, np.ndarray]:

@@ -31,7 +31,6 @@ import argparse
 import dataclasses
 import math
 import os
-import pickle
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -41,14 +40,14 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from jaxrep.nn.convert import CheckpointMismatchError, load_state_dict, match_params
+from jaxrep.nn.convert import (CheckpointMismatchError, MissingWeightsError, UnreadableWeightsError, load_state_dict,
+                                match_params, read_or_explain)
 from jaxrep.nn.rope import axial_rope_tables
 from jaxrep.nn.sit import SiT, sincos_2d
 
 __all__ = [
     "HEADS_BY_WIDTH",
     "SiTCheckpoint",
-    "UnreadableCheckpointError",
     "infer_sit_shape",
     "load_sit_params",
     "read_sit_checkpoint",
@@ -67,10 +66,6 @@ _OPTIONS = {
 }
 _ROPE_BUFFERS = ("feat_rope.freqs_cos", "feat_rope.freqs_sin")
 _BUFFER_ATOL = 5e-3  # fixed buffers: allows bfloat16-rounded files; another layout differs by O(1)
-
-
-class UnreadableCheckpointError(ValueError):
-    """A checkpoint file that cannot be read safely (corrupt, or pickling objects weights_only refuses)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,7 +110,7 @@ def read_sit_checkpoint(path: str | os.PathLike, weights: str = "ema") -> SiTChe
 
     Raises:
       FileNotFoundError: no such file.
-      UnreadableCheckpointError: an unknown extension, or a file weights_only loading cannot read (corrupt, or
+      UnreadableWeightsError: an unknown extension, or a file weights_only loading cannot read (corrupt, or
         pickling a class other than argparse.Namespace).
       CheckpointMismatchError: the file holds neither a state dict nor a container with `weights`.
     """
@@ -123,24 +118,19 @@ def read_sit_checkpoint(path: str | os.PathLike, weights: str = "ema") -> SiTChe
     if weights not in WEIGHTS:
         raise ValueError(f"weights: must be one of {WEIGHTS}, got {weights!r}")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"no checkpoint file at {path!r}")
+        raise MissingWeightsError(f"no checkpoint file at {path!r}")
     if path.endswith(".safetensors"):
         return SiTCheckpoint(load_state_dict(path), "bare")
     if not path.endswith((".pt", ".pth", ".bin")):
-        raise UnreadableCheckpointError(f"{path}: unsupported checkpoint extension (use .safetensors, .pt, .pth "
+        raise UnreadableWeightsError(f"{path}: unsupported checkpoint extension (use .safetensors, .pt, .pth "
                                         "or .bin)")
     import torch
 
-    try:
+    def read(file):
         with torch.serialization.safe_globals([argparse.Namespace]):
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
-        # torch's message leads with advice to load unsafely; keep only the reason.
-        reason = re.search(r"WeightsUnpickler error:\s*(.+?)(?: was not an allowed global|\n\n|$)", str(error), re.S)
-        reason = reason.group(1).strip() if reason else str(error).splitlines()[0]
-        raise UnreadableCheckpointError(
-            f"cannot read {path} with torch.load(weights_only=True): {reason} (tensors, plain containers and "
-            "the training args' argparse.Namespace are accepted)") from error
+            return torch.load(file, map_location="cpu", weights_only=True)
+
+    loaded = read_or_explain(path, read, "tensors, plain containers and the training args' argparse.Namespace")
     if _is_state_dict(loaded):
         return SiTCheckpoint({name: _to_numpy(name, value) for name, value in loaded.items()}, "bare")
     if not isinstance(loaded, Mapping) or not any(key in loaded for key in WEIGHTS):

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from jaxrep.nn.convert import CheckpointMismatchError, load_state_dict
+from jaxrep.nn.convert import CheckpointMismatchError, MissingWeightsError, load_state_dict
 from jaxrep.nn.vit import resize_like_torch
 
 __all__ = [
@@ -283,6 +283,6 @@ def load_inception_variables(path: str | os.PathLike) -> dict:
     Returns the `FIDInceptionV3` variables {"params", "batch_stats"}; see `inception_variables_from_state_dict`.
     """
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"no FID Inception weights at {os.fspath(path)!r} (pytorch-fid's "
+        raise MissingWeightsError(f"no FID Inception weights at {os.fspath(path)!r} (pytorch-fid's "
                                 "pt_inception-2015-12-05-6726825d.pth; see docs/evaluation.md)")
     return inception_variables_from_state_dict(load_state_dict(path))

@@ -9,10 +9,13 @@ import numpy as np
 import pytest
 
 from jaxrep import parallel
+from jaxrep.align.encoder import save_encoder
+from jaxrep.frozen_weights import FrozenWeightsError
 from jaxrep.metrics import (FeatureSet, cached_reference_features, eval_net_extractor, extract_features,
                             inception_extractor, load_eval_net, load_feature_extractor, load_feature_set,
                             load_statistics, save_eval_net, statistics)
 from jaxrep.nn.eval_net import EvalNet
+from jaxrep.nn.vit import ViT
 from jaxrep.nn.inception import FIDInceptionV3
 
 FACTOR_SIZES = (3, 6, 3, 5, 5)
@@ -80,8 +83,12 @@ def test_eval_net_checkpoint_round_trip(tiny_net, tmp_path):
     extractor = load_feature_extractor("eval_net", tmp_path / "net")
     assert extractor.fingerprint == eval_net_extractor(model, params, image_shape=IMAGE_SHAPE).fingerprint
     assert extractor.metadata["path"] == str(tmp_path / "net")
-    with pytest.raises(FileNotFoundError, match="train.eval_net"):
+    with pytest.raises(FrozenWeightsError, match="no eval-net checkpoint directory .* train.eval_net"):
         load_eval_net(tmp_path / "missing")
+    with pytest.raises(FrozenWeightsError, match="not an eval-net written by train/eval_net.py"):
+        save_encoder(tmp_path / "encoder", ViT(patch_size=4, width=8, depth=1, num_heads=2, mlp_ratio=2.0),
+                     {"w": np.zeros(2)}, image_size=8)
+        load_eval_net(tmp_path / "encoder")
     with pytest.raises(ValueError, match="must be one of"):
         load_feature_extractor("clip", tmp_path / "net")
 

@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 
 from jaxrep.align import ConvProjector, MLPProjector
-from jaxrep.nn.convert import CheckpointMismatchError
+from jaxrep.nn.convert import CheckpointMismatchError, UnreadableWeightsError
 from jaxrep.nn.convert_projector import projector_from_state_dict, projector_params_from_state_dict
 from jaxrep.nn.convert_sit import (
-    UnreadableCheckpointError,
     infer_sit_shape,
     load_sit_params,
     read_sit_checkpoint,
@@ -291,16 +290,16 @@ def test_unsafe_or_odd_files_are_refused(official, tmp_path):
     _, model_state, _ = official
     path = tmp_path / "unsafe.pt"
     torch.save({"ema": {k: torch.from_numpy(v) for k, v in model_state.items()}, "args": NotAllowed()}, path)
-    with pytest.raises(UnreadableCheckpointError,
-                       match=r"weights_only=True\): Unsupported global: GLOBAL \S*NotAllowed \("):
+    with pytest.raises(UnreadableWeightsError,
+                       match=r"weights_only=True\) refuses it: Unsupported global: GLOBAL \S*NotAllowed \("):
         read_sit_checkpoint(path)
     with pytest.raises(FileNotFoundError):
         read_sit_checkpoint(tmp_path / "missing.pt")
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint")
-    with pytest.raises(UnreadableCheckpointError, match="cannot read"):
+    with pytest.raises(UnreadableWeightsError, match="cannot read"):
         read_sit_checkpoint(garbage)
-    with pytest.raises(UnreadableCheckpointError, match="unsupported checkpoint extension"):
+    with pytest.raises(UnreadableWeightsError, match="unsupported checkpoint extension"):
         read_sit_checkpoint(garbage.rename(tmp_path / "garbage.ckpt"))
     model_only = tmp_path / "model_only.pt"
     torch.save({"model": {k: torch.from_numpy(v) for k, v in model_state.items()}, "steps": 3}, model_only)

@@ -20,7 +20,7 @@ from torch.nn import functional as F  # noqa: E402
 
 from jaxrep import parallel  # noqa: E402
 from jaxrep.metrics.features import extract_features, inception_extractor  # noqa: E402
-from jaxrep.nn.convert import CheckpointMismatchError  # noqa: E402
+from jaxrep.nn.convert import CheckpointMismatchError, UnreadableWeightsError  # noqa: E402
 from jaxrep.nn.inception import (FID_FEATURE_DIM, FIDInceptionV3, inception_variables_from_state_dict,  # noqa: E402
                                  load_inception_variables)
 
@@ -294,8 +294,9 @@ def test_loading_never_unpickles_code(tmp_path):
     marker = str(tmp_path / "code_ran")
     path = tmp_path / "pt_inception.pth"
     torch.save({"Conv2d_1a_3x3.conv.weight": torch.zeros(32, 3, 3, 3), "payload": _Malicious(marker)}, path)
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(UnreadableWeightsError, match=r"weights_only=True\) refuses it: Unsupported global") as error:
         load_inception_variables(path)
+    assert isinstance(error.value.__cause__, pickle.UnpicklingError)
     assert not os.path.exists(marker)
     # The same file does run code under a plain (unsafe) load: the refusal above is what protects.
     torch.load(path, weights_only=False)

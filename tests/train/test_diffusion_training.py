@@ -173,6 +173,23 @@ def test_unknown_preset_and_cli_one_line_error(tmp_path):
     assert result.stderr.strip().splitlines() == ["config error: --config.model.nope: no such field in the config"]
 
 
+def test_a_truncated_or_foreign_weight_file_ends_in_one_line_naming_it(tmp_path):
+    truncated = tmp_path / "dinov2.safetensors"
+    truncated.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\": ")  # header cut short
+    result = run_cli(tmp_path / "run", **{"align.method": "repa", "align.encoder.source": "dinov2",
+                                           "align.encoder.path": str(truncated), "align.encoder.preset": "S/14",
+                                           "align.depth": 1})
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert lines[-1].startswith(f"error: align.encoder.path: '{truncated}' is not a DINOv2 S/14 file: {truncated}: "
+                                "cannot read the weights (truncated or corrupt?)")
+    (tmp_path / "not_an_encoder").mkdir()
+    result = run_cli(tmp_path / "run", **{"align.method": "repa", "align.encoder.path": tmp_path / "not_an_encoder",
+                                           "align.depth": 1})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: align.encoder.path: ")
+
+
 def test_a_second_job_on_a_held_work_directory_is_refused_in_one_line(tmp_path):
     (tmp_path / "LOCK").write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": "now"}))
     result = run_cli(tmp_path)
