@@ -60,6 +60,10 @@ class CheckpointMismatchError(ValueError):
 CHECKSUMS = "jaxrep_checksums.json"
 
 
+class CheckpointSaveError(OSError):
+    """An asynchronous save failed in the background; the checkpoints committed before it are intact."""
+
+
 class DamagedCheckpointError(OSError):
     """A checkpoint whose files do not match the checksums recorded when it was written, or cannot be read."""
 
@@ -101,7 +105,8 @@ def verify_checksums(step_dir: str) -> None:
 class Checkpointer:
     """`CheckpointManager` wrapper: save every `save_every` steps, keep the latest `keep`.
 
-    Saves are asynchronous; `wait()` blocks until the last one is committed. Orbax writes to a temporary
+    Saves are asynchronous; `wait()` blocks until the last one is committed, `poll()` (no waiting) notices
+    as soon as it has ended; either raises `CheckpointSaveError` if it failed. Orbax writes to a temporary
     directory and renames on commit, so a process killed mid-save leaves the previous checkpoint intact.
     """
 
@@ -118,6 +123,7 @@ class Checkpointer:
             ),
             item_names=("state", "extra"),
         )
+        self._unconfirmed: int | None = None  # the step of a started save not yet seen committed
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
@@ -140,15 +146,17 @@ class Checkpointer:
         """Saves if `step` is on the save interval (or `force`); returns whether a save started."""
         if not (force or self._manager.should_save(step)):
             return False
-        self._manager.wait_until_finished()  # the previous save has committed: record its checksums
-        self._record_checksums()
-        return self._manager.save(
+        self.wait()  # the previous save has committed: record its checksums
+        started = self._manager.save(
             step,
             args=ocp.args.Composite(
                 state=ocp.args.StandardSave(state), extra=ocp.args.JsonSave(extra or {})
             ),
             force=force,
         )
+        if started:
+            self._unconfirmed = step
+        return started
 
     def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, dict]:
         """Restores `step` against `abstract_state` (see `abstract_like`); by default the latest checkpoint that
@@ -189,8 +197,23 @@ class Checkpointer:
             ) from error
         return restored["state"], dict(restored["extra"] or {})
 
+    def poll(self) -> None:
+        """Without waiting: once the last save has ended, records its checksums, or raises CheckpointSaveError
+        if it failed (the loop calls this every step, so a failure is reported at once)."""
+        if self._unconfirmed is not None and not self._manager.is_saving_in_progress():
+            self.wait()
+
     def wait(self) -> None:
-        self._manager.wait_until_finished()
+        """Blocks until the last save has committed and records its checksums; CheckpointSaveError if it failed."""
+        try:
+            self._manager.wait_until_finished()
+        except Exception as error:  # noqa: BLE001 - orbax re-raises whatever the background save raised
+            step, self._unconfirmed = self._unconfirmed, None
+            raise CheckpointSaveError(
+                f"saving checkpoint {step} to {self.directory} failed in the background: "
+                f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}; the committed "
+                f"checkpoints {self.all_steps()} are intact") from error
+        self._unconfirmed = None
         self._record_checksums()
 
     def close(self) -> None:
@@ -209,11 +232,18 @@ class PreemptionGuard:
     up) and `should_stop` asks JAX's preemption sync point, which agrees on max(last step seen by any
     process) + 1. It must then be called with every step, increasing, by every process; a call is a local
     mutex and integer compare (no communication) until a notice arrives.
+
+    Guards nest: an inner guard shares the flag of the outermost active one, so an entrypoint that holds a
+    guard around building and compiling (`train.cli.run_main(preemptible=True)`) hands a SIGTERM that came
+    before training, or between ERW's stages, to the training loop, which then saves and exits 0.
     """
+
+    _outermost: "PreemptionGuard | None" = None
 
     def __init__(self):
         self._event = threading.Event()
         self._previous = None
+        self._is_outermost = False
 
     @property
     def requested(self) -> bool:
@@ -227,6 +257,10 @@ class PreemptionGuard:
         return self._event.is_set()
 
     def __enter__(self) -> "PreemptionGuard":
+        if PreemptionGuard._outermost is not None:
+            self._event = PreemptionGuard._outermost._event
+            return self
+        PreemptionGuard._outermost, self._is_outermost = self, True
         if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGTERM, lambda *_: self._event.set())
         return self
@@ -234,3 +268,6 @@ class PreemptionGuard:
     def __exit__(self, *exc) -> None:
         if self._previous is not None:
             signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None
+        if self._is_outermost:
+            PreemptionGuard._outermost, self._is_outermost = None, False

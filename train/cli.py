@@ -8,6 +8,7 @@ checkpoint that does not match the model).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
 from typing import Any, Callable
@@ -15,7 +16,7 @@ from typing import Any, Callable
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxrep.checkpoint import CheckpointMismatchError, DamagedCheckpointError
+from jaxrep.checkpoint import CheckpointMismatchError, CheckpointSaveError, DamagedCheckpointError, PreemptionGuard
 from jaxrep.config_checks import ConfigError
 from jaxrep.nn.convert import WeightFileError
 from jaxrep.workdir_lock import WorkdirLockedError
@@ -60,25 +61,31 @@ def run_program(main: Callable[[list[str]], Any], *, config: str, workdir: str |
 
 
 def run_main(train_fn: Callable[[Any, str], Any], config: Any, workdir: str,
-             expected_errors: tuple[type[Exception], ...] = ()) -> Any:
-    """Returns train_fn(config, workdir); a ConfigError, a checkpoint that does not fit or is damaged, a weight
-    file that is missing, unreadable or of another model, a work directory held by another job, or one of `expected_errors` (e.g. the loop's non-finite-loss error) becomes one
-    line on stderr and exit status 1."""
+             expected_errors: tuple[type[Exception], ...] = (), preemptible: bool = False) -> Any:
+    """Returns train_fn(config, workdir); a ConfigError, a checkpoint that does not fit, is damaged or failed to
+    save, a weight file that is missing, unreadable or of another model, a work directory held by another job,
+    or one of `expected_errors` (e.g. the loop's non-finite-loss error) becomes one line on stderr and exit
+    status 1.
+
+    `preemptible`: hold a `PreemptionGuard` for the whole run, so a SIGTERM while building, compiling or
+    between stages is kept for the training loop (which saves and returns) instead of killing the process.
+    """
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO; keep the progress bar readable
     try:
-        return train_fn(config, workdir)
+        with PreemptionGuard() if preemptible else contextlib.nullcontext():
+            return train_fn(config, workdir)
     except ConfigError as error:
         sys.exit(f"config error: {error}")
-    except (CheckpointMismatchError, DamagedCheckpointError, WeightFileError, WorkdirLockedError,
-            *expected_errors) as error:
+    except (CheckpointMismatchError, CheckpointSaveError, DamagedCheckpointError, WeightFileError,
+            WorkdirLockedError, *expected_errors) as error:
         sys.exit(f"error: {error}")
 
 
 def run_entrypoint(argv: list[str], train_fn: Callable[[Any, str], Any],
-                   expected_errors: tuple[type[Exception], ...] = ()) -> Any:
+                   expected_errors: tuple[type[Exception], ...] = (), preemptible: bool = False) -> Any:
     """The body of an entrypoint's absl `main`: refuses positional arguments, then returns
-    `run_main(train_fn, --config, --workdir, expected_errors)` (the caller's `main` must not return it:
-    absl exits with what `main` returns)."""
+    `run_main(train_fn, --config, --workdir, expected_errors, preemptible)` (the caller's `main` must not return
+    it: absl exits with what `main` returns)."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    return run_main(train_fn, flags.FLAGS.config, flags.FLAGS.workdir, expected_errors)
+    return run_main(train_fn, flags.FLAGS.config, flags.FLAGS.workdir, expected_errors, preemptible)

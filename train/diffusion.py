@@ -208,7 +208,8 @@ def run_stage(experiment: Experiment, workdir: str, total_steps: int, start=None
     checkpointer, state, extra = loop.resume(config, workdir, experiment.state,
                                              None if start is None else (start[0], {"data": start[1]}))
     dataset = make_dataset(experiment.source, global_batch_size=config.batch_size,
-                           root_key=jax.random.key(config.seed), keys=experiment.data_keys, num_workers=config.data.num_workers)
+                           root_key=jax.random.key(config.seed), keys=experiment.data_keys,
+                           num_workers=config.data.num_workers)
     iterator = make_iterator(dataset, extra.get("data"))
     next_batch = lambda step: experiment.prepare_batch(parallel.global_batch(next(iterator), mesh))
     hooks = () if experiment.sampler is None else (loop.Hook(sample_writer(experiment, workdir), config.sample_every),)
@@ -242,7 +243,8 @@ def main(argv) -> None:
         parallel.initialize_from_config(config.distributed)
         return train_and_evaluate(config, workdir)
 
-    run_entrypoint(argv, run, expected_errors=(NonFiniteLossError, MissingDatasetError, DatasetError))
+    run_entrypoint(argv, run, expected_errors=(NonFiniteLossError, MissingDatasetError, DatasetError),
+                   preemptible=True)
 
 
 if __name__ == "__main__":

@@ -103,7 +103,7 @@ def train_encoder(config, workdir: str, *, show_progress: bool = True) -> Frozen
 
 
 def main(argv) -> None:
-    run_entrypoint(argv, train_encoder, expected_errors=(NonFiniteLossError,))
+    run_entrypoint(argv, train_encoder, expected_errors=(NonFiniteLossError,), preemptible=True)
 
 
 if __name__ == "__main__":

@@ -70,7 +70,7 @@ def train_eval_net(config, workdir: str, *, show_progress: bool = True) -> tuple
 
 
 def main(argv) -> None:
-    run_entrypoint(argv, train_eval_net, expected_errors=(NonFiniteLossError,))
+    run_entrypoint(argv, train_eval_net, expected_errors=(NonFiniteLossError,), preemptible=True)
 
 
 if __name__ == "__main__":

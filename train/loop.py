@@ -10,7 +10,9 @@ the progress bar, hooks, checkpoint cadence, preemption and non-finite handling:
 - every `checkpoint_every` steps, at the end and on SIGTERM the state is saved with the input pipeline's
   position in `extra["data"]`; a preempted run saves the same step on every process (`PreemptionGuard`),
   prints `SIGTERM: saved step N` and returns with preempted=True (without a checkpointer there is nothing to
-  save and SIGTERM keeps its default action);
+  save and SIGTERM keeps its default action); a SIGTERM during compilation, or earlier under an outer guard
+  (`train.cli.run_main(preemptible=True)`), saves the starting step unless it is already saved;
+- a failed background save raises `CheckpointSaveError` within a step of its failure (`Checkpointer.poll`);
 - a step's `finite` metric is checked after the next step has been dispatched (keeping the device busy), and
   always before a save: a non-finite step raises `NonFiniteLossError` and nothing after it is saved;
 - JAXREP_KILL_AT_STEP=N SIGKILLs the process right after step N is saved (kill-and-resume tests).
@@ -141,15 +143,23 @@ def fit(state: Any, step_fn: Callable, next_batch: Callable[[int], Any], *, tota
         return FitResult(state, False, _run_hooks(hooks, state, step, logger, end=True), 0.0)
     saving = checkpointer is not None
     bar = progress_bar(total_steps, initial=step, desc=desc, show=show_progress)
-    batch, pending = next_batch(step), None
-    step_fn = _compile(step_fn, state, batch)
-    last_log, last_log_step = time.perf_counter(), step
     try:
         with (PreemptionGuard() if saving else contextlib.nullcontext()) as preemption:
+            batch, pending = next_batch(step), None
+            step_fn = _compile(step_fn, state, batch)
+            if saving and preemption.should_stop(step):  # SIGTERM while building or compiling
+                if checkpointer.latest_step() != step:
+                    checkpointer.save(step, state, {"data": data_state()}, force=True)
+                checkpointer.wait()
+                print(f"SIGTERM before training: saved step {step}, exiting", flush=True)
+                return FitResult(state, True, {}, time.perf_counter() - started)
+            last_log, last_log_step = time.perf_counter(), step
             while step < total_steps:
                 state, metrics = step_fn(state, batch)
                 step += 1
                 stop = saving and preemption.should_stop(step)  # every step, on every process
+                if saving:
+                    checkpointer.poll()  # a failed background save is reported now, not at the next save
                 # Check the previous step's metrics after dispatching this one, keeping the device busy.
                 if pending is not None:
                     check_finite(pending)

@@ -116,7 +116,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
 
 def main(argv):
-    summary = run_entrypoint(argv, train_and_evaluate)  # train_and_evaluate validates the config first
+    summary = run_entrypoint(argv, train_and_evaluate, preemptible=True)  # train_and_evaluate validates the config
     print(f"done: {summary['env_steps']} env steps, {summary['updates']} updates, final eval return "
           f"{summary['final_eval_return']:.2f}, {summary['env_steps_per_s']:.0f} env steps/s (compilation included)")
 

@@ -237,7 +237,7 @@ def train_and_evaluate(config, workdir: str, devices=None):
 
 
 def main(argv) -> None:
-    run_entrypoint(argv, train_and_evaluate, expected_errors=(NonFiniteLossError,))
+    run_entrypoint(argv, train_and_evaluate, expected_errors=(NonFiniteLossError,), preemptible=True)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ multi-device and shard_map equivalence, no recompilation, topology-agnostic rest
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -99,6 +100,20 @@ def test_sigterm_saves_and_exits_zero(tmp_path):
     assert "SIGTERM: saved step" in stdout
     saved = Checkpointer(tmp_path / "checkpoints", save_every=1).latest_step()
     assert saved is not None and saved >= 2
+
+
+def test_sigterm_before_the_first_step_saves_and_exits_zero(tmp_path):
+    """A notice while the run is still building or compiling (config.json is written just before compiling)."""
+    process = subprocess.Popen(cli_args(tmp_path, total_steps=100_000, checkpoint_every=100_000), cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (tmp_path / "config.json").exists():
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr[-2000:]
+    assert re.search(r"SIGTERM( before training)?: saved step \d+", stdout)
+    assert Checkpointer(tmp_path / "checkpoints", save_every=1).latest_step() is not None
 
 
 def test_restored_state_keeps_ema_optimizer_and_schedule_position(tmp_path):
