@@ -1,4 +1,5 @@
-"""Config pieces shared by several entrypoints' presets: the preset lookup, the `optim` sub-config and its checks.
+"""Config pieces shared by several entrypoints' presets: the preset lookup, the `optim` sub-config and its checks,
+and the fields of the networks trained on the procedural datasets' factors (encoder, eval net).
 
 The sub-config is what `jaxrep.training.make_optimizer` reads (global-norm clipping, then Adam or AdamW with a
 linear warmup); each preset passes its own defaults and says where they come from.
@@ -10,7 +11,7 @@ from typing import Callable, Iterable
 
 import ml_collections
 
-from jaxrep.config_checks import require, require_positive, unknown_preset
+from jaxrep.config_checks import require, require_choice, require_positive, unknown_preset
 
 ACTIVATION_DTYPES = ("float32", "bfloat16")  # choices of every `*.dtype` field (params always stay float32)
 
@@ -44,3 +45,38 @@ def validate_optim(config: ml_collections.ConfigDict) -> None:
     if "weight_decay" in config.optim:
         require(config.optim.weight_decay >= 0, "optim.weight_decay", "must be >= 0")
     require(config.optim.grad_clip >= 0, "optim.grad_clip", "must be >= 0 (0 disables clipping)")
+
+
+FACTOR_SOURCES = ("shapes32", "dsprites")  # procedural datasets with ground-truth factors
+
+
+def factor_training_config(*, seed: int, total_steps: int, optim: ml_collections.ConfigDict
+                           ) -> ml_collections.ConfigDict:
+    """The fields `train.factor_training.fit_on_factors` reads; the caller adds `model`."""
+    config = ml_collections.ConfigDict()
+    config.preset = ""  # name of the preset this config came from
+    config.seed = seed  # root PRNG seed: init, holdout split, data order
+    config.data_source = "shapes32"  # procedural dataset with factors: 'shapes32' or 'dsprites'
+    config.holdout_fraction = 0.1  # images held out of training to report factor accuracy on unseen images
+    config.batch_size = 64  # images per step
+    config.total_steps = total_steps  # optimizer updates
+    config.ema_decay = 0.99  # EMA of the weights; the EMA weights are saved
+    config.log_every = 50  # steps between metric logs
+    config.optim = optim  # AdamW
+    return config
+
+
+def factor_preset(preset: str, base_config: Callable[[], ml_collections.ConfigDict]) -> ml_collections.ConfigDict:
+    """The preset of a factor-trained network: its name is the dataset it trains on."""
+    config = preset_base(preset, FACTOR_SOURCES, base_config)
+    config.data_source = preset
+    return config
+
+
+def validate_factor_training(config: ml_collections.ConfigDict) -> None:
+    """Checks the fields of `factor_training_config`; raises ConfigError naming the field."""
+    require_choice(config, "data_source", FACTOR_SOURCES)
+    require_positive(config, "batch_size", "total_steps", "log_every")
+    require(0.0 < config.holdout_fraction < 0.5, "holdout_fraction", "must be in (0, 0.5)")
+    require(0.0 <= config.ema_decay < 1.0, "ema_decay", "must be in [0, 1)")
+    validate_optim(config)

@@ -22,8 +22,8 @@ import os
 
 import ml_collections
 
-from configs._common import ACTIVATION_DTYPES
-from jaxrep.config_checks import (ConfigError, require, require_choice, require_positive, unknown_preset)
+from configs._common import ACTIVATION_DTYPES, preset_base
+from jaxrep.config_checks import ConfigError, require, require_choice, require_positive
 
 ALIGN_METHODS = ("none", "repa", "irepa", "erw")
 ALIGNED_BASES = ("cpu", "b2", "l2", "xl2", "b2_512", "xl2_512")
@@ -124,10 +124,7 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
-    if preset not in PRESETS:
-        raise unknown_preset(preset, PRESETS)
-    config = base_config()
-    config.preset = preset
+    config = preset_base(preset, PRESETS, base_config)
     base, _, method = preset.rpartition("_") if preset.rsplit("_", 1)[-1] in ALIGN_METHODS else (preset, "", "")
     if base == "cpu":
         config.data.source = "shapes32"

@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import ml_collections
 
-from configs._common import ACTIVATION_DTYPES, optim_config, preset_base, validate_optim
+from configs._common import (ACTIVATION_DTYPES, FACTOR_SOURCES, factor_preset, factor_training_config, optim_config,
+                             validate_factor_training)
 from jaxrep.config_checks import ConfigError, require, require_choice, require_positive
 
-PRESETS = ("shapes32", "dsprites")
+PRESETS = FACTOR_SOURCES
 
 
 def base_config() -> ml_collections.ConfigDict:
-    config = ml_collections.ConfigDict()
-    config.preset = ""  # name of the preset this config came from
-    config.seed = 0  # root PRNG seed: init, holdout split, data order
-    config.data_source = "shapes32"  # procedural dataset with factors: 'shapes32' or 'dsprites'
-    config.holdout_fraction = 0.1  # images held out of training to report factor accuracy on unseen images
+    config = factor_training_config(seed=0, total_steps=400, optim=optim_config(
+        learning_rate=2e-3, warmup_steps=40, weight_decay=0.05, grad_clip=1.0))
     config.image_size = 32  # encoder input side (REPA preprocessing: ImageNet mean/std, bicubic resize)
 
     config.model = ml_collections.ConfigDict()
@@ -34,35 +32,24 @@ def base_config() -> ml_collections.ConfigDict:
     config.model.dtype = "float32"  # activation dtype: 'float32' or 'bfloat16' (params, EMA, losses float32)
 
     config.coverage_weight = 1.0  # weight of the per-token foreground-coverage loss next to the factor losses
-    config.batch_size = 64  # images per step
-    config.total_steps = 400  # optimizer updates
-    config.ema_decay = 0.99  # EMA of the weights; the EMA weights are saved
-    config.log_every = 50  # steps between metric logs
-
-    config.optim = optim_config(learning_rate=2e-3, warmup_steps=40, weight_decay=0.05, grad_clip=1.0)  # AdamW
     return config
 
 
 def get_config(preset: str = "shapes32") -> ml_collections.ConfigDict:
-    config = preset_base(preset, PRESETS, base_config)
-    config.data_source = preset
-    return config
+    return factor_preset(preset, base_config)
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
     """Raises ConfigError naming the field."""
-    require_choice(config, "data_source", PRESETS)
+    validate_factor_training(config)
     require_choice(config, "model.dtype", ACTIVATION_DTYPES)
     require_positive(config, "image_size", "model.width", "model.depth", "model.num_heads", "model.patch_size",
-                     "model.mlp_ratio", "batch_size", "total_steps", "log_every")
-    require(0.0 < config.holdout_fraction < 0.5, "holdout_fraction", "must be in (0, 0.5)")
+                     "model.mlp_ratio")
     require(config.image_size % config.model.patch_size == 0, "model.patch_size",
             f"image_size {config.image_size} is not divisible by the patch size {config.model.patch_size}")
     require(config.model.width % config.model.num_heads == 0, "model.width",
             f"{config.model.width} is not divisible by model.num_heads={config.model.num_heads}")
     require(config.coverage_weight >= 0, "coverage_weight", "must be >= 0")
-    require(0.0 <= config.ema_decay < 1.0, "ema_decay", "must be in [0, 1)")
-    validate_optim(config)
 
 
 __all__ = ["ConfigError", "PRESETS", "get_config", "validate"]

@@ -17,7 +17,8 @@ import os
 import ml_collections
 from ml_collections import config_dict
 
-from jaxrep.config_checks import ConfigError, require, require_choice, require_positive, unknown_preset
+from configs._common import preset_base
+from jaxrep.config_checks import ConfigError, require, require_choice, require_positive
 
 PRESETS = ("cpu", "fid10k", "fid50k")
 
@@ -70,10 +71,7 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
-    if preset not in PRESETS:
-        raise unknown_preset(preset, PRESETS)
-    config = base_config()
-    config.preset = preset
+    config = preset_base(preset, PRESETS, base_config)
     if preset.startswith("fid"):
         config.features.extractor = "inception"
         config.num_samples = 10_000 if preset == "fid10k" else 50_000

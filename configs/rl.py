@@ -90,18 +90,15 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
     raise ConfigError(f"preset: not 'cpu' and {unknown_task_message(preset)}")
 
 
-def validate(config: ml_collections.ConfigDict) -> None:
-    """Raises ConfigError naming the first invalid field; call before building anything."""
-    from envs.dmc import task_names, unknown_task_message
-
-    require(config.task in task_names(), "task", unknown_task_message(config.task))
+def validate_agent(config: ml_collections.ConfigDict) -> None:
+    """The checks the host and the MJX loop share: method, agent, BEER, batch and replay; ConfigError naming
+    the field."""
     require_choice(config, "method", ("beer", "ddpg"))
     require_choice(config, "beer.form", ("official", "clean"))
     require_choice(config, "agent.init_scheme", ("torch", "flax"))
-    require_positive(config, "env.action_repeat", "env.episode_length", "total_env_steps", "updates_per_step",
-                     "update_every", "batch_size", "replay_capacity", "agent.actor_learning_rate",
-                     "agent.critic_learning_rate", "agent.discount", "agent.tau", "eval_every", "eval_episodes",
-                     "log_every", "checkpoint_every", "checkpoint_keep", "beer.gamma")
+    require_positive(config, "env.action_repeat", "env.episode_length", "total_env_steps", "batch_size",
+                     "replay_capacity", "agent.actor_learning_rate", "agent.critic_learning_rate", "agent.discount",
+                     "agent.tau", "beer.gamma")
     require(config.start_steps >= 0, "start_steps", f"must be >= 0, got {config.start_steps}")
     require(config.agent.tau <= 1, "agent.tau", f"must be in (0, 1], got {config.agent.tau}")
     require(config.agent.exploration_noise >= 0, "agent.exploration_noise",
@@ -114,10 +111,20 @@ def validate(config: ml_collections.ConfigDict) -> None:
     require(config.start_steps >= config.batch_size, "start_steps",
             f"{config.start_steps} < batch_size={config.batch_size}: the first updates would sample a batch from "
             "fewer transitions than it holds")
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Raises ConfigError naming the first invalid field; call before building anything."""
+    from envs.dmc import task_names, unknown_task_message
+
+    require(config.task in task_names(), "task", unknown_task_message(config.task))
+    validate_agent(config)
+    require_positive(config, "updates_per_step", "update_every", "eval_every", "eval_episodes", "log_every",
+                     "checkpoint_every", "checkpoint_keep")
     episode_steps = -(-config.env.episode_length // config.env.action_repeat)
     require(config.replay_capacity >= episode_steps, "replay_capacity",
             f"{config.replay_capacity} < one episode ({episode_steps} agent steps): resume replays the current "
             "episode's actions from the buffer")
 
 
-__all__ = ["ConfigError", "PAPER_TASKS", "get_config", "validate"]
+__all__ = ["ConfigError", "PAPER_TASKS", "get_config", "validate", "validate_agent"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ml_collections
 
 from configs.rl import get_config as host_config
+from configs.rl import validate_agent
 from jaxrep.config_checks import ConfigError, require, require_choice, require_positive
 
 
@@ -73,23 +74,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
         playground_name(config.task)
     except ValueError as error:
         raise ConfigError(f"task: {error}") from None
-    require_choice(config, "method", ("beer", "ddpg"))
+    validate_agent(config)
     require_choice(config, "env.impl", ("jax", "warp"))
-    require_choice(config, "beer.form", ("official", "clean"))
-    require_choice(config, "agent.init_scheme", ("torch", "flax"))
-    require_positive(config, "env.num_envs", "env.action_repeat", "env.episode_length", "total_env_steps",
-                     "iterations_per_chunk", "batch_size", "replay_capacity", "agent.actor_learning_rate",
-                     "agent.critic_learning_rate", "agent.discount", "agent.tau", "eval_every_chunks",
-                     "checkpoint_every_chunks", "checkpoint_keep", "beer.gamma")
+    require_positive(config, "env.num_envs", "iterations_per_chunk", "eval_every_chunks", "checkpoint_every_chunks",
+                     "checkpoint_keep")
     require(config.updates_per_iteration >= 0, "updates_per_iteration",
             f"must be >= 0, got {config.updates_per_iteration}")
-    require(config.start_steps >= config.batch_size, "start_steps",
-            f"{config.start_steps} < batch_size={config.batch_size}: the first updates would sample a batch from "
-            "fewer transitions than it holds")
     require(config.replay_capacity >= config.env.num_envs, "replay_capacity",
             f"{config.replay_capacity} < num_envs={config.env.num_envs}: one iteration inserts num_envs transitions")
-    require(config.agent.tau <= 1, "agent.tau", f"must be in (0, 1], got {config.agent.tau}")
-    require(config.beer.coef >= 0, "beer.coef", f"must be >= 0, got {config.beer.coef}")
     chunk = config.env.num_envs * config.iterations_per_chunk
     require(config.total_env_steps % chunk == 0, "total_env_steps",
             f"{config.total_env_steps} is not a multiple of num_envs * iterations_per_chunk = {chunk}")

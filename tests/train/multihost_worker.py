@@ -21,7 +21,7 @@ from jaxrep import parallel  # noqa: E402
 parallel.initialize_distributed(f"localhost:{port}", num_processes, process_id)
 
 from jaxrep.data import make_dataset, make_iterator  # noqa: E402
-from tests.train.test_diffusion_training import tiny_config  # noqa: E402
+from tests.helpers import tiny_diffusion_config as tiny_config  # noqa: E402
 from train import diffusion as train_diffusion  # noqa: E402
 
 config = tiny_config(batch_size=8, num_devices=0)

@@ -23,7 +23,7 @@ from jaxrep import parallel  # noqa: E402
 
 parallel.initialize_distributed(f"localhost:{port}", 2, process_id)
 
-from tests.train.test_diffusion_training import tiny_config  # noqa: E402
+from tests.helpers import tiny_diffusion_config as tiny_config  # noqa: E402
 from train import diffusion as train_diffusion  # noqa: E402
 
 # checkpoint_every beyond total_steps: only the preemption save and the final save happen.

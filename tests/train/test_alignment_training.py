@@ -19,7 +19,8 @@ from jaxrep.logging import read_metrics
 from jaxrep.nn.sit import SiT
 from jaxrep.nn.vit import ViT
 from jaxrep.training import example_keys
-from tests.train.test_diffusion_training import _first_batches, _run_steps, assert_trees_equal, tiny_config
+from tests.helpers import assert_trees_equal, first_batches, run_steps
+from tests.helpers import tiny_diffusion_config as tiny_config
 from train import alignment as train_alignment
 from train import diffusion as train_diffusion
 
@@ -148,14 +149,14 @@ def test_encoder_is_frozen_outside_the_optimizer_and_tokens_are_resized(encoder_
     fresh_opt = experiment.tx.init(experiment.state.params)
     assert jax.tree.structure(experiment.state.opt_state) == jax.tree.structure(fresh_opt)
     encoder = load_encoder("checkpoint", encoder_dir)
-    batches = _first_batches(config, experiment.mesh, 2)
+    batches = first_batches(config, experiment.mesh, 2)
     prepared = [experiment.prepare_batch(b) for b in batches]
     # The encoder's 8 x 8 grid is resized bilinearly to the SiT's 4 x 4 grid.
     tokens = encoder.model.apply({"params": encoder.params},
                                  preprocess_images((np.asarray(batches[0]["image"]) + 1) / 2, image_size=32))
     assert tokens.shape == (8, 64, ENCODER_WIDTH) and prepared[0]["align_target"].shape == (8, 16, ENCODER_WIDTH)
     np.testing.assert_allclose(prepared[0]["align_target"], resize_token_grid(tokens, (4, 4)), atol=1e-5)
-    state, _ = _run_steps(experiment.jitted_step, experiment.state, prepared)
+    state, _ = run_steps(experiment.jitted_step, experiment.state, prepared)
     assert_trees_equal(experiment.alignment.encoder_params, encoder.params)
     assert not np.array_equal(state.params["projector"]["Dense_0"]["kernel"],
                               experiment.state.params["projector"]["Dense_0"]["kernel"])
@@ -184,7 +185,7 @@ def test_several_target_encoders_average_their_projection_losses(method, encoder
     stage = "erw_warmup" if method == "erw" else "main"
     experiment = train_diffusion.build_experiment(config, jax.devices()[:1], stage=stage)
     assert [p["Dense_2"]["kernel"].shape[-1] for p in experiment.state.params["projector"]] == [ENCODER_WIDTH, 8]
-    batch = experiment.prepare_batch(_first_batches(config, experiment.mesh, 1)[0])
+    batch = experiment.prepare_batch(first_batches(config, experiment.mesh, 1)[0])
     assert [t.shape[-1] for t in batch["align_target"]] == [ENCODER_WIDTH, 8]
     keys = example_keys(experiment.state.rng, experiment.state.step, 0, config.batch_size)
     params = jax.tree.map(lambda p: p + 0.05 * jax.random.normal(jax.random.key(p.size), p.shape),
@@ -210,12 +211,12 @@ def test_aligned_step_on_eight_devices_equals_one_device(method, encoder_dir):
     config = aligned_config(encoder_dir, method, batch_size=16, **{"optim.eps": 1e-3})
     one = train_diffusion.build_experiment(config, jax.devices()[:1])
     eight = train_diffusion.build_experiment(config, jax.devices()[:8])
-    batches_1 = [one.prepare_batch(b) for b in _first_batches(config, one.mesh, 3)]
-    batches_8 = [eight.prepare_batch(b) for b in _first_batches(config, eight.mesh, 3)]
+    batches_1 = [one.prepare_batch(b) for b in first_batches(config, one.mesh, 3)]
+    batches_8 = [eight.prepare_batch(b) for b in first_batches(config, eight.mesh, 3)]
     assert batches_8[0]["align_target"].sharding.num_devices == 8
     np.testing.assert_allclose(batches_8[0]["align_target"], batches_1[0]["align_target"], rtol=1e-5, atol=1e-6)
-    state_1, losses_1 = _run_steps(one.jitted_step, one.state, batches_1)
-    state_8, losses_8 = _run_steps(eight.jitted_step, eight.state, batches_8)
+    state_1, losses_1 = run_steps(one.jitted_step, one.state, batches_1)
+    state_8, losses_8 = run_steps(eight.jitted_step, eight.state, batches_8)
     np.testing.assert_allclose(losses_8, losses_1, rtol=1e-4)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), state_8.params, state_1.params)
 

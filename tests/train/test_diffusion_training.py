@@ -8,11 +8,9 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
@@ -21,34 +19,13 @@ from configs import diffusion as diffusion_configs
 from jaxrep import parallel
 from jaxrep.checkpoint import Checkpointer, abstract_like
 from jaxrep.config_checks import ConfigError
-from jaxrep.data import make_dataset, make_iterator
 from jaxrep.logging import read_metrics
 from jaxrep.training import current_learning_rate
+from tests.helpers import (REPO, assert_sigterm_saves_and_exits_zero, assert_trees_equal, diffusion_cli_args,
+                           first_batches, run_steps, tiny_diffusion_config)
 from train import diffusion as train_diffusion
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TINY_OVERRIDES = {
-    "batch_size": 8, "total_steps": 6, "log_every": 1, "checkpoint_every": 3, "num_devices": 1,
-    "model.patch_size": 8, "model.hidden_size": 32, "model.depth": 2, "model.num_heads": 2,
-    "optim.warmup_steps": 4, "sample.num_images": 4, "sample.num_steps": 2, "sample.cfg_scale": 1.5,
-}
-
-
-def tiny_config(**overrides):
-    config = diffusion_configs.get_config("cpu")
-    for key, value in {**TINY_OVERRIDES, **overrides}.items():
-        *path, leaf = key.split(".")
-        node = config
-        for part in path:
-            node = node[part]
-        node[leaf] = value
-    return config
-
-
-def cli_args(workdir, **overrides):
-    values = {**TINY_OVERRIDES, **overrides}
-    return [sys.executable, "-m", "train.diffusion", "--config=configs/diffusion.py:cpu", f"--workdir={workdir}"] + [
-        f"--config.{k}={v}" for k, v in values.items()]
+tiny_config, cli_args = tiny_diffusion_config, diffusion_cli_args
 
 
 def run_cli(workdir, env_extra=None, **overrides):
@@ -62,10 +39,6 @@ def restore_latest(workdir, config):
     state, extra = Checkpointer(os.path.join(workdir, "checkpoints"), save_every=1).restore(
         abstract_like(experiment.state))
     return state, extra
-
-
-def assert_trees_equal(a, b):
-    jax.tree.map(lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)), a, b)
 
 
 def test_killed_run_resumes_bitwise(tmp_path):
@@ -88,18 +61,7 @@ def test_killed_run_resumes_bitwise(tmp_path):
 
 
 def test_sigterm_saves_and_exits_zero(tmp_path):
-    process = subprocess.Popen(cli_args(tmp_path, total_steps=100_000, checkpoint_every=100_000), cwd=REPO,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    metrics = tmp_path / "metrics.jsonl"
-    deadline = time.time() + 300
-    while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 2):
-        time.sleep(0.2)
-    process.send_signal(signal.SIGTERM)
-    stdout, stderr = process.communicate(timeout=120)
-    assert process.returncode == 0, stderr[-2000:]
-    assert "SIGTERM: saved step" in stdout
-    saved = Checkpointer(tmp_path / "checkpoints", save_every=1).latest_step()
-    assert saved is not None and saved >= 2
+    assert_sigterm_saves_and_exits_zero(cli_args(tmp_path, total_steps=100_000, checkpoint_every=100_000), tmp_path)
 
 
 def test_sigterm_before_the_first_step_saves_and_exits_zero(tmp_path):
@@ -214,31 +176,16 @@ def test_a_second_job_on_a_held_work_directory_is_refused_in_one_line(tmp_path):
     assert not (tmp_path / "checkpoints").exists() and (tmp_path / "LOCK").exists()
 
 
-def _first_batches(config, mesh, count):
-    dataset = make_dataset(train_diffusion.build_source(config), global_batch_size=config.batch_size,
-                           root_key=jax.random.key(0))
-    iterator = make_iterator(dataset)
-    return [parallel.global_batch(next(iterator), mesh) for _ in range(count)]
-
-
-def _run_steps(step_fn, state, batches):
-    losses = []
-    for batch in batches:
-        state, metrics = step_fn(state, batch)
-        losses.append(float(metrics["loss"]))
-    return state, losses
-
-
 def test_eight_devices_match_one_device_and_shard_map_matches_jit():
     # A large Adam epsilon keeps Adam from amplifying float noise in near-zero gradients into O(lr) updates.
     config = tiny_config(batch_size=16, **{"optim.eps": 1e-3})
     one = train_diffusion.build_experiment(config, jax.devices()[:1])
     eight = train_diffusion.build_experiment(config, jax.devices()[:8])
     assert len(jax.devices()) >= 8
-    state_1, losses_1 = _run_steps(one.jitted_step, one.state, _first_batches(config, one.mesh, 3))
-    batches_8 = _first_batches(config, eight.mesh, 3)
+    state_1, losses_1 = run_steps(one.jitted_step, one.state, first_batches(config, one.mesh, 3))
+    batches_8 = first_batches(config, eight.mesh, 3)
     assert batches_8[0]["image"].sharding.num_devices == 8
-    state_8, losses_8 = _run_steps(eight.jitted_step, eight.state, batches_8)
+    state_8, losses_8 = run_steps(eight.jitted_step, eight.state, batches_8)
     np.testing.assert_allclose(losses_8, losses_1, rtol=1e-4)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), state_8.params, state_1.params)
 
@@ -247,7 +194,7 @@ def test_eight_devices_match_one_device_and_shard_map_matches_jit():
     mapped_step = train_diffusion.make_train_step_for_axis(fresh, parallel.DATA_AXIS)
     shard_mapped = jax.jit(jax.shard_map(mapped_step, mesh=fresh.mesh, in_specs=(P(), P(parallel.DATA_AXIS)),
                                          out_specs=(P(), P()), check_vma=False))
-    state_s, losses_s = _run_steps(shard_mapped, fresh.state, batches_8)
+    state_s, losses_s = run_steps(shard_mapped, fresh.state, batches_8)
     np.testing.assert_allclose(losses_s, losses_1, rtol=1e-4)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), state_s.params, state_1.params)
 
@@ -266,7 +213,7 @@ def test_eight_devices_match_one_device_and_shard_map_matches_jit():
 def test_second_call_does_not_recompile():
     config = tiny_config()
     experiment = train_diffusion.build_experiment(config)
-    batches = _first_batches(config, experiment.mesh, 3)
+    batches = first_batches(config, experiment.mesh, 3)
     state, _ = experiment.jitted_step(experiment.state, batches[0])
     records = []
     handler = logging.Handler()
@@ -294,9 +241,9 @@ def test_checkpoint_from_eight_devices_restores_on_one_and_the_next_step_agrees(
     assert all(len(leaf.sharding.device_set) == 1 for leaf in jax.tree.leaves(state.params))
     assert_trees_equal(state.params, final_8.params)
     eight = train_diffusion.build_experiment(config_8)
-    batch = _first_batches(config_8, one.mesh, 1)[0]
-    _, loss_1 = _run_steps(one.jitted_step, state, [batch])
-    _, loss_8 = _run_steps(eight.jitted_step, final_8, [jax.device_put(batch, parallel.batch_sharding(eight.mesh))])
+    batch = first_batches(config_8, one.mesh, 1)[0]
+    _, loss_1 = run_steps(one.jitted_step, state, [batch])
+    _, loss_8 = run_steps(eight.jitted_step, final_8, [jax.device_put(batch, parallel.batch_sharding(eight.mesh))])
     np.testing.assert_allclose(loss_1, loss_8, rtol=1e-5)
 
 

@@ -15,7 +15,7 @@ from jaxrep.config_checks import ConfigError
 from jaxrep.data import ColoredShapes
 from jaxrep.logging import read_metrics
 from jaxrep.nn.vit import ViT
-from tests.train.test_diffusion_training import tiny_config
+from tests.helpers import tiny_diffusion_config as tiny_config
 from train import encoder as train_encoder_module
 from train import diffusion as train_diffusion
 

@@ -13,7 +13,8 @@ from PIL import Image
 from configs import eval_net as eval_net_configs
 from configs import evaluate as evaluate_configs
 from jaxrep.config_checks import ConfigError
-from tests.train.test_diffusion_training import REPO, tiny_config
+from tests.helpers import REPO, with_overrides
+from tests.helpers import tiny_diffusion_config as tiny_config
 from train import diffusion as train_diffusion
 from train import eval_net as train_eval_net
 from train import evaluate as train_evaluate
@@ -45,14 +46,7 @@ def eval_overrides(eval_net_dir, cache_dir):
 
 
 def eval_config(**overrides):
-    config = evaluate_configs.get_config("cpu")
-    for key, value in overrides.items():
-        *path, leaf = key.split(".")
-        node = config
-        for part in path:
-            node = node[part]
-        node[leaf] = value
-    return config
+    return with_overrides(evaluate_configs.get_config("cpu"), overrides)
 
 
 def test_evaluate_writes_adm_npz_results_and_grid_and_reuses_the_reference_cache(workdir, eval_net_dir, tmp_path):

@@ -15,16 +15,16 @@ from jaxrep.checkpoint import Checkpointer, abstract_like
 from jaxrep.nn.convert import CheckpointMismatchError
 from jaxrep.nn.convert_sit import sit_params_from_state_dict
 from jaxrep.nn.sit import sincos_2d
+from tests.helpers import REPO
 from train.diffusion import build_experiment
 from train.import_checkpoint import import_checkpoint
 
 torch = pytest.importorskip("torch")
 
 WIDTH, DEPTH, HEADS, PATCH, CLASSES = 32, 2, 2, 4, 3  # the cpu preset's data: 32 x 32 x 3 shapes, 3 classes
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def tiny_config():
+def tiny_sit_config():
     config = diffusion_configs.get_config("cpu")
     config.model.update(patch_size=PATCH, hidden_size=WIDTH, depth=DEPTH, num_heads=HEADS)
     config.num_devices = 1
@@ -73,17 +73,17 @@ def restore(workdir):
 def test_import_restores_the_converted_weights(tmp_path):
     path, workdir = tmp_path / "0000700.pt", str(tmp_path / "run")
     ema, model_weights = save_container(path)
-    import_checkpoint(tiny_config(), workdir, checkpoint_path=str(path))
+    import_checkpoint(tiny_sit_config(), workdir, checkpoint_path=str(path))
     config, model, state = restore(workdir)
     assert config.align.method == "none" and int(state.step) == 700 and set(state.params) == {"sit"}
     expected = sit_params_from_state_dict(ema, model)
     jax.tree.map(np.testing.assert_array_equal, jax.device_get(state.ema_params["sit"]), expected)
     jax.tree.map(np.testing.assert_array_equal, jax.device_get(state.params["sit"]), expected)
     with pytest.raises(FileExistsError, match="already holds checkpoints"):
-        import_checkpoint(tiny_config(), workdir, checkpoint_path=str(path))
+        import_checkpoint(tiny_sit_config(), workdir, checkpoint_path=str(path))
 
     raw = str(tmp_path / "raw")
-    import_checkpoint(tiny_config(), raw, checkpoint_path=str(path), weights="model", step=5)
+    import_checkpoint(tiny_sit_config(), raw, checkpoint_path=str(path), weights="model", step=5)
     _, _, state = restore(raw)
     assert int(state.step) == 5
     jax.tree.map(np.testing.assert_array_equal, jax.device_get(state.params["sit"]),
@@ -94,7 +94,7 @@ def test_shape_mismatch_is_named(tmp_path):
     path = tmp_path / "deeper.pt"
     save_container(path, depth=DEPTH + 1)
     with pytest.raises(CheckpointMismatchError, match=f"depth: file {DEPTH + 1}, config {DEPTH}"):
-        import_checkpoint(tiny_config(), str(tmp_path / "run"), checkpoint_path=str(path))
+        import_checkpoint(tiny_sit_config(), str(tmp_path / "run"), checkpoint_path=str(path))
     assert not os.path.exists(tmp_path / "run" / "config.json")
 
 

@@ -9,7 +9,8 @@ from jaxrep.align.encoder import load_encoder, make_target_fn, save_encoder
 from jaxrep.data import ColoredShapes
 from jaxrep.losses import repa_loss
 from jaxrep.nn.vit import ViT
-from tests.train.test_diffusion_training import _first_batches, _run_steps, tiny_config
+from tests.helpers import first_batches, run_steps
+from tests.helpers import tiny_diffusion_config as tiny_config
 from train import diffusion as train_diffusion
 from train.encoder import TokenHeads, make_pretraining_loss
 
@@ -18,10 +19,10 @@ def test_bf16_loss_tracks_float32_and_state_stays_float32():
     # Stated tolerance: per-step losses within 2 % of float32 over 4 steps (bf16 has an 8-bit mantissa).
     f32 = train_diffusion.build_experiment(tiny_config(), jax.devices()[:1])
     bf16 = train_diffusion.build_experiment(tiny_config(**{"model.dtype": "bfloat16"}), jax.devices()[:1])
-    batches = _first_batches(f32.config, f32.mesh, 4)
+    batches = first_batches(f32.config, f32.mesh, 4)
     params = jax.tree.map(lambda p: p + 0.02 * jax.random.normal(jax.random.key(0), p.shape), f32.state.params)
-    state_32, losses_32 = _run_steps(f32.jitted_step, f32.state.replace(params=jax.tree.map(jnp.copy, params)), batches)
-    state_16, losses_16 = _run_steps(bf16.jitted_step, bf16.state.replace(params=jax.tree.map(jnp.copy, params)), batches)
+    state_32, losses_32 = run_steps(f32.jitted_step, f32.state.replace(params=jax.tree.map(jnp.copy, params)), batches)
+    state_16, losses_16 = run_steps(bf16.jitted_step, bf16.state.replace(params=jax.tree.map(jnp.copy, params)), batches)
     np.testing.assert_allclose(losses_16, losses_32, rtol=2e-2)
     assert not np.allclose(losses_16, losses_32, rtol=1e-6)  # bf16 compute really happened
     for tree in (state_16.params, state_16.ema_params, state_16.opt_state):

@@ -3,7 +3,6 @@ process that runs the same global batch; each process feeds its own, disjoint sh
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -12,14 +11,9 @@ import numpy as np
 
 from jaxrep import parallel
 from jaxrep.data import make_dataset, make_iterator
-from tests.train.test_diffusion_training import REPO, tiny_config
+from tests.helpers import REPO, free_port
+from tests.helpers import tiny_diffusion_config as tiny_config
 from train import diffusion as train_diffusion
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
 
 
 def test_two_processes_match_one_process_on_the_same_global_batch(tmp_path):

@@ -9,8 +9,7 @@ import sys
 import time
 
 from jaxrep.checkpoint import Checkpointer
-from tests.train.test_diffusion_training import REPO
-from tests.train.test_multihost import free_port
+from tests.helpers import REPO, free_port
 
 WORKER = os.path.join(REPO, "tests", "train", "preemption_worker.py")
 

@@ -4,10 +4,7 @@ invariance, config errors."""
 
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 
 import jax
 import numpy as np
@@ -17,8 +14,8 @@ from configs import traversal as traversal_configs
 from jaxrep.checkpoint import Checkpointer
 from jaxrep.config_checks import ConfigError
 from jaxrep.logging import read_metrics
-from tests.train.test_vae_training import REPO, assert_strips, assert_trees_equal, losses
-from tests.train.test_vae_training import tiny_config as tiny_vae_config
+from tests.helpers import (assert_sigterm_saves_and_exits_zero, assert_strips, assert_trees_equal, losses,
+                           tiny_vae_config, with_overrides)
 from train import traversal as train_traversal
 from train import vae as train_vae
 
@@ -46,13 +43,7 @@ def vae_workdir(potential_run):
 def tiny_config(vae_workdir, preset="potential", **overrides):
     config = traversal_configs.get_config(preset)
     tiny_vae = tiny_vae_config("plain", total_steps=2)
-    for key, value in {**TINY_OVERRIDES, "vae.workdir": vae_workdir, "vae.config": tiny_vae, **overrides}.items():
-        *path, leaf = key.split(".")
-        node = config
-        for part in path:
-            node = node[part]
-        node[leaf] = value
-    return config
+    return with_overrides(config, {**TINY_OVERRIDES, "vae.workdir": vae_workdir, "vae.config": tiny_vae, **overrides})
 
 
 def test_potential_traversals_end_to_end(potential_run):
@@ -118,17 +109,7 @@ def test_cli_sigterm_saves_and_exits_zero(vae_workdir, tmp_path):
     overrides = {**TINY_OVERRIDES, "vae.workdir": vae_workdir, "total_steps": 100_000, "checkpoint_every": 100_000}
     command = [sys.executable, "-m", "train.traversal", "--config=configs/traversal.py:linear",
                f"--workdir={tmp_path}"] + [f"--config.{key}={value}" for key, value in overrides.items()]
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    metrics = tmp_path / "metrics.jsonl"
-    deadline = time.time() + 300
-    while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 2):
-        time.sleep(0.2)
-    process.send_signal(signal.SIGTERM)
-    stdout, stderr = process.communicate(timeout=120)
-    assert process.returncode == 0, stderr[-2000:]
-    assert "SIGTERM: saved step" in stdout
-    saved = Checkpointer(tmp_path / "checkpoints", save_every=1).latest_step()
-    assert saved is not None and saved >= 2
+    assert_sigterm_saves_and_exits_zero(command, tmp_path)
     assert not os.path.exists(tmp_path / train_vae.FINAL_METRICS)  # preempted runs skip the evaluation
 
 

@@ -11,45 +11,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from configs import vae as vae_configs
 from jaxrep import parallel
 from jaxrep.checkpoint import Checkpointer
 from jaxrep.config_checks import ConfigError
 from jaxrep.logging import read_metrics
+from tests.helpers import REPO, assert_strips, assert_trees_equal, losses, strip_grid_shape
+from tests.helpers import tiny_vae_config as tiny_config
 from train import vae as train_vae
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # A 288-image subgrid (3 shapes x 2 scales x 3 orientations x 4 x 4 positions) and a tiny VAE.
-TINY_OVERRIDES = {
-    "batch_size": 8, "total_steps": 4, "log_every": 1, "checkpoint_every": 2, "num_devices": 1,
-    "model.latent_dim": 3, "model.channels": (4, 4, 4, 4), "model.hidden_dim": 16,
-    "data.factor_starts": (0, 0, 0, 0, 0), "data.factor_strides": (1, 3, 10, 8, 8), "regularizer.num_steps": 3,
-    "eval.num_images": 64, "eval.dci_trees": 2, "eval.nll_images": 8, "eval.nll_samples": 4, "eval.vp_pairs": 20,
-    "eval.num_strips": 2,
-}
-IMAGE = 64
-
-
-def tiny_config(preset="plain", **overrides):
-    config = vae_configs.get_config(preset)
-    for key, value in {**TINY_OVERRIDES, **overrides}.items():
-        *path, leaf = key.split(".")
-        node = config
-        for part in path:
-            node = node[part]
-        node[leaf] = value
-    return config
-
-
-def assert_trees_equal(a, b):
-    jax.tree.map(lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)), a, b)
-
-
-def strip_grid_shape(rows, columns, pad=1):
-    """(height, width) of a `save_image_grid` PNG of rows x columns 64-pixel images."""
-    return rows * (IMAGE + pad) + pad, columns * (IMAGE + pad) + pad
-
-
 @pytest.fixture(scope="module")
 def plain_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("vae_plain")
@@ -91,19 +61,6 @@ def test_plain_vae_resumes_bitwise(plain_run, tmp_path):
     assert_trees_equal(resumed.params, reference.params)
     assert_trees_equal(resumed.opt_state, reference.opt_state)
     assert losses(tmp_path) == losses(workdir)
-
-
-def losses(workdir):
-    return {r["step"]: r["loss"] for r in read_metrics(str(workdir)) if "loss" in r}
-
-
-def assert_strips(workdir, step, num_strips, num_potentials, num_steps):
-    """strips/<step>_<i>.png exist for i < num_strips, each K rows x T + 1 columns of 64-pixel images."""
-    names = [f"{step:07d}_{i}.png" for i in range(num_strips)]
-    assert set(names) <= set(os.listdir(workdir / "strips"))
-    for name in names:
-        shape = np.asarray(Image.open(workdir / "strips" / name)).shape
-        assert shape == strip_grid_shape(num_potentials, num_steps + 1)
 
 
 def test_regularized_vae_end_to_end_writes_strips_and_metrics(tmp_path):
