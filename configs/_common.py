@@ -47,7 +47,7 @@ def validate_optim(config: ml_collections.ConfigDict) -> None:
     require(config.optim.grad_clip >= 0, "optim.grad_clip", "must be >= 0 (0 disables clipping)")
 
 
-FACTOR_SOURCES = ("shapes32", "dsprites")  # procedural datasets with ground-truth factors
+FACTOR_SOURCES = ("shapes32", "dsprites", "fashion_mnist")  # datasets with ground-truth factors (FMNIST: its class)
 
 
 def factor_training_config(*, seed: int, total_steps: int, optim: ml_collections.ConfigDict
@@ -56,7 +56,8 @@ def factor_training_config(*, seed: int, total_steps: int, optim: ml_collections
     config = ml_collections.ConfigDict()
     config.preset = ""  # name of the preset this config came from
     config.seed = seed  # root PRNG seed: init, holdout split, data order
-    config.data_source = "shapes32"  # procedural dataset with factors: 'shapes32' or 'dsprites'
+    config.data_source = "shapes32"  # dataset with factors: 'shapes32', 'dsprites' or 'fashion_mnist' (the class)
+    config.data_path = ""  # fashion_mnist: the folder of its IDX files (empty: Debian's)
     config.holdout_fraction = 0.1  # images held out of training to report factor accuracy on unseen images
     config.batch_size = 64  # images per step
     config.total_steps = total_steps  # optimizer updates

@@ -2,16 +2,18 @@
 
 Presets:
   cpu  tiny SiT on procedural coloured shapes (32x32x3, pixel space); finishes in minutes on 2 cores.
+  fmnist  the same SiT on Fashion-MNIST (32x32x1 padded, 10 classes; `apt install dataset-fashion-mnist` or
+       data.path = a folder of its IDX files), 3000 steps: the setting of docs/results/alignment_fmnist.md.
   s2   SiT-S/2 on pre-encoded 32x32x4 latents (benchmark size).
   b2   SiT-B/2, the REPA paper's setting (ImageNet 256 latents, batch 256, AdamW 1e-4, EMA 0.9999).
   l2   SiT-L/2, the REPA paper's setting.
   xl2  SiT-XL/2, the REPA paper's setting.
   b2_512, xl2_512  the same at ImageNet 512: 64 x 64 x 4 latents, a 32 x 32 token grid (prepare with
        configs/prepare_latents.py:imagenet512); aligned variants read DINOv2 at 448 px (32 x 32 tokens).
-  {cpu,b2,l2,xl2,b2_512,xl2_512}_{repa,irepa,erw}  the same with representation alignment (`align.*`): REPA
+  {cpu,fmnist,b2,l2,xl2,b2_512,xl2_512}_{repa,irepa,erw}  the same with representation alignment (`align.*`): REPA
        (MLP projector, lambda 0.5), iREPA (conv projector, spatially z-scored targets, lambda 1.0) or ERW (warmup
-       stage, then a decaying lambda; RoPE and QK-norm). cpu_*: the in-repo encoder (train/encoder.py, trained on
-       first use); the others: DINOv2-B/14 from a weights file (docs/dinov2.md).
+       stage, then a decaying lambda; RoPE and QK-norm). cpu_*, fmnist_*: the in-repo encoder of the data
+       (train/encoder.py, trained on first use); the others: DINOv2-B/14 from a weights file (docs/dinov2.md).
 The latent presets read SD-VAE latents from `data.path`: records of train.prepare_latents
 (`data.source='latent_records'`) or pre-encoded `.npy` latents (scaled by 0.18215).
 """
@@ -22,13 +24,14 @@ import os
 
 import ml_collections
 
-from configs._common import ACTIVATION_DTYPES, preset_base
+from configs._common import ACTIVATION_DTYPES, FACTOR_SOURCES, preset_base
 from jaxrep.config_checks import ConfigError, require, require_choice, require_positive
 
 ALIGN_METHODS = ("none", "repa", "irepa", "erw")
-ALIGNED_BASES = ("cpu", "b2", "l2", "xl2", "b2_512", "xl2_512")
+CPU_BASES = ("cpu", "fmnist")  # tiny pixel-space SiTs that train in minutes on a laptop CPU
+ALIGNED_BASES = (*CPU_BASES, "b2", "l2", "xl2", "b2_512", "xl2_512")
 ALIGNED_PRESETS = tuple(f"{base}_{method}" for base in ALIGNED_BASES for method in ALIGN_METHODS[1:])
-PRESETS = ("cpu", "s2", "b2", "l2", "xl2", "b2_512", "xl2_512") + ALIGNED_PRESETS
+PRESETS = (*CPU_BASES, "s2", "b2", "l2", "xl2", "b2_512", "xl2_512") + ALIGNED_PRESETS
 SIT_OF_BASE = {"s2": "S/2", "b2": "B/2", "l2": "L/2", "xl2": "XL/2", "b2_512": "B/2", "xl2_512": "XL/2"}
 
 
@@ -107,7 +110,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.align.spatial_norm_gamma = 0.6  # irepa: share of the per-image mean token removed by the z-score
     config.align.diagnostics_every = 0  # steps between CKA / mutual k-NN / LDS / effective-rank logs; 0: never
     config.align.encoder = ml_collections.ConfigDict()
-    config.align.encoder.source = "checkpoint"  # 'checkpoint' (in-repo orbax encoder) or 'dinov2' (weights file)
+    config.align.encoder.source = "checkpoint"  # 'checkpoint' (in-repo orbax encoder), 'dinov2' (weights file) or
+    # 'random' (the in-repo encoder's architecture, randomly initialised: a control)
     config.align.encoder.path = "workdirs/encoder_shapes32"  # checkpoint dir (trained on first use) or DINOv2 file;
     # several target encoders: a comma-separated list, each with its own projector (REPA's list of encoders)
     config.align.encoder.preset = "B/14"  # dinov2: ViT preset of the file ('S/14', ..., 'g/14'); one or one per path
@@ -126,7 +130,7 @@ def base_config() -> ml_collections.ConfigDict:
 def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
     config = preset_base(preset, PRESETS, base_config)
     base, _, method = preset.rpartition("_") if preset.rsplit("_", 1)[-1] in ALIGN_METHODS else (preset, "", "")
-    if base == "cpu":
+    if base in CPU_BASES:
         config.data.source = "shapes32"
         config.data.num_classes = 3
         config.model.update(patch_size=4, hidden_size=128, depth=4, num_heads=4)
@@ -142,6 +146,10 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
         config.sample.cfg_scale = 3.0
         config.sample.ode_method = "heun"
         config.sample.num_steps = 25
+        if base == "fmnist":
+            config.data.source = "fashion_mnist"
+            config.data.num_classes = 10
+            config.total_steps = 3000
     else:
         config.model.preset = SIT_OF_BASE[base]
     if method:
@@ -154,19 +162,19 @@ def _add_alignment(config: ml_collections.ConfigDict, base: str, method: str) ->
     align = config.align
     align.method = method
     align.coef = _alignment_coef(base, method)
-    align.diagnostics_every = 100 if base == "cpu" else 5000  # a probe forward: ~0.3 % of the steps' time
-    if method == "erw" and base != "cpu":
+    align.diagnostics_every = 100 if base in CPU_BASES else 5000  # a probe forward: ~0.3 % of the steps' time
+    if method == "erw" and base not in CPU_BASES:
         # ERW's SiT: RoPE (`ERW:train.py` --use_rope, default True) and QK-norm (`ERW:README.md`: the released
         # best.pt is "With QK-Norm"; train.py's --qk-norm defaults to False). cpu_erw keeps the plain SiT its
         # measured study figures (README, docs/results/alignment.md) were obtained with.
         config.model.update(use_rope=True, qk_norm=True)
-    if base == "cpu":
+    if base in CPU_BASES:
         # Tiny SiT (4 blocks of width 128) and the in-repo encoder (64-d tokens on an 8 x 8 grid = the SiT
         # grid): align after block 2 (REPA aligns about a third of the way up; half here, with 4 blocks).
         align.depth = 2
         align.projector_dim = 256
         align.encoder.source = "checkpoint"
-        align.encoder.path = "workdirs/encoder_shapes32"
+        align.encoder.path = f"workdirs/encoder_{config.data.source}"
         # ERW: warm up block 1, align block 2 after it; warmup and half-life both 1/6 of the run, the
         # proportions of ERW's XL recipe (100K warmup, 50K half-life, 300K steps).
         align.erw.l2r_depth = 1
@@ -197,7 +205,7 @@ def _alignment_coef(base: str, method: str) -> float:
     1.0 for the cpu SiT."""
     if method in ("repa", "irepa"):
         return {"repa": 0.5, "irepa": 1.0}[method]
-    size = "" if base == "cpu" else SIT_OF_BASE[base].split("/")[0]
+    size = "" if base in CPU_BASES else SIT_OF_BASE[base].split("/")[0]
     return {"XL": 6.0, "L": 3.0}.get(size, 1.0)
 
 
@@ -298,7 +306,7 @@ def validate_alignment(config: ml_collections.ConfigDict) -> None:
     require(align.diagnostics_every >= 0, "align.diagnostics_every", "must be >= 0 (0: never)")
     require_positive(config, "align.projector_dim", "align.conv_kernel")
     require(align.conv_kernel % 2 == 1, "align.conv_kernel", f"must be odd (SAME padding), got {align.conv_kernel}")
-    require_choice(config, "align.encoder.source", ("checkpoint", "dinov2"))
+    require_choice(config, "align.encoder.source", ("checkpoint", "random", "dinov2"))
     require_choice(config, "align.encoder.dtype", ACTIVATION_DTYPES)
     require(align.encoder.image_size >= 0, "align.encoder.image_size", "must be >= 0 (0: the encoder's own size)")
     specs = encoder_specs(config)
@@ -310,9 +318,9 @@ def validate_alignment(config: ml_collections.ConfigDict) -> None:
                     f"no DINOv2 weights file at {path!r} (a .safetensors/.pth; see docs/dinov2.md)")
         else:
             require(bool(path), "align.encoder.path", "empty; name the encoder checkpoint directory")
-            require(os.path.exists(path) or (len(specs) == 1 and config.data.source in ("shapes32", "dsprites")),
+            require(os.path.exists(path) or (len(specs) == 1 and config.data.source in FACTOR_SOURCES),
                     "align.encoder.path", f"no encoder checkpoint at {path!r}; train one with `python -m "
-                    "train.encoder` (done automatically only for one encoder on the procedural data sources) or "
+                    "train.encoder` (done automatically only for one encoder on shapes32, dsprites and fashion_mnist) or "
                     "use align.encoder.source='dinov2'")
             require(not os.path.isfile(path), "align.encoder.path",
                     f"{path!r} is a file; the in-repo encoder is a checkpoint directory (a DINOv2 file needs "

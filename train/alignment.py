@@ -87,7 +87,7 @@ def ensure_encoder(config) -> None:
 
     specs = diffusion_configs.encoder_specs(config)
     path = specs[0][0]
-    if config.align.encoder.source != "checkpoint" or len(specs) > 1 or os.path.exists(path):
+    if config.align.encoder.source not in ("checkpoint", "random") or len(specs) > 1 or os.path.exists(path):
         return  # validation has checked that several encoders all exist
     if config.data.source not in encoder_configs.PRESETS:
         raise ConfigError(f"align.encoder.path: no encoder checkpoint at {path!r}; train one with "
@@ -96,7 +96,9 @@ def ensure_encoder(config) -> None:
         raise ConfigError(f"align.encoder.path: no encoder checkpoint at {path!r}; on several hosts train it "
                           f"first with `python -m train.encoder --workdir={path}`")
     print(f"no encoder checkpoint at {path}: training one (configs/encoder.py:{config.data.source})", flush=True)
-    train_encoder(encoder_configs.get_config(config.data.source), path)
+    encoder_config = encoder_configs.get_config(config.data.source)
+    encoder_config.data_path = config.data.path if config.data.source == "fashion_mnist" else ""
+    train_encoder(encoder_config, path)
 
 
 @dataclasses.dataclass

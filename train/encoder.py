@@ -36,10 +36,14 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from configs import encoder as encoder_configs
 from jaxrep.align.encoder import FrozenEncoder, save_encoder, to_unit_rgb
 from jaxrep.align.targets import preprocess_images
+from jaxrep.data import FashionMNIST
+from jaxrep.data.fashion_mnist import DEBIAN_DIR as FASHION_MNIST_DIR
+from jaxrep.metrics.probe import linear_probe_accuracy
 from jaxrep.nn.vit import ViT
 from jaxrep.supervised import coverage_loss, factor_classification_loss
 from jaxrep.training import NonFiniteLossError, make_optimizer
@@ -75,10 +79,34 @@ def make_pretraining_loss(vit: ViT, heads: TokenHeads, *, image_size: int, cover
     return loss_fn
 
 
+def mean_tokens(vit: ViT, params: Any, images: np.ndarray, *, image_size: int, chunk: int = 500) -> np.ndarray:
+    """(N, D) mean patch token of the encoder for images (N, H, W, C) in [-1, 1], in fixed-size jitted chunks."""
+    forward = jax.jit(lambda block: jnp.mean(vit.apply({"params": params}, preprocess_images(
+        to_unit_rgb(block), image_size=image_size)).astype(jnp.float32), axis=1))
+    padded = -len(images) % chunk
+    images = np.concatenate([images, np.zeros((padded, *images.shape[1:]), images.dtype)]) if padded else images
+    return np.concatenate([np.asarray(forward(images[i:i + chunk])) for i in range(0, len(images), chunk)]
+                          )[:len(images) - padded]
+
+
+def fashion_mnist_probe(vit: ViT, params: Any, config, train_images: int = 10_000) -> float:
+    """Linear-probe accuracy (`jaxrep.metrics.linear_probe_accuracy`) of the mean token on Fashion-MNIST's test
+    split, the probe fitted on the first `train_images` training images."""
+    directory = config.data_path or FASHION_MNIST_DIR
+    splits = [FashionMNIST(directory, split) for split in ("train", "test")]
+    features, labels = [], []
+    for source, count in zip(splits, (train_images, len(splits[1]))):
+        examples = [source[i] for i in range(count)]
+        images = np.stack([example["image"] for example in examples])
+        features.append(mean_tokens(vit, params, images, image_size=config.image_size))
+        labels.append(np.array([example["label"] for example in examples]))
+    return linear_probe_accuracy(features[0], labels[0], features[1], labels[1])
+
+
 def train_encoder(config, workdir: str, *, show_progress: bool = True) -> FrozenEncoder:
     """Trains the encoder, writes its checkpoint (and metrics.jsonl, config.json) to `workdir`, returns it."""
     encoder_configs.validate(config)
-    source = build_source(config.data_source)
+    source = build_source(config.data_source, config.data_path)
     vit = ViT(width=config.model.width, depth=config.model.depth, num_heads=config.model.num_heads,
               patch_size=config.model.patch_size, mlp_ratio=config.model.mlp_ratio,
               pos_embed_grid=config.image_size // config.model.patch_size, dtype=jnp.dtype(config.model.dtype))
@@ -96,6 +124,10 @@ def train_encoder(config, workdir: str, *, show_progress: bool = True) -> Frozen
     info = {"objective": "per-token factor classification + patch coverage (ground-truth factors)",
             "data_source": config.data_source, "steps": int(config.total_steps), "seed": int(config.seed),
             "train_seconds": round(fit.seconds, 1), **fit.holdout_metrics}
+    if config.data_source == "fashion_mnist":
+        info["linear_probe_accuracy"] = fashion_mnist_probe(vit, fit.ema_params["vit"], config)
+        print(f"encoder: linear-probe accuracy {info['linear_probe_accuracy']:.4f} on the 10,000 test images",
+              flush=True)
     save_encoder(workdir, vit, fit.ema_params["vit"], image_size=config.image_size, info=info)
     print(f"encoder: {config.total_steps} steps in {fit.seconds:.0f} s; held-out factor accuracy "
           f"{fit.holdout_metrics['holdout_factor_accuracy']:.3f}; saved to {os.path.abspath(workdir)}", flush=True)

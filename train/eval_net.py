@@ -48,7 +48,7 @@ def train_eval_net(config, workdir: str, *, show_progress: bool = True) -> tuple
     """Trains the eval net, writes its checkpoint (and metrics.jsonl, config.json) to `workdir`; returns
     (model, EMA params)."""
     eval_net_configs.validate(config)
-    source = build_source(config.data_source)
+    source = build_source(config.data_source, config.data_path)
     model = EvalNet(factor_sizes=tuple(source.factor_sizes), widths=tuple(config.model.widths),
                     feature_dim=config.model.feature_dim)
     tx = make_optimizer(config.optim.learning_rate, warmup_steps=config.optim.warmup_steps,

@@ -29,6 +29,7 @@ import jax
 import numpy as np
 
 from configs import eval_net as eval_net_configs
+from configs._common import FACTOR_SOURCES
 from configs import evaluate as evaluate_configs
 from jaxrep import parallel
 from jaxrep.config_checks import ConfigError
@@ -39,7 +40,6 @@ from jaxrep.metrics.features import cached_reference_features, extract_features,
 from train import eval_net as train_eval_net
 from train import sample as train_sample
 from train.cli import run_entrypoint, run_program
-from train.factor_training import PROCEDURAL_SOURCES
 from train.run_config import load_run_config
 
 
@@ -97,11 +97,13 @@ def feature_extractor_for(eval_config, run_config, show_progress: bool = True):
     source_name = run_config.data.source
     path = features.eval_net_path or os.path.join("workdirs", f"eval_net_{source_name}")
     if not os.path.exists(path):
-        if source_name not in PROCEDURAL_SOURCES:
+        if source_name not in FACTOR_SOURCES:
             raise FileNotFoundError(f"features.eval_net_path: no eval net at {path!r}; for user data train one "
                                     "on it or use features.extractor='inception'")
         print(f"no eval net at {path}: training one (python -m train.eval_net, about a minute)", flush=True)
-        train_eval_net.train_eval_net(eval_net_configs.get_config(source_name), path, show_progress=show_progress)
+        net_config = eval_net_configs.get_config(source_name)
+        net_config.data_path = run_config.data.path if source_name == "fashion_mnist" else ""
+        train_eval_net.train_eval_net(net_config, path, show_progress=show_progress)
     extractor = load_feature_extractor("eval_net", path)
     if extractor.metadata.get("data_source") != source_name:
         print(f"warning: the eval net at {path} was trained on {extractor.metadata.get('data_source')!r}, "

@@ -1,4 +1,4 @@
-"""Training of the in-repo networks on the procedural data's ground-truth factors (`train/encoder.py`, the
+"""Training of the in-repo networks on the datasets' ground-truth factors (procedural data; Fashion-MNIST's class) (`train/encoder.py`, the
 alignment target encoder; `train/eval_net.py`, the evaluation network), through `train.loop`.
 
 `fit_on_factors` holds out a fixed random share of the images, trains with the generic pure step
@@ -17,15 +17,16 @@ import jax
 import numpy as np
 import optax
 
-from jaxrep.data import ColoredShapes, DSprites, make_dataset, make_iterator, shuffle_seed
+from jaxrep.data import ColoredShapes, DSprites, FashionMNIST, make_dataset, make_iterator, shuffle_seed
+from jaxrep.data.fashion_mnist import DEBIAN_DIR as FASHION_MNIST_DIR
 from jaxrep.training import LossFn, create_train_state, make_train_step
 from train import loop
 
-PROCEDURAL_SOURCES = ("shapes32", "dsprites")
-
-
-def build_source(name: str):
-    """The procedural dataset `name` ('shapes32' or 'dsprites'), with factors."""
+def build_source(name: str, path: str = ""):
+    """The dataset `name` with factors: 'shapes32', 'dsprites' (procedural) or 'fashion_mnist' (its train split,
+    the class as the one factor; `path`: the IDX folder, empty for Debian's)."""
+    if name == "fashion_mnist":
+        return FashionMNIST(path or FASHION_MNIST_DIR)
     return ColoredShapes() if name == "shapes32" else DSprites()
 
 

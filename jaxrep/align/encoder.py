@@ -130,7 +130,9 @@ def load_encoder(source: str, path: str, *, preset: str = "B/14", image_size: in
     """Builds the frozen encoder.
 
     Args:
-      source: "checkpoint" (in-repo orbax encoder; architecture from its metadata) or "dinov2".
+      source: "checkpoint" (in-repo orbax encoder; architecture from its metadata), "random" (the architecture
+        of the checkpoint at `path` with freshly initialised weights, seed 0: the control of iREPA's finding that
+        spatial structure, not knowledge, drives the gain) or "dinov2".
       path: the checkpoint directory or the DINOv2 weights file.
       preset: DINOv2 ViT preset of the file ("S/14", "B/14", "L/14", "g/14"); unused for checkpoints.
       image_size: encoder input side; 0 means the size the checkpoint was trained at, or 224 for DINOv2
@@ -141,8 +143,12 @@ def load_encoder(source: str, path: str, *, preset: str = "B/14", image_size: in
     Raises:
       EncoderFileError: missing path, not an encoder checkpoint, or weights of another architecture.
     """
-    if source == "checkpoint":
+    if source in ("checkpoint", "random"):
         encoder = _load_checkpoint(os.fspath(path))
+        if source == "random":
+            side = encoder.image_size
+            params = encoder.model.init(jax.random.key(0), jnp.zeros((1, side, side, 3)))["params"]
+            encoder = dataclasses.replace(encoder, params=params, metadata={**encoder.metadata, "random_init": 0})
         if image_size and image_size != encoder.image_size:
             if image_size % encoder.model.patch_size:
                 raise EncoderFileError(f"align.encoder.image_size: {image_size} is not a multiple of the "
@@ -151,7 +157,7 @@ def load_encoder(source: str, path: str, *, preset: str = "B/14", image_size: in
     elif source == "dinov2":
         encoder = _load_dinov2(os.fspath(path), preset, image_size or 224)
     else:
-        raise ValueError(f"align.encoder.source: must be 'checkpoint' or 'dinov2', got {source!r}")
+        raise ValueError(f"align.encoder.source: must be 'checkpoint', 'random' or 'dinov2', got {source!r}")
     return dataclasses.replace(encoder, model=encoder.model.clone(dtype=dtype))
 
 

@@ -51,7 +51,9 @@ def _find(directory: str, stem: str) -> str:
 
 
 class FashionMNIST:
-    """Random-access source: {"image": (32, 32, 1) float32 in [-1, 1], "label": int32 class in [0, 10)}.
+    """Random-access source: {"image": (32, 32, 1) float32 in [-1, 1], "label": int32 class in [0, 10),
+    "factors": (1,) int32, the label again} (`factors`/`factor_sizes`: the class is the one factor the
+    factor-trained encoder and eval net learn, `train.factor_training`).
 
     Args:
       directory: folder with the IDX files (default: Debian's).
@@ -60,6 +62,8 @@ class FashionMNIST:
 
     image_shape = (32, 32, 1)
     num_classes = len(CLASSES)
+    factor_sizes = (len(CLASSES),)
+    factor_names = ("class",)
 
     def __init__(self, directory: str = DEBIAN_DIR, split: str = "train"):
         if split not in _SPLITS:
@@ -82,4 +86,5 @@ class FashionMNIST:
 
     def __getitem__(self, index: int) -> dict:
         image = self.uint8_image(index).astype(np.float32) / 127.5 - 1.0
-        return {"image": image, "label": self._labels[int(index)]}
+        label = self._labels[int(index)]
+        return {"image": image, "label": label, "factors": np.array([label], np.int32)}

@@ -283,6 +283,20 @@ def _first_batches_after(config, experiment, warmup_batches):
     return parallel.global_batch(next(iterator), experiment.mesh)
 
 
+def test_random_encoder_control_keeps_the_architecture_and_replaces_the_weights(encoder_dir):
+    trained, random = load_encoder("checkpoint", encoder_dir), load_encoder("random", encoder_dir)
+    assert random.model == trained.model and random.image_size == trained.image_size
+    assert jax.tree.structure(random.params) == jax.tree.structure(trained.params)
+    assert all(a.shape == b.shape for a, b in zip(jax.tree.leaves(random.params), jax.tree.leaves(trained.params)))
+    assert not np.allclose(random.params["blocks_0"]["attn"]["qkv"]["kernel"],
+                           trained.params["blocks_0"]["attn"]["qkv"]["kernel"])
+    expected = trained.model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]  # seed 0, documented
+    assert_trees_equal(random.params, expected)
+    config = aligned_config(encoder_dir, "repa", **{"align.encoder.source": "random"})
+    experiment = train_diffusion.build_experiment(config)
+    assert_trees_equal(experiment.alignment.encoder_params, expected)
+
+
 def test_mismatched_token_counts_and_widths_fail_clearly(encoder_dir):
     model, encoder, projector, params = _toy_pieces("repa", encoder_dir)
     loss_fn = make_diffusion_loss(model, alignment=make_alignment_term("repa", projector=projector, depth=1, coef=1.0))
