@@ -1,7 +1,15 @@
-"""Convergence of vanilla SiT vs REPA vs iREPA vs ERW on the CPU setting; writes docs/results/alignment.md + PNG.
+"""Convergence of vanilla SiT vs REPA vs iREPA vs ERW on a CPU setting; writes a markdown report + PNGs.
 
-  python -m benchmarks.alignment_convergence                         # the study as specified (cpu preset budget)
+  python -m benchmarks.alignment_convergence                         # coloured shapes: docs/results/alignment.md
   python -m benchmarks.alignment_convergence --steps=600 --eval_every=200 --num_samples=500
+  python -m benchmarks.alignment_convergence --base=fmnist --controls=repa_random   # alignment_fmnist.md
+
+`--base=fmnist` runs the `fmnist*` presets (Fashion-MNIST, the class-supervised in-repo encoder trained on its
+60,000 training images) and adds, per run, the linear-probe accuracy of block 2's tokens (mean-pooled, at
+t = 0.25 with the null label, fitted on 5,000 training images, scored on 5,000 test images), the steps each
+method needs to reach the reference FD (vanilla's mean final FD; bootstrap CIs over seeds) and the alignment
+diagnostics logged during training against steps. `--controls=repa_random` adds REPA against a randomly
+initialised encoder of the same architecture on seed 0 (iREPA's spatial-structure control).
 
 Every method trains `configs/diffusion.py:cpu` / `cpu_{repa,irepa,erw}` with the same seeds, step budget,
 batch and optimizer (`train.diffusion.train_and_evaluate`, in `--runs_dir/<method>/seed<k>`; runs resume from
@@ -27,6 +35,7 @@ import platform
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import app, flags, logging
 
@@ -34,8 +43,11 @@ from configs import diffusion as diffusion_configs
 from configs import evaluate as evaluate_configs
 from jaxrep import parallel
 from jaxrep.checkpoint import Checkpointer
-from jaxrep.data import ColoredShapes, make_dataset, make_iterator
-from jaxrep.metrics import frechet_distance, prdc
+from jaxrep.data import FashionMNIST, make_dataset, make_iterator
+from jaxrep.data.fashion_mnist import DEBIAN_DIR as FASHION_MNIST_DIR
+from jaxrep.diffusion import linear_interpolant
+from jaxrep.logging import read_metrics
+from jaxrep.metrics import bootstrap_mean_ci, frechet_distance, linear_probe_accuracy, prdc, steps_to_reach
 from jaxrep.metrics.features import cached_reference_features, extract_features
 from train import diffusion as train_diffusion
 from train import evaluate as train_evaluate
@@ -50,13 +62,40 @@ _NUM_SAMPLES = flags.DEFINE_integer("num_samples", 500, "Generated images per FD
 _SAMPLE_STEPS = flags.DEFINE_integer("sample_steps", 0, "ODE steps of the sampler; 0: the preset's.")
 _TIMING_STEPS = flags.DEFINE_integer("timing_steps", 30, "Steps timed per method for the wall-clock column.")
 _RUNS_DIR = flags.DEFINE_string("runs_dir", "/tmp/alignment_study", "Root of the runs' work directories.")
-_OUTPUT = flags.DEFINE_string("output", "docs/results/alignment.md", "Markdown report; the PNG goes next to it.")
+_OUTPUT = flags.DEFINE_string("output", "", "Markdown report (PNGs next to it); empty: "
+                               "docs/results/alignment.md (cpu) or docs/results/alignment_fmnist.md (fmnist).")
+_BASE = flags.DEFINE_enum("base", "cpu", ["cpu", "fmnist"], "Preset base: coloured shapes or Fashion-MNIST.")
+_CONTROLS = flags.DEFINE_list("controls", [], "Controls run on seed 0 only: repa_random (random-weight encoder).")
 
-NAMES = {"none": "vanilla SiT", "repa": "REPA", "irepa": "iREPA", "erw": "ERW"}
+NAMES = {"none": "vanilla SiT", "repa": "REPA", "irepa": "iREPA", "erw": "ERW", "repa_random": "REPA, random encoder"}
+PROBE_DEPTH, PROBE_TIME, PROBE_IMAGES = 2, 0.25, 5000  # block 2 = the cpu presets' align.depth
+DATASETS = {
+    "cpu": {"title": "the CPU setting (coloured shapes 32x32)",
+            "data": "the coloured shapes (32x32x3, label = shape)",
+            "encoder": "in-repo ViT encoder (`train/encoder.py`, trained on the same 1,350 images' factors)",
+            "reference": "all 1350 dataset images",
+            "eval_net": "the in-repo evaluation ResNet (trained on the factors)"},
+    "fmnist": {"title": "Fashion-MNIST (32x32)", "data": "Fashion-MNIST's 60,000 training images (28x28 padded "
+               "to 32x32x1, 10 classes)", "encoder": "in-repo ViT encoder (`configs/encoder.py:fashion_mnist`, "
+               "class-supervised on the 60,000 images, 1875 steps of 128, about 2.5x the generator's images)",
+               "reference": "the training images (`train.evaluate`'s reference selection)",
+               "eval_net": "a separately trained Fashion-MNIST classifier ResNet (`configs/eval_net.py:"
+               "fashion_mnist`, seed 1; never the target encoder)"},
+}
+DIAGNOSTICS = ("align_cka", "align_mutual_knn", "align_lds_hidden", "align_effective_rank")
+
+
+def output_path() -> str:
+    return _OUTPUT.value or ("docs/results/alignment.md" if _BASE.value == "cpu" else
+                             "docs/results/alignment_fmnist.md")
 
 
 def run_config(method: str, seed: int, steps: int, eval_every: int):
-    config = diffusion_configs.get_config("cpu" if method == "none" else f"cpu_{method}")
+    base = _BASE.value
+    aligned = method.split("_")[0]
+    config = diffusion_configs.get_config(base if method == "none" else f"{base}_{aligned}")
+    if method.endswith("_random"):
+        config.align.encoder.source = "random"
     config.seed = seed
     config.total_steps = steps
     config.checkpoint_every = eval_every
@@ -106,6 +145,69 @@ def evaluate_checkpoints(workdir: str) -> dict[int, dict]:
     return results
 
 
+def block_probe(workdir: str) -> float:
+    """Linear-probe accuracy of block PROBE_DEPTH's mean token under the run's last EMA weights: x_t at
+    t = PROBE_TIME (fixed noise) with the null label (the label would leak the class), probe fitted on the first
+    PROBE_IMAGES Fashion-MNIST training images and scored on the first PROBE_IMAGES test images."""
+    config = load_run_config(workdir)
+    experiment = train_diffusion.build_experiment(config)
+    params, _ = train_sample.restore_params(experiment, workdir, -1, use_ema=True)
+
+    @jax.jit
+    def features(images, key):
+        t = jnp.full((images.shape[0],), PROBE_TIME)
+        x_t, _ = linear_interpolant(images, jax.random.normal(key, images.shape), t)
+        null = jnp.full((images.shape[0],), config.data.num_classes, jnp.int32)
+        _, hidden = experiment.model.apply({"params": params["sit"]}, x_t, t, null, hidden_at=PROBE_DEPTH)
+        return hidden.mean(axis=1)
+
+    arrays = []
+    for split in ("train", "test"):
+        source = FashionMNIST(config.data.path or FASHION_MNIST_DIR, split)
+        examples = [source[i] for i in range(PROBE_IMAGES)]
+        images = np.stack([e["image"] for e in examples])
+        feats = np.concatenate([np.asarray(features(jnp.asarray(images[i:i + 500]), jax.random.key(i)))
+                                for i in range(0, PROBE_IMAGES, 500)])
+        arrays.append((feats, np.array([e["label"] for e in examples])))
+    return linear_probe_accuracy(*arrays[0], *arrays[1])
+
+
+def diagnostics_curves(workdir: str) -> dict[str, tuple[list, list]]:
+    """{metric: (steps, values)} of the alignment diagnostics the run logged (none for vanilla)."""
+    records = read_metrics(workdir) if os.path.exists(os.path.join(workdir, "metrics.jsonl")) else []
+    curves = {}
+    for name in DIAGNOSTICS:
+        points = sorted({r["step"]: r[name] for r in records if name in r}.items())
+        curves[name] = ([s for s, _ in points], [v for _, v in points])
+    return curves
+
+
+def plot_diagnostics(path: str, runs: dict[str, list[str]]) -> None:
+    """One panel per diagnostic: its mean over a method's seeds against steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(DIAGNOSTICS), figsize=(4 * len(DIAGNOSTICS), 3.4), dpi=110)
+    for method, workdirs in runs.items():
+        per_run = [diagnostics_curves(w) for w in workdirs]
+        for ax, name in zip(axes, DIAGNOSTICS):
+            length = min(len(c[name][0]) for c in per_run)
+            if not length:
+                continue
+            values = np.array([c[name][1][:length] for c in per_run])
+            ax.plot(per_run[0][name][0][:length], values.mean(0), marker=".", label=f"{NAMES[method]} (n={len(per_run)})")
+    for ax, name in zip(axes, DIAGNOSTICS):
+        ax.set_title(name.removeprefix("align_"))
+        ax.set_xlabel("training step")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def time_per_step(method: str, steps: int) -> dict[str, float]:
     """Seconds per training step (encoder targets included) of each stage of `method`, on one fixed batch."""
     config = run_config(method, 0, 600, 100)
@@ -142,7 +244,7 @@ def plot(path: str, steps: list[int], curves: dict[str, np.ndarray]) -> None:
         ax.fill_between(xs, (mean - std)[defined], (mean + std)[defined], alpha=0.2)
     ax.set_xlabel("training step (ERW: warmup included)")
     ax.set_ylabel("FD (eval-net features), lower is better")
-    ax.set_title("Convergence on the CPU setting (coloured shapes 32x32)")
+    ax.set_title(f"Convergence on {DATASETS[_BASE.value]['title']}")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -160,7 +262,7 @@ def cell(values: np.ndarray) -> str:
 def run(method: str, seed: int, steps: int, eval_every: int) -> dict:
     """Trains (or resumes) one run and evaluates its checkpoints; the record is kept in `<run>/study.json`, so a
     restarted study neither retrains nor re-evaluates finished runs."""
-    workdir = os.path.join(_RUNS_DIR.value, method, f"seed{seed}")
+    workdir = os.path.join(_RUNS_DIR.value, _BASE.value, method, f"seed{seed}")
     path = os.path.join(workdir, "study.json")
     settings = {"num_samples": _NUM_SAMPLES.value, "sample_steps": _SAMPLE_STEPS.value}
     record = json.load(open(path)) if os.path.exists(path) else {"train_seconds": None}
@@ -178,6 +280,10 @@ def run(method: str, seed: int, steps: int, eval_every: int) -> dict:
         record["results"] = {str(step): {k: float(r[k]) for k in ("fd", "precision", "recall", "density", "coverage")}
                              for step, r in results.items()}
         record["settings"] = settings
+        record.pop("probe_accuracy", None)
+    if _BASE.value == "fmnist" and "probe_accuracy" not in record:
+        record["probe_accuracy"] = block_probe(workdir)
+    record["workdir"] = workdir
     with open(path, "w") as f:
         json.dump(record, f, indent=2)
     return record
@@ -186,62 +292,99 @@ def run(method: str, seed: int, steps: int, eval_every: int) -> dict:
 def main(argv) -> None:
     del argv
     logging.set_verbosity(logging.WARNING)
-    base = diffusion_configs.get_config("cpu")
+    base = diffusion_configs.get_config(_BASE.value)
     steps = _STEPS.value or base.total_steps
-    eval_every = _EVAL_EVERY.value or steps // 4
+    eval_every = _EVAL_EVERY.value or steps // (4 if _BASE.value == "cpu" else 6)
     if steps % eval_every:
         raise app.UsageError(f"--steps {steps} is not a multiple of --eval_every {eval_every}")
     checkpoints = list(range(eval_every, steps + 1, eval_every))
-    curves, train_seconds, final = {}, {}, {}
-    for method in _METHODS.value:
-        rows, seconds, finals = [], [], []
-        for seed in range(_SEEDS.value):
-            record = run(method, seed, steps, eval_every)
+    curves, train_seconds, final, records = {}, {}, {}, {}
+    runs = [(method, range(_SEEDS.value)) for method in _METHODS.value] + [(c, range(1)) for c in _CONTROLS.value]
+    # Seed-major order, so a study stopped part-way has every method at the seeds it has done.
+    done = {(method, seed): run(method, seed, steps, eval_every)
+            for seed in range(_SEEDS.value) for method, seeds in runs if seed in seeds}
+    for method, seeds in runs:
+        rows, seconds, finals, records[method] = [], [], [], []
+        for seed in seeds:
+            record = done[(method, seed)]
             results = record["results"]
             rows.append([results[str(step)]["fd"] if str(step) in results else np.nan for step in checkpoints])
             finals.append(results[str(steps)])
             seconds.append(record["train_seconds"])
+            records[method].append(record)
             print(f"{method} seed {seed}: FD " + ", ".join(f"{s}: {v:.2f}" for s, v in zip(checkpoints, rows[-1])),
                   flush=True)
         curves[method], train_seconds[method], final[method] = np.array(rows), seconds, finals
-    timings_path = os.path.join(_RUNS_DIR.value, "timings.json")
+    timings_path = os.path.join(_RUNS_DIR.value, _BASE.value, "timings.json")
     timings = json.load(open(timings_path)) if os.path.exists(timings_path) else {}
-    for method in _METHODS.value:
+    for method, _ in runs:
         if method not in timings:
             timings[method] = time_per_step(method, _TIMING_STEPS.value)
             with open(timings_path, "w") as f:
                 json.dump(timings, f, indent=2)
 
-    output_dir = os.path.dirname(_OUTPUT.value) or "."
+    output_dir = os.path.dirname(output_path()) or "."
     os.makedirs(output_dir, exist_ok=True)
-    png = os.path.join(output_dir, "alignment_fd.png")
+    stem = os.path.splitext(os.path.basename(output_path()))[0]
+    png = os.path.join(output_dir, f"{stem}_fd.png")
     plot(png, checkpoints, curves)
     write_report(steps, eval_every, checkpoints, curves, timings, train_seconds, final, base, png)
-    print(open(_OUTPUT.value).read())
+    if _BASE.value == "fmnist":
+        diagnostics_png = os.path.join(output_dir, f"{stem}_diagnostics.png")
+        plot_diagnostics(diagnostics_png, {m: [r["workdir"] for r in rs] for m, rs in records.items() if m != "none"})
+        append_fmnist_sections(checkpoints, curves, records, diagnostics_png)
+    print(open(output_path()).read())
+
+
+def append_fmnist_sections(checkpoints, curves, records, diagnostics_png) -> None:
+    """Probe accuracy, steps to the reference FD with bootstrap CIs, and the diagnostics figure."""
+    reference = float(np.nanmean(curves["none"][:, -1]))
+    lines = ["", f"Steps to reach the reference FD {reference:.2f} (vanilla's mean FD at step {checkpoints[-1]}; "
+             "linear interpolation between evaluations; NaN = not reached within the budget), and the linear-probe "
+             f"accuracy of block {PROBE_DEPTH}'s mean token (t = {PROBE_TIME}, null label; {PROBE_IMAGES} train / "
+             f"{PROBE_IMAGES} test images). Mean [95 % percentile-bootstrap CI over seeds]:", "",
+             "| method | seeds | steps to reference FD | per seed | probe accuracy |", "|---|---|---|---|---|"]
+    for method, values in curves.items():
+        reached = [steps_to_reach(checkpoints, row, reference) for row in values]
+        mean, low, high = bootstrap_mean_ci(reached)
+        probes = [r["probe_accuracy"] for r in records[method]]
+        p_mean, p_low, p_high = bootstrap_mean_ci(probes)
+        lines.append(f"| {NAMES[method]} | {len(values)} | {mean:.0f} [{low:.0f}, {high:.0f}] | "
+                     + ", ".join(f"{v:.0f}" for v in reached) + f" | {p_mean:.3f} [{p_low:.3f}, {p_high:.3f}] |")
+    lines += ["", f"![alignment diagnostics against steps]({os.path.basename(diagnostics_png)})", "",
+              "Diagnostics (`jaxrep.align.diagnostics`, logged every `align.diagnostics_every` steps on a fixed "
+              "probe batch): linear CKA and mutual k-NN between block 2's tokens and the encoder's, the "
+              "local-distant similarity of block 2's tokens, and their effective rank. Vanilla SiT logs none (it "
+              "has no encoder in its run)."]
+    with open(output_path(), "a") as f:
+        f.write("\n".join(lines) + "\n")
 
 
 def write_report(steps, eval_every, checkpoints, curves, timings, train_seconds, final, base, png) -> None:
     vanilla_step = timings.get("none", {}).get("main")
+    name = _BASE.value
+    data = DATASETS[name]
     lines = [
-        "# Representation alignment on the CPU setting: vanilla SiT vs REPA vs iREPA vs ERW",
+        f"# Representation alignment on {data['title']}: vanilla SiT vs REPA vs iREPA vs ERW",
         "",
-        f"Generated by `python -m benchmarks.alignment_convergence --steps={steps} --eval_every={eval_every} "
-        f"--seeds={_SEEDS.value} --num_samples={_NUM_SAMPLES.value}"
+        f"Generated by `python -m benchmarks.alignment_convergence --base={name} --steps={steps} "
+        f"--eval_every={eval_every} --seeds={_SEEDS.value} --num_samples={_NUM_SAMPLES.value}"
+        + (f" --controls={','.join(_CONTROLS.value)}" if _CONTROLS.value else "")
         + (f" --sample_steps={_SAMPLE_STEPS.value}" if _SAMPLE_STEPS.value else "") + "` on "
         f"{datetime.date.today().isoformat()} ({platform.machine()}, {os.cpu_count()} CPU cores, shared with other "
         f"jobs; JAX {jax.__version__}, backend {jax.default_backend()}).",
         "",
-        f"Setting: `configs/diffusion.py:cpu` (SiT patch {base.model.patch_size}, width {base.model.hidden_size}, "
-        f"{base.model.depth} blocks, batch {base.batch_size}, AdamW {base.optim.learning_rate:g}, "
-        f"{base.diffusion.time_weighting} t) on the coloured shapes (32x32x3, label = shape), and the "
-        "`cpu_{repa,irepa,erw}` presets: in-repo ViT encoder (`train/encoder.py`, 64-d tokens on the 8x8 SiT grid), "
+        f"Setting: `configs/diffusion.py:{name}` (SiT patch {base.model.patch_size}, width "
+        f"{base.model.hidden_size}, {base.model.depth} blocks, batch {base.batch_size}, AdamW "
+        f"{base.optim.learning_rate:g}, {base.diffusion.time_weighting} t) on {data['data']}, and the "
+        f"`{name}_{{repa,irepa,erw}}` presets: {data['encoder']} (64-d tokens on the 8x8 SiT grid), "
         "alignment after block 2 of 4 (REPA: MLP projector, lambda 0.5; iREPA: 3x3 conv projector, spatially "
         f"z-scored targets, lambda 1.0; ERW: {steps // 6} warmup steps of block 1 on clean inputs, then lambda = "
         f"2^(-(s - {steps // 6}) / {steps // 6}) at block 2). Same seeds (0..{_SEEDS.value - 1}), step budget "
         f"({steps}, ERW's warmup included), data order and initialisation for every method. FD: "
         f"{_NUM_SAMPLES.value} class-balanced EMA samples (Heun ODE, "
-        f"{_SAMPLE_STEPS.value or base.sample.num_steps} steps, CFG {base.sample.cfg_scale}) against all "
-        f"{len(ColoredShapes())} dataset images, in the 128-d features of the in-repo evaluation ResNet "
+        f"{_SAMPLE_STEPS.value or base.sample.num_steps} steps, CFG {base.sample.cfg_scale}) against "
+        f"{data['reference']}, in the 128-d features of {data['eval_net']} "
         "(`train.evaluate`, preset `cpu`). Mean ± std over seeds; lower is better. ERW has no FD before its "
         "warmup ends (the warmup model has no generator yet).",
         "",
@@ -264,13 +407,14 @@ def write_report(steps, eval_every, checkpoints, curves, timings, train_seconds,
               "|---|" + "---|" * (_SEEDS.value + 2)]
     for method, results in final.items():
         per_seed = [f"{r['fd']:.1f} / {r['precision']:.2f} / {r['recall']:.2f}" for r in results]
+        per_seed += ["-"] * (_SEEDS.value - len(per_seed))  # the controls run one seed
         recall = np.mean([r["recall"] for r in results])
         lines.append(f"| {NAMES[method]} | " + " | ".join(per_seed) + f" | {recall:.2f} | "
                      + ", ".join("-" if s is None else f"{s:.0f}" for s in train_seconds[method]) + " |")
     lines += ["", "Train step times: the compiled step on one fixed batch plus, for aligned methods, the jitted "
               "encoder forward that makes the targets, averaged over "
               f"{_TIMING_STEPS.value} steps after a warm-up step, on this shared machine (noisy)."]
-    with open(_OUTPUT.value, "w") as f:
+    with open(output_path(), "w") as f:
         f.write("\n".join(lines) + "\n")
 
 
