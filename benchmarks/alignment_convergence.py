@@ -197,7 +197,8 @@ def plot_diagnostics(path: str, runs: dict[str, list[str]]) -> None:
             if not length:
                 continue
             values = np.array([c[name][1][:length] for c in per_run])
-            ax.plot(per_run[0][name][0][:length], values.mean(0), marker=".", label=f"{NAMES[method]} (n={len(per_run)})")
+            ax.plot(per_run[0][name][0][:length], values.mean(0), marker=".",
+                    label=f"{NAMES[method]} (n={len(per_run)})")
     for ax, name in zip(axes, DIAGNOSTICS):
         ax.set_title(name.removeprefix("align_"))
         ax.set_xlabel("training step")
