@@ -1,5 +1,6 @@
-"""DDPG with the BEER regulariser: networks, replay buffer (device arrays), pure update, BEER loss. Names load
-lazily (`jaxrep._lazy`), so `jaxrep.rl.beer` alone pulls in no agent or metric code."""
+"""DDPG with the BEER regulariser: networks, replay buffer (device arrays), pure update, BEER loss, and rliable's
+aggregate statistics over tasks and seeds. Names load lazily (`jaxrep._lazy`), so `jaxrep.rl.beer` alone pulls
+in no agent or metric code."""
 
 from jaxrep._lazy import lazy_exports
 
@@ -8,6 +9,8 @@ _MODULES = {
     "ddpg": ("DDPG", "BeerOptions", "actor_loss", "critic_loss"),
     "networks": ("Actor", "Critic", "critic_head_kernel"),
     "replay": ("ReplayBuffer", "Transitions", "init_replay"),
+    "statistics": ("aggregate_intervals", "normalize_returns", "performance_profiles", "plot_aggregates",
+                   "plot_profiles", "probability_of_improvement"),
 }
 __getattr__, __dir__ = lazy_exports(__name__, _MODULES)
 __all__ = sorted(name for names in _MODULES.values() for name in names)

@@ -1,0 +1,109 @@
+"""Aggregate statistics of RL runs over tasks and seeds, as rliable recommends (Agarwal et al., "Deep RL at
+the Edge of the Statistical Precipice", NeurIPS 2021): the interquartile mean (IQM) and mean of normalised
+scores with stratified-bootstrap confidence intervals, performance profiles, and the probability of
+improvement. The computation is rliable's (`rliable.library`, `rliable.metrics`); these functions fix the data
+layout, the normalisation and the plots.
+
+Scores: {method: (runs, tasks)} arrays of final returns. DM Control Suite returns lie in [0, 1000] per episode,
+so `normalize_returns` divides by 1000 (the convention of the DMC papers' normalised scores).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+DMC_MAX_RETURN = 1000.0
+
+Interval = tuple[float, float, float]  # (point estimate, low, high)
+
+
+def normalize_returns(returns: Mapping[str, np.ndarray], max_return: float = DMC_MAX_RETURN) -> dict[str, np.ndarray]:
+    """{method: (runs, tasks) returns} -> the same divided by `max_return`; every method needs the same tasks."""
+    shapes = {np.asarray(r).shape[1:] for r in returns.values()}
+    if len(shapes) != 1 or any(np.asarray(r).ndim != 2 for r in returns.values()):
+        raise ValueError(f"returns must be (runs, tasks) arrays over the same tasks, got shapes "
+                         f"{ {m: np.asarray(r).shape for m, r in returns.items()} }")
+    return {method: np.asarray(r, np.float64) / max_return for method, r in returns.items()}
+
+
+def aggregate_intervals(scores: Mapping[str, np.ndarray], *, reps: int = 50_000, confidence: float = 0.95,
+                        seed: int = 0) -> dict[str, dict[str, Interval]]:
+    """{method: {"iqm": (point, low, high), "mean": ...}}: rliable's stratified bootstrap (runs resampled within
+    each task) of the IQM and the mean of the (runs, tasks) scores."""
+    from rliable import library, metrics
+
+    def aggregates(x):
+        return np.array([metrics.aggregate_iqm(x), metrics.aggregate_mean(x)])
+
+    points, intervals = library.get_interval_estimates(
+        dict(scores), aggregates, reps=reps, confidence_interval_size=confidence,
+        random_state=np.random.RandomState(seed))
+    return {method: {name: (float(points[method][i]), float(intervals[method][0, i]), float(intervals[method][1, i]))
+                     for i, name in enumerate(("iqm", "mean"))} for method in scores}
+
+
+def probability_of_improvement(scores: Mapping[str, np.ndarray], x: str, y: str, *, reps: int = 2000,
+                               seed: int = 0) -> Interval:
+    """P(X > Y): the probability that a run of method `x` beats one of `y` on a random task (Mann-Whitney U per
+    task, averaged), with its stratified-bootstrap interval."""
+    from rliable import library, metrics
+
+    pair = f"{x},{y}"
+    points, intervals = library.get_interval_estimates(
+        {pair: (scores[x], scores[y])}, metrics.probability_of_improvement, reps=reps,
+        random_state=np.random.RandomState(seed))
+    low, high = np.ravel(intervals[pair])
+    return float(points[pair]), float(low), float(high)
+
+
+def performance_profiles(scores: Mapping[str, np.ndarray], taus: Sequence[float], *, reps: int = 2000
+                         ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """({method: (T,) fraction of runs with score > tau}, {method: (2, T) bootstrap interval}) over `taus`."""
+    from rliable import library
+
+    return library.create_performance_profile(dict(scores), np.asarray(taus), reps=reps)
+
+
+def plot_aggregates(path: str, intervals: Mapping[str, Mapping[str, Interval]]) -> None:
+    """IQM and mean with their intervals, one row per method (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = list(intervals)
+    fig, axes = plt.subplots(1, 2, figsize=(8, 0.6 * len(methods) + 1.4), dpi=120)
+    for ax, name in zip(axes, ("iqm", "mean")):
+        for row, method in enumerate(methods):
+            point, low, high = intervals[method][name]
+            ax.plot([low, high], [row, row], lw=6, alpha=0.5)
+            ax.plot([point], [row], "k|", ms=14)
+        ax.set_yticks(range(len(methods)), methods)
+        ax.set_title(f"{name.upper() if name == 'iqm' else 'Mean'} (normalised score)")
+        ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_profiles(path: str, taus: Sequence[float], profiles: Mapping[str, np.ndarray],
+                  cis: Mapping[str, np.ndarray]) -> None:
+    """Performance profiles with their bootstrap bands (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
+    for method, profile in profiles.items():
+        ax.plot(taus, profile, label=method)
+        ax.fill_between(taus, cis[method][0], cis[method][1], alpha=0.2)
+    ax.set_xlabel("normalised score tau")
+    ax.set_ylabel("fraction of runs with score > tau")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

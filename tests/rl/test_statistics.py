@@ -1,0 +1,48 @@
+"""rliable aggregates over (runs, tasks): the IQM is the 25 %-trimmed mean of all scores (scipy), intervals
+contain their point, a clearly better method wins with probability ~1, and the plots are written."""
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import stats
+
+from jaxrep.rl import (aggregate_intervals, normalize_returns, performance_profiles, plot_aggregates, plot_profiles,
+                       probability_of_improvement)
+
+
+@pytest.fixture(scope="module")
+def scores():
+    rng = np.random.default_rng(0)
+    returns = {"ddpg": rng.uniform(100, 500, (5, 4)), "beer": rng.uniform(600, 900, (5, 4))}
+    return normalize_returns(returns)
+
+
+def test_normalisation_divides_by_the_dmc_maximum_and_checks_the_layout(scores):
+    np.testing.assert_allclose(normalize_returns({"a": np.full((2, 3), 500.0)})["a"], 0.5)
+    with pytest.raises(ValueError, match=r"\(runs, tasks\)"):
+        normalize_returns({"a": np.ones((2, 3)), "b": np.ones((2, 4))})
+
+
+def test_iqm_and_mean_match_their_definitions_and_intervals_contain_them(scores):
+    intervals = aggregate_intervals(scores, reps=500)
+    for method, values in scores.items():
+        iqm, low, high = intervals[method]["iqm"]
+        assert iqm == pytest.approx(stats.trim_mean(values.ravel(), 0.25))
+        assert low <= iqm <= high
+        mean, low, high = intervals[method]["mean"]
+        assert mean == pytest.approx(values.mean()) and low <= mean <= high
+    assert intervals["beer"]["iqm"][1] > intervals["ddpg"]["iqm"][2]  # separated by construction
+
+
+def test_probability_of_improvement_and_profiles(scores, tmp_path):
+    point, low, high = probability_of_improvement(scores, "beer", "ddpg", reps=200)
+    assert point == 1.0 and low <= point <= high  # every beer run beats every ddpg run on every task
+    assert probability_of_improvement(scores, "ddpg", "beer", reps=200)[0] == 0.0
+    taus = np.linspace(0, 1, 11)
+    profiles, cis = performance_profiles(scores, taus, reps=200)
+    assert profiles["beer"][0] == 1.0 and profiles["ddpg"][-1] == 0.0
+    assert np.all(np.diff(profiles["ddpg"]) <= 0)  # a survival function does not increase
+    plot_aggregates(str(tmp_path / "aggregates.png"), aggregate_intervals(scores, reps=200))
+    plot_profiles(str(tmp_path / "profiles.png"), taus, profiles, cis)
+    for name in ("aggregates.png", "profiles.png"):
+        assert min(Image.open(tmp_path / name).size) > 100
