@@ -97,13 +97,18 @@ def restore_episode(env: DMCEnv, seed: int, buffer: replay.ReplayBuffer, episode
     return observation
 
 
+def start_run(config, workdir: str, validate_fn) -> jax.Array:
+    """Validates the config, writes it to `workdir`, and returns the run's root key (the RL loops' preamble)."""
+    validate_fn(config)
+    os.makedirs(workdir, exist_ok=True)
+    save_config(workdir, config)
+    return jax.random.PRNGKey(config.seed)
+
+
 @locks_workdir
 def train_and_evaluate(config, workdir: str) -> dict:
     """Trains for `config.total_env_steps` env steps (resuming from `workdir` if it holds a checkpoint)."""
-    validate(config)
-    os.makedirs(workdir, exist_ok=True)
-    save_config(workdir, config)
-    root = jax.random.PRNGKey(config.seed)
+    root = start_run(config, workdir, validate)
     params_key, explore_key, env_key, eval_key, diagnostics_key = (
         jax.random.fold_in(root, stream)
         for stream in (PARAMS_STREAM, EXPLORE_STREAM, ENV_STREAM, EVAL_STREAM, DIAGNOSTICS_STREAM))
@@ -225,23 +230,29 @@ def train_and_evaluate(config, workdir: str) -> dict:
     bar.close()
     checkpointer.close()
     logger.close()
-    elapsed = time.perf_counter() - run_start
-    return {
-        "env_steps": progress["env_step"],
-        "updates": int(state.step),
-        "evals": [tuple(e) for e in progress["evals"]],
-        "final_eval_return": progress["evals"][-1][1] if progress["evals"] else float("nan"),
-        "env_steps_per_s": (progress["env_step"] - run_start_step) / max(elapsed, 1e-9),
-        "preempted": preempted,
-        "state": state,
-        "buffer": buffer,
-    }
+    return run_summary(env_steps=progress["env_step"], updates=int(state.step), evals=progress["evals"],
+                       steps_this_run=progress["env_step"] - run_start_step, seconds=time.perf_counter() - run_start,
+                       preempted=preempted, state=state, buffer=buffer)
+
+
+def run_summary(*, env_steps: int, updates: int, evals: list, steps_this_run: int, seconds: float, preempted: bool,
+                **carry) -> dict:
+    """What an RL entrypoint returns (the host and the MJX loop alike); `carry`: its state, buffer, ..."""
+    return {"env_steps": env_steps, "updates": updates, "evals": [tuple(e) for e in evals],
+            "final_eval_return": evals[-1][1] if evals else float("nan"),
+            "env_steps_per_s": steps_this_run / max(seconds, 1e-9), "preempted": preempted, **carry}
+
+
+def rl_main(argv, train_fn) -> None:
+    """The absl `main` of an RL entrypoint: train_fn(config, workdir) (which validates the config first), then a
+    one-line summary."""
+    summary = run_entrypoint(argv, train_fn, preemptible=True)
+    print(f"done: {summary['env_steps']} env steps, {summary['updates']} updates, final eval return "
+          f"{summary['final_eval_return']:.2f}, {summary['env_steps_per_s']:.0f} env steps/s", flush=True)
 
 
 def main(argv):
-    summary = run_entrypoint(argv, train_and_evaluate, preemptible=True)  # train_and_evaluate validates the config
-    print(f"done: {summary['env_steps']} env steps, final eval return {summary['final_eval_return']:.2f}, "
-          f"{summary['env_steps_per_s']:.0f} env steps/s")
+    rl_main(argv, train_and_evaluate)
 
 
 if __name__ == "__main__":

@@ -25,11 +25,11 @@ import numpy as np
 from configs.rl_mjx import validate
 from envs.mjx import MJXEnv
 from jaxrep.checkpoint import Checkpointer, PreemptionGuard, abstract_like, with_empty, without_empty
-from jaxrep.logging import MetricLogger, progress_bar, save_config, save_curves
+from jaxrep.logging import MetricLogger, progress_bar, save_curves
 from jaxrep.rl.fused import FusedDDPG
 from jaxrep.workdir_lock import locks_workdir
-from train.cli import run_entrypoint, run_program
-from train.rl import make_agent
+from train.cli import run_program
+from train.rl import make_agent, rl_main, run_summary, start_run
 
 # Independent random streams folded out of the root key.
 INIT_STREAM, EVAL_STREAM = range(2)
@@ -48,10 +48,7 @@ def make_fused(config) -> FusedDDPG:
 @locks_workdir
 def train_and_evaluate(config, workdir: str) -> dict:
     """Trains for `config.total_env_steps` env steps (resuming from `workdir` if it holds a checkpoint)."""
-    validate(config)
-    os.makedirs(workdir, exist_ok=True)
-    save_config(workdir, config)
-    root = jax.random.PRNGKey(config.seed)
+    root = start_run(config, workdir, validate)
     init_key, eval_key = (jax.random.fold_in(root, stream) for stream in (INIT_STREAM, EVAL_STREAM))
 
     fused = make_fused(config)
@@ -103,22 +100,13 @@ def train_and_evaluate(config, workdir: str) -> dict:
     bar.close()
     checkpointer.close()
     logger.close()
-    elapsed = time.perf_counter() - run_start
-    return {
-        "env_steps": int(state.env_step),
-        "updates": int(state.agent.step),
-        "evals": [tuple(e) for e in progress["evals"]],
-        "final_eval_return": progress["evals"][-1][1] if progress["evals"] else float("nan"),
-        "env_steps_per_s": (progress["chunk"] - run_start_chunk) * steps_per_chunk / max(elapsed, 1e-9),
-        "preempted": preempted,
-        "state": state,
-    }
+    return run_summary(env_steps=int(state.env_step), updates=int(state.agent.step), evals=progress["evals"],
+                       steps_this_run=(progress["chunk"] - run_start_chunk) * steps_per_chunk,
+                       seconds=time.perf_counter() - run_start, preempted=preempted, state=state)
 
 
 def main(argv):
-    summary = run_entrypoint(argv, train_and_evaluate, preemptible=True)  # train_and_evaluate validates the config
-    print(f"done: {summary['env_steps']} env steps, {summary['updates']} updates, final eval return "
-          f"{summary['final_eval_return']:.2f}, {summary['env_steps_per_s']:.0f} env steps/s (compilation included)")
+    rl_main(argv, train_and_evaluate)  # compilation included in its env steps/s
 
 
 if __name__ == "__main__":

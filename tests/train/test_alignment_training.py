@@ -397,8 +397,9 @@ def test_presets_resolve_and_validate():
         config = diffusion_configs.get_config(preset)
         base, method = preset.rsplit("_", 1)
         assert config.align.method == method
-        if base == "cpu":
+        if base in diffusion_configs.CPU_BASES:
             assert config.align.encoder.source == "checkpoint"
+            assert config.align.encoder.path == f"workdirs/encoder_{config.data.source}"
             assert 0 < config.align.erw.warmup_steps < config.total_steps
         else:
             # The encoder's token grid (image_size / 14) equals the SiT/2 grid of 32 x 32 (256 px) or 64 x 64
