@@ -16,6 +16,8 @@ Pick the method with `--config.method=beer|ddpg`.
 
 from __future__ import annotations
 
+import os
+
 import ml_collections
 
 from jaxrep.config_checks import ConfigError, require, require_choice, require_positive
@@ -61,6 +63,11 @@ def _paper_config(task: str) -> ml_collections.ConfigDict:
 
     config.eval_every = 10_000  # env steps between deterministic evaluations
     config.eval_episodes = 10  # episodes per evaluation, from a fixed set of seeds
+    config.video = ml_collections.ConfigDict()
+    config.video.enabled = False  # at each evaluation, film its first episode to workdir/videos/<step>.mp4
+    # (needs MUJOCO_GL=egl, set before the run starts; software EGL renders about 40 frames/s at 84 x 84)
+    config.video.size = 84  # frame side in pixels
+    config.video.fps = 30  # playback rate of the MP4
     config.log_every = 1_000  # env steps between training-metric logs (incl. rank of the critic features)
     config.checkpoint_every = 10_000  # env steps between checkpoints (replay buffer included)
     config.checkpoint_keep = 2  # checkpoints kept on disk
@@ -120,7 +127,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     require(config.task in task_names(), "task", unknown_task_message(config.task))
     validate_agent(config)
     require_positive(config, "updates_per_step", "update_every", "eval_every", "eval_episodes", "log_every",
-                     "checkpoint_every", "checkpoint_keep")
+                     "checkpoint_every", "checkpoint_keep", "video.size", "video.fps")
+    if config.video.enabled:
+        require(os.environ.get("MUJOCO_GL", "disable") not in ("disable", ""), "video.enabled",
+                "needs a rendering backend: run with MUJOCO_GL=egl (set before the run starts)")
     episode_steps = -(-config.env.episode_length // config.env.action_repeat)
     require(config.replay_capacity >= episode_steps, "replay_capacity",
             f"{config.replay_capacity} < one episode ({episode_steps} agent steps): resume replays the current "

@@ -115,6 +115,14 @@ def save_image_grid(path: str, images: np.ndarray, *, ncols: int | None = None,
     Image.fromarray(grid).save(path)
 
 
+def save_video(path: str, frames: Sequence[np.ndarray], fps: int = 30) -> None:
+    """Writes uint8 RGB frames (T of (H, W, 3)) as an H.264 MP4 (imageio with its bundled ffmpeg)."""
+    import imageio.v3 as iio
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    iio.imwrite(path, np.stack(frames), fps=fps, codec="libx264", macro_block_size=1)
+
+
 def save_curves(path: str, curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], *,
                 xlabel: str = "step", ylabel: str = "", title: str = "") -> None:
     """Plots named (x, y) curves into one PNG (learning curves, FD against steps, ...)."""

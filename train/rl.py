@@ -33,7 +33,7 @@ import numpy as np
 from configs.rl import validate
 from envs.dmc import DMCEnv, seed_from_key
 from jaxrep.checkpoint import Checkpointer, PreemptionGuard, abstract_like
-from jaxrep.logging import MetricLogger, progress_bar, save_config, save_curves
+from jaxrep.logging import MetricLogger, progress_bar, save_config, save_curves, save_video
 from jaxrep.rl import replay
 from jaxrep.rl.ddpg import DDPG, BeerOptions
 from jaxrep.rl.networks import Actor, Critic
@@ -63,8 +63,22 @@ def make_agent(config, action_size: int) -> DDPG:
     )
 
 
-def make_env(config) -> DMCEnv:
-    return DMCEnv(config.task, action_repeat=config.env.action_repeat, episode_length=config.env.episode_length)
+def make_env(config, render: bool = False) -> DMCEnv:
+    return DMCEnv(config.task, action_repeat=config.env.action_repeat, episode_length=config.env.episode_length,
+                  render=render)
+
+
+def record_episode(env: DMCEnv, action_fn, seed: int, size: int) -> tuple[list[np.ndarray], float]:
+    """(frames, return) of one episode from `seed`: a `size` x `size` frame after the reset and after every agent
+    step (an env built with `render=True`)."""
+    observation, done, frames, total = env.reset(seed), False, [], 0.0
+    frames.append(env.render(size, size))
+    while not done:
+        step = env.step(action_fn(observation))
+        total += step.reward
+        frames.append(env.render(size, size))
+        observation, done = step.observation, step.terminated or step.truncated
+    return frames, total
 
 
 def run_episodes(env: DMCEnv, action_fn, key: jax.Array, episodes: int) -> np.ndarray:
@@ -114,6 +128,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
         for stream in (PARAMS_STREAM, EXPLORE_STREAM, ENV_STREAM, EVAL_STREAM, DIAGNOSTICS_STREAM))
 
     env, eval_env = make_env(config), make_env(config)
+    video_env = make_env(config, render=True) if config.video.enabled else None
     agent = make_agent(config, env.action_size)
     state = agent.init(params_key, env.observation_size, env.action_size)
     buffer = replay.init_replay(config.replay_capacity, env.observation_size, env.action_size)
@@ -169,6 +184,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
         steps, means = zip(*progress["evals"])
         save_curves(os.path.join(workdir, "learning_curve.png"), {config.method: (steps, means)},
                     xlabel="env steps", ylabel="eval return", title=config.task)
+        if video_env is not None:  # the first evaluation episode again, filmed
+            frames, _ = record_episode(video_env, lambda obs: np.asarray(policy(actor_params, obs)),
+                                       seed_from_key(eval_key, 0), config.video.size)
+            save_video(os.path.join(workdir, "videos", f"{progress['env_step']:08d}.mp4"), frames,
+                       fps=config.video.fps)
         return float(returns.mean())
 
     preempted = False

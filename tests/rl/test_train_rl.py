@@ -141,3 +141,24 @@ def test_cpu_preset_end_to_end_from_the_command_line(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     evals = [r["eval/return"] for r in read_metrics(str(tmp_path)) if "eval/return" in r]
     assert len(evals) == 3 and evals[-1] > 600  # cartpole-balance: uniform random actions average about 290
+
+
+def test_evaluation_films_its_first_episode_to_mp4_with_egl(tmp_path):
+    """MUJOCO_GL is read when MuJoCo is imported, so the run is a fresh process with MUJOCO_GL=egl."""
+    overrides = {"env.episode_length": 100, "env.action_repeat": 4, "total_env_steps": 60, "start_steps": 40,
+                 "batch_size": 16, "replay_capacity": 200, "eval_every": 60, "eval_episodes": 1, "log_every": 30,
+                 "checkpoint_every": 60, "agent.hidden_sizes": (32, 32), "video.enabled": True, "video.size": 48}
+    command = [sys.executable, "-m", "train.rl", "--config=configs/rl.py:cpu", f"--workdir={tmp_path}"] + [
+        f"--config.{key}={value}" for key, value in overrides.items()]
+    result = subprocess.run(command, cwd=REPO, env=dict(os.environ, MUJOCO_GL="egl"), capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    import imageio.v3 as iio
+
+    frames = iio.imread(tmp_path / "videos" / "00000060.mp4")
+    assert frames.shape == (26, 48, 48, 3)  # the reset frame and 25 agent steps (100 control steps / 4)
+    assert frames.std() > 5  # a rendered scene, not a blank frame
+    refused = subprocess.run(command, cwd=REPO, env=dict(os.environ, MUJOCO_GL="disable"), capture_output=True,
+                             text=True, timeout=300)
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines()[-1].startswith("config error: video.enabled: needs a rendering")
