@@ -163,12 +163,10 @@ def block_probe(workdir: str) -> float:
 
     arrays = []
     for split in ("train", "test"):
-        source = FashionMNIST(config.data.path or FASHION_MNIST_DIR, split)
-        examples = [source[i] for i in range(PROBE_IMAGES)]
-        images = np.stack([e["image"] for e in examples])
+        images, labels = FashionMNIST(config.data.path or FASHION_MNIST_DIR, split).first(PROBE_IMAGES)
         feats = np.concatenate([np.asarray(features(jnp.asarray(images[i:i + 500]), jax.random.key(i)))
                                 for i in range(0, PROBE_IMAGES, 500)])
-        arrays.append((feats, np.array([e["label"] for e in examples])))
+        arrays.append((feats, labels))
     return linear_probe_accuracy(*arrays[0], *arrays[1])
 
 

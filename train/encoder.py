@@ -93,14 +93,10 @@ def fashion_mnist_probe(vit: ViT, params: Any, config, train_images: int = 10_00
     """Linear-probe accuracy (`jaxrep.metrics.linear_probe_accuracy`) of the mean token on Fashion-MNIST's test
     split, the probe fitted on the first `train_images` training images."""
     directory = config.data_path or FASHION_MNIST_DIR
-    splits = [FashionMNIST(directory, split) for split in ("train", "test")]
-    features, labels = [], []
-    for source, count in zip(splits, (train_images, len(splits[1]))):
-        examples = [source[i] for i in range(count)]
-        images = np.stack([example["image"] for example in examples])
-        features.append(mean_tokens(vit, params, images, image_size=config.image_size))
-        labels.append(np.array([example["label"] for example in examples]))
-    return linear_probe_accuracy(features[0], labels[0], features[1], labels[1])
+    test_split = FashionMNIST(directory, "test")
+    train, test = FashionMNIST(directory, "train").first(train_images), test_split.first(len(test_split))
+    features = [mean_tokens(vit, params, images, image_size=config.image_size) for images, _ in (train, test)]
+    return linear_probe_accuracy(features[0], train[1], features[1], test[1])
 
 
 def train_encoder(config, workdir: str, *, show_progress: bool = True) -> FrozenEncoder:

@@ -84,6 +84,12 @@ class FashionMNIST:
         """(32, 32, 1) uint8, the 28 x 28 image padded with black."""
         return np.pad(self._images[int(index)], 2)[..., None]
 
+    def first(self, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """(images (count, 32, 32, 1) float32 in [-1, 1], labels (count,) int32) of the first `count` examples,
+        as `__getitem__` gives them (linear probes, evaluation sets)."""
+        images = np.pad(self._images[:count], ((0, 0), (2, 2), (2, 2)))[..., None]
+        return images.astype(np.float32) / 127.5 - 1.0, self._labels[:count].copy()
+
     def __getitem__(self, index: int) -> dict:
         image = self.uint8_image(index).astype(np.float32) / 127.5 - 1.0
         label = self._labels[int(index)]

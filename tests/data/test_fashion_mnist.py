@@ -59,6 +59,9 @@ def test_source_pads_scales_and_concatenates_the_splits(tmp_path, compress):
     np.testing.assert_array_equal(example["image"][..., 0], expected)
     assert example["label"] == parts["t10k"][1][1] and example["image"][0, 0, 0] == -1.0
     assert len(FashionMNIST(str(tmp_path), split="test")) == 4
+    images, labels = source.first(14)  # the arrays __getitem__ gives, stacked
+    np.testing.assert_array_equal(images, np.stack([source[i]["image"] for i in range(14)]))
+    np.testing.assert_array_equal(labels, [source[i]["label"] for i in range(14)])
 
 
 def test_missing_files_say_how_to_get_them(tmp_path):
