@@ -31,32 +31,33 @@ def save_frozen(directory: str | os.PathLike, params: Any, metadata: dict) -> No
     checkpointer.close()
 
 
-def read_frozen_metadata(directory: str | os.PathLike, kind: str, *, what: str, writer: str) -> dict:
+def read_frozen_metadata(directory: str | os.PathLike, kind: str, *, what: str, writer: str,
+                         other_kind_hint: str = "") -> dict:
     """The metadata dict of `directory`; FrozenWeightsError when it is missing or not of `kind`.
 
-    `what` ("encoder") and `writer` ("train/encoder.py") name the expected checkpoint in the messages.
+    `what` ("encoder") and `writer` ("train/encoder.py") name the expected checkpoint in the messages;
+    `other_kind_hint` is appended when the directory is an orbax checkpoint of another kind.
     """
-    article = "an" if what[0] in "aeiou" else "a"
     import orbax.checkpoint as ocp
 
+    article = "an" if what[0] in "aeiou" else "a"
     directory = os.path.abspath(os.fspath(directory))
     if not os.path.isdir(directory):
         raise FrozenWeightsError(f"no {what} checkpoint directory at {directory!r}")
     manager = ocp.CheckpointManager(directory, item_names=("state", "extra"))
     try:
         step = manager.latest_step()
-        if step is None:
-            raise FrozenWeightsError(f"{directory!r} holds no {what} checkpoint")
-        extra = manager.restore(step, args=ocp.args.Composite(extra=ocp.args.JsonRestore()))["extra"]
+        extra = None if step is None else manager.restore(
+            step, args=ocp.args.Composite(extra=ocp.args.JsonRestore()))["extra"]
     except (ValueError, KeyError, FileNotFoundError) as error:
-        if isinstance(error, FrozenWeightsError):
-            raise
         raise FrozenWeightsError(f"{directory!r} is not {article} {what} checkpoint ({error})") from error
     finally:
         manager.close()
+    if step is None:
+        raise FrozenWeightsError(f"{directory!r} holds no {what} checkpoint")
     if not isinstance(extra, dict) or extra.get("kind") != kind:
         raise FrozenWeightsError(f"{directory!r} is an orbax checkpoint but not {article} {what} written by {writer} "
-                                 f"(its metadata has no kind={kind!r})")
+                                 f"(its metadata has no kind={kind!r}){other_kind_hint}")
     return dict(extra)
 
 

@@ -92,10 +92,10 @@ def save_encoder(directory: str | os.PathLike, model: ViT, params: Any, *, image
 def read_encoder_metadata(directory: str | os.PathLike) -> dict:
     """The architecture and info recorded next to an in-repo encoder's weights."""
     try:
-        return read_frozen_metadata(directory, ENCODER_KIND, what="encoder", writer="train/encoder.py")
+        return read_frozen_metadata(directory, ENCODER_KIND, what="encoder", writer="train/encoder.py",
+                                    other_kind_hint="; a DINOv2 file needs align.encoder.source='dinov2'")
     except FrozenWeightsError as error:
-        hint = "; a DINOv2 file needs align.encoder.source='dinov2'" if "written by" in str(error) else ""
-        raise EncoderFileError(f"align.encoder.path: {error}{hint}") from error
+        raise EncoderFileError(f"align.encoder.path: {error}") from error
 
 
 def _load_checkpoint(directory: str) -> FrozenEncoder:
