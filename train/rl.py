@@ -68,31 +68,26 @@ def make_env(config, render: bool = False) -> DMCEnv:
                   render=render)
 
 
-def record_episode(env: DMCEnv, action_fn, seed: int, size: int) -> tuple[list[np.ndarray], float]:
-    """(frames, return) of one episode from `seed`: a `size` x `size` frame after the reset and after every agent
-    step (an env built with `render=True`)."""
-    observation, done, frames, total = env.reset(seed), False, [], 0.0
-    frames.append(env.render(size, size))
-    while not done:
-        step = env.step(action_fn(observation))
-        total += step.reward
-        frames.append(env.render(size, size))
-        observation, done = step.observation, step.terminated or step.truncated
-    return frames, total
-
-
-def run_episodes(env: DMCEnv, action_fn, key: jax.Array, episodes: int) -> np.ndarray:
+def run_episodes(env: DMCEnv, action_fn, key: jax.Array, episodes: int, *, film: list | None = None,
+                 frame_size: int = 84) -> np.ndarray:
     """Undiscounted returns of `episodes` episodes; episode i starts from `seed_from_key(key, i)`.
 
-    `action_fn(observation, episode, t) -> action` (deterministic policy, random baseline, ...).
+    `action_fn(observation, episode, t) -> action` (deterministic policy, random baseline, ...). With `film` (a
+    list; the env built with `render=True`), the first episode's `frame_size`-pixel frames are appended to it:
+    one after the reset and one after every agent step.
     """
     returns = np.zeros(episodes)
     for episode in range(episodes):
+        filming = film is not None and episode == 0
         observation, done, t = env.reset(seed_from_key(key, episode)), False, 0
+        if filming:
+            film.append(env.render(frame_size, frame_size))
         while not done:
             step = env.step(action_fn(observation, episode, t))
             returns[episode] += step.reward
             observation, done, t = step.observation, step.terminated or step.truncated, t + 1
+            if filming:
+                film.append(env.render(frame_size, frame_size))
     return returns
 
 
@@ -127,8 +122,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
         jax.random.fold_in(root, stream)
         for stream in (PARAMS_STREAM, EXPLORE_STREAM, ENV_STREAM, EVAL_STREAM, DIAGNOSTICS_STREAM))
 
-    env, eval_env = make_env(config), make_env(config)
-    video_env = make_env(config, render=True) if config.video.enabled else None
+    env, eval_env = make_env(config), make_env(config, render=config.video.enabled)
     agent = make_agent(config, env.action_size)
     state = agent.init(params_key, env.observation_size, env.action_size)
     buffer = replay.init_replay(config.replay_capacity, env.observation_size, env.action_size)
@@ -177,18 +171,16 @@ def train_and_evaluate(config, workdir: str) -> dict:
         return replay.add(buffer, take_staged()) if staged else buffer
 
     def evaluate(actor_params) -> float:
+        film = [] if config.video.enabled else None  # the first evaluation episode, filmed
         returns = run_episodes(eval_env, lambda obs, *_: np.asarray(policy(actor_params, obs)), eval_key,
-                               config.eval_episodes)
+                               config.eval_episodes, film=film, frame_size=config.video.size)
         progress["evals"].append([progress["env_step"], float(returns.mean())])
         logger.log(progress["env_step"], {"eval/return": returns.mean(), "eval/return_std": returns.std()})
         steps, means = zip(*progress["evals"])
         save_curves(os.path.join(workdir, "learning_curve.png"), {config.method: (steps, means)},
                     xlabel="env steps", ylabel="eval return", title=config.task)
-        if video_env is not None:  # the first evaluation episode again, filmed
-            frames, _ = record_episode(video_env, lambda obs: np.asarray(policy(actor_params, obs)),
-                                       seed_from_key(eval_key, 0), config.video.size)
-            save_video(os.path.join(workdir, "videos", f"{progress['env_step']:08d}.mp4"), frames,
-                       fps=config.video.fps)
+        if film is not None:
+            save_video(os.path.join(workdir, "videos", f"{progress['env_step']:08d}.mp4"), film, fps=config.video.fps)
         return float(returns.mean())
 
     preempted = False
