@@ -74,6 +74,15 @@ def factor_preset(preset: str, base_config: Callable[[], ml_collections.ConfigDi
     return config
 
 
+def factor_preset_for_run(get_config: Callable[[str], ml_collections.ConfigDict], data: ml_collections.ConfigDict
+                          ) -> ml_collections.ConfigDict:
+    """The factor-trained network's preset for a diffusion run's `data` (its source; Fashion-MNIST: its IDX
+    folder too), as `get_config` (configs/encoder.py or configs/eval_net.py) builds it."""
+    config = get_config(data.source)
+    config.data_path = data.path if data.source == "fashion_mnist" else ""
+    return config
+
+
 def validate_factor_training(config: ml_collections.ConfigDict) -> None:
     """Checks the fields of `factor_training_config`; raises ConfigError naming the field."""
     require_choice(config, "data_source", FACTOR_SOURCES)

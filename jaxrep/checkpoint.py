@@ -24,10 +24,10 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 from jaxrep import parallel
 from jaxrep.files import file_sha256, write_json_atomic
-from jax.experimental import multihost_utils
 
 
 def abstract_like(tree: Any) -> Any:

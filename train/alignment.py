@@ -27,6 +27,7 @@ import numpy as np
 
 from configs import diffusion as diffusion_configs
 from configs import encoder as encoder_configs
+from configs._common import factor_preset_for_run
 from jaxrep import parallel
 from jaxrep.align.diagnostics import alignment_diagnostics
 from jaxrep.align.encoder import FrozenEncoder, load_encoder, make_target_fn
@@ -96,9 +97,7 @@ def ensure_encoder(config) -> None:
         raise ConfigError(f"align.encoder.path: no encoder checkpoint at {path!r}; on several hosts train it "
                           f"first with `python -m train.encoder --workdir={path}`")
     print(f"no encoder checkpoint at {path}: training one (configs/encoder.py:{config.data.source})", flush=True)
-    encoder_config = encoder_configs.get_config(config.data.source)
-    encoder_config.data_path = config.data.path if config.data.source == "fashion_mnist" else ""
-    train_encoder(encoder_config, path)
+    train_encoder(factor_preset_for_run(encoder_configs.get_config, config.data), path)
 
 
 @dataclasses.dataclass

@@ -29,7 +29,7 @@ import jax
 import numpy as np
 
 from configs import eval_net as eval_net_configs
-from configs._common import FACTOR_SOURCES
+from configs._common import FACTOR_SOURCES, factor_preset_for_run
 from configs import evaluate as evaluate_configs
 from jaxrep import parallel
 from jaxrep.config_checks import ConfigError
@@ -101,9 +101,8 @@ def feature_extractor_for(eval_config, run_config, show_progress: bool = True):
             raise FileNotFoundError(f"features.eval_net_path: no eval net at {path!r}; for user data train one "
                                     "on it or use features.extractor='inception'")
         print(f"no eval net at {path}: training one (python -m train.eval_net, about a minute)", flush=True)
-        net_config = eval_net_configs.get_config(source_name)
-        net_config.data_path = run_config.data.path if source_name == "fashion_mnist" else ""
-        train_eval_net.train_eval_net(net_config, path, show_progress=show_progress)
+        train_eval_net.train_eval_net(factor_preset_for_run(eval_net_configs.get_config, run_config.data), path,
+                                      show_progress=show_progress)
     extractor = load_feature_extractor("eval_net", path)
     if extractor.metadata.get("data_source") != source_name:
         print(f"warning: the eval net at {path} was trained on {extractor.metadata.get('data_source')!r}, "
