@@ -8,8 +8,10 @@
 60,000 training images) and adds, per run, the linear-probe accuracy of block 2's tokens (mean-pooled, at
 t = 0.25 with the null label, fitted on 5,000 training images, scored on 5,000 test images), the steps each
 method needs to reach the reference FD (vanilla's mean final FD; bootstrap CIs over seeds) and the alignment
-diagnostics logged during training against steps. `--controls=repa_random` adds REPA against a randomly
-initialised encoder of the same architecture on seed 0 (iREPA's spatial-structure control).
+diagnostics against steps: those logged during training (aligned methods, against their own targets) and those of
+every checkpoint against the trained encoder's tokens (`train.checkpoint_diagnostics`, all methods, vanilla
+included). `--controls=repa_random,repa_hog` adds REPA against a randomly initialised encoder of the same
+architecture and against HOG cells, on seed 0 (iREPA's spatial-structure controls).
 
 Every method trains `configs/diffusion.py:cpu` / `cpu_{repa,irepa,erw}` with the same seeds, step budget,
 batch and optimizer (`train.diffusion.train_and_evaluate`, in `--runs_dir/<method>/seed<k>`; runs resume from
@@ -43,7 +45,7 @@ from configs import diffusion as diffusion_configs
 from configs import evaluate as evaluate_configs
 from jaxrep import parallel
 from jaxrep.checkpoint import Checkpointer
-from jaxrep.data import FashionMNIST, make_dataset, make_iterator
+from jaxrep.data import FashionMNIST, make_iterator
 from jaxrep.data.fashion_mnist import DEBIAN_DIR as FASHION_MNIST_DIR
 from jaxrep.diffusion import linear_interpolant
 from jaxrep.logging import read_metrics
@@ -52,6 +54,7 @@ from jaxrep.metrics.features import cached_reference_features, extract_features
 from train import diffusion as train_diffusion
 from train import evaluate as train_evaluate
 from train import sample as train_sample
+from train.checkpoint_diagnostics import checkpoint_diagnostics
 from train.run_config import load_run_config, sampling_config
 
 _METHODS = flags.DEFINE_list("methods", ["none", "repa", "irepa", "erw"], "Methods ('none' = vanilla SiT).")
@@ -65,9 +68,12 @@ _RUNS_DIR = flags.DEFINE_string("runs_dir", "/tmp/alignment_study", "Root of the
 _OUTPUT = flags.DEFINE_string("output", "", "Markdown report (PNGs next to it); empty: "
                                "docs/results/alignment.md (cpu) or docs/results/alignment_fmnist.md (fmnist).")
 _BASE = flags.DEFINE_enum("base", "cpu", ["cpu", "fmnist"], "Preset base: coloured shapes or Fashion-MNIST.")
-_CONTROLS = flags.DEFINE_list("controls", [], "Controls run on seed 0 only: repa_random (random-weight encoder).")
+_CONTROLS = flags.DEFINE_list("controls", [], "Controls run on seed 0 only: repa_random (random-weight encoder), "
+                              "repa_hog (HOG targets).")
 
-NAMES = {"none": "vanilla SiT", "repa": "REPA", "irepa": "iREPA", "erw": "ERW", "repa_random": "REPA, random encoder"}
+NAMES = {"none": "vanilla SiT", "repa": "REPA", "irepa": "iREPA", "erw": "ERW", "repa_random": "REPA, random encoder",
+         "repa_hog": "REPA, HOG targets"}
+CONTROL_SOURCES = {"repa_random": "random", "repa_hog": "hog"}  # align.encoder.source of each control
 PROBE_DEPTH, PROBE_TIME, PROBE_IMAGES = 2, 0.25, 5000  # block 2 = the cpu presets' align.depth
 DATASETS = {
     "cpu": {"title": "the CPU setting (coloured shapes 32x32)",
@@ -94,8 +100,8 @@ def run_config(method: str, seed: int, steps: int, eval_every: int):
     base = _BASE.value
     aligned = method.split("_")[0]
     config = diffusion_configs.get_config(base if method == "none" else f"{base}_{aligned}")
-    if method.endswith("_random"):
-        config.align.encoder.source = "random"
+    if method in CONTROL_SOURCES:
+        config.align.encoder.source = CONTROL_SOURCES[method]
     config.seed = seed
     config.total_steps = steps
     config.checkpoint_every = eval_every
@@ -170,8 +176,9 @@ def block_probe(workdir: str) -> float:
     return linear_probe_accuracy(*arrays[0], *arrays[1])
 
 
-def diagnostics_curves(workdir: str) -> dict[str, tuple[list, list]]:
-    """{metric: (steps, values)} of the alignment diagnostics the run logged (none for vanilla)."""
+def logged_diagnostics(record: dict) -> dict[str, tuple[list, list]]:
+    """{metric: (steps, values)} of the alignment diagnostics the run logged while training (none for vanilla)."""
+    workdir = record["workdir"]
     records = read_metrics(workdir) if os.path.exists(os.path.join(workdir, "metrics.jsonl")) else []
     curves = {}
     for name in DIAGNOSTICS:
@@ -180,28 +187,38 @@ def diagnostics_curves(workdir: str) -> dict[str, tuple[list, list]]:
     return curves
 
 
-def plot_diagnostics(path: str, runs: dict[str, list[str]]) -> None:
-    """One panel per diagnostic: its mean over a method's seeds against steps."""
+def saved_diagnostics(record: dict) -> dict[str, tuple[list, list]]:
+    """{metric: (steps, values)} of the run's checkpoints against the trained encoder (every method)."""
+    points = sorted((int(step), values) for step, values in record["checkpoint_diagnostics"].items())
+    return {name: ([s for s, _ in points], [v[name] for _, v in points]) for name in DIAGNOSTICS}
+
+
+def plot_diagnostics(path: str, records: dict[str, list[dict]]) -> None:
+    """One panel per diagnostic, the mean over a method's seeds against steps: top, as logged during training
+    (aligned methods, against their own targets); bottom, at the checkpoints against the trained encoder."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(DIAGNOSTICS), figsize=(4 * len(DIAGNOSTICS), 3.4), dpi=110)
-    for method, workdirs in runs.items():
-        per_run = [diagnostics_curves(w) for w in workdirs]
-        for ax, name in zip(axes, DIAGNOSTICS):
-            length = min(len(c[name][0]) for c in per_run)
-            if not length:
-                continue
-            values = np.array([c[name][1][:length] for c in per_run])
-            ax.plot(per_run[0][name][0][:length], values.mean(0), marker=".",
-                    label=f"{NAMES[method]} (n={len(per_run)})")
-    for ax, name in zip(axes, DIAGNOSTICS):
-        ax.set_title(name.removeprefix("align_"))
-        ax.set_xlabel("training step")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    rows = (("logged in training, own targets", logged_diagnostics),
+            ("checkpoints vs trained encoder", saved_diagnostics))
+    fig, axes = plt.subplots(len(rows), len(DIAGNOSTICS), figsize=(4 * len(DIAGNOSTICS), 3.2 * len(rows)), dpi=110)
+    for row, (title, curves_of) in zip(axes, rows):
+        for method, runs in records.items():
+            per_run = [curves_of(r) for r in runs]
+            for ax, name in zip(row, DIAGNOSTICS):
+                length = min(len(c[name][0]) for c in per_run)
+                if not length:
+                    continue
+                values = np.array([c[name][1][:length] for c in per_run])
+                ax.plot(per_run[0][name][0][:length], values.mean(0), marker=".",
+                        label=f"{NAMES[method]} (n={len(per_run)})")
+        for ax, name in zip(row, DIAGNOSTICS):
+            ax.set_title(f"{name.removeprefix('align_')}: {title}", fontsize=9)
+            ax.set_xlabel("training step")
+            ax.grid(alpha=0.3)
+        row[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -214,9 +231,7 @@ def time_per_step(method: str, steps: int) -> dict[str, float]:
     timings = {}
     for stage in stages:
         experiment = train_diffusion.build_experiment(config, stage=stage)
-        dataset = make_dataset(experiment.source, global_batch_size=config.batch_size,
-                               root_key=jax.random.key(0), keys=experiment.data_keys)
-        raw = parallel.global_batch(next(make_iterator(dataset)), experiment.mesh)
+        raw = parallel.global_batch(next(make_iterator(train_diffusion.training_dataset(experiment))), experiment.mesh)
         compiled = experiment.jitted_step.lower(experiment.state, experiment.prepare_batch(raw)).compile()
         state, metrics = compiled(experiment.state, experiment.prepare_batch(raw))
         jax.block_until_ready(metrics)
@@ -258,6 +273,14 @@ def cell(values: np.ndarray) -> str:
     return f"{values.mean():.1f} ± {values.std():.1f}"
 
 
+def latest_step(workdir: str) -> int | None:
+    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), save_every=1)
+    try:
+        return checkpointer.latest_step()
+    finally:
+        checkpointer.close()
+
+
 def run(method: str, seed: int, steps: int, eval_every: int) -> dict:
     """Trains (or resumes) one run and evaluates its checkpoints; the record is kept in `<run>/study.json`, so a
     restarted study neither retrains nor re-evaluates finished runs."""
@@ -265,12 +288,13 @@ def run(method: str, seed: int, steps: int, eval_every: int) -> dict:
     path = os.path.join(workdir, "study.json")
     settings = {"num_samples": _NUM_SAMPLES.value, "sample_steps": _SAMPLE_STEPS.value}
     record = json.load(open(path)) if os.path.exists(path) else {"train_seconds": None}
-    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), save_every=1)
-    latest = checkpointer.latest_step()
-    checkpointer.close()
+    latest = latest_step(workdir)
     if latest != steps:
         start = time.perf_counter()
         train_diffusion.train_and_evaluate(run_config(method, seed, steps, eval_every), workdir)
+        if latest_step(workdir) != steps:  # SIGTERM: the run saved its step; nothing half-done is evaluated
+            print(f"preempted: {workdir} at step {latest_step(workdir)}; rerun the same command to resume")
+            raise SystemExit(0)
         # Wall-clock of a whole run only when it ran in one go (a resumed run's time is partial).
         record["train_seconds"] = time.perf_counter() - start if latest is None else None
         record.pop("results", None)
@@ -282,6 +306,9 @@ def run(method: str, seed: int, steps: int, eval_every: int) -> dict:
         record.pop("probe_accuracy", None)
     if _BASE.value == "fmnist" and "probe_accuracy" not in record:
         record["probe_accuracy"] = block_probe(workdir)
+    if _BASE.value == "fmnist" and "checkpoint_diagnostics" not in record:
+        diagnostics = checkpoint_diagnostics(workdir, run_config("repa", seed, steps, eval_every))
+        record["checkpoint_diagnostics"] = {str(step): values for step, values in diagnostics.items()}
     record["workdir"] = workdir
     with open(path, "w") as f:
         json.dump(record, f, indent=2)
@@ -330,7 +357,7 @@ def main(argv) -> None:
     write_report(steps, eval_every, checkpoints, curves, timings, train_seconds, final, base, png)
     if _BASE.value == "fmnist":
         diagnostics_png = os.path.join(output_dir, f"{stem}_diagnostics.png")
-        plot_diagnostics(diagnostics_png, {m: [r["workdir"] for r in rs] for m, rs in records.items() if m != "none"})
+        plot_diagnostics(diagnostics_png, records)
         append_fmnist_sections(checkpoints, curves, records, diagnostics_png)
     print(open(output_path()).read())
 
@@ -351,10 +378,12 @@ def append_fmnist_sections(checkpoints, curves, records, diagnostics_png) -> Non
         lines.append(f"| {NAMES[method]} | {len(values)} | {mean:.0f} [{low:.0f}, {high:.0f}] | "
                      + ", ".join(f"{v:.0f}" for v in reached) + f" | {p_mean:.3f} [{p_low:.3f}, {p_high:.3f}] |")
     lines += ["", f"![alignment diagnostics against steps]({os.path.basename(diagnostics_png)})", "",
-              "Diagnostics (`jaxrep.align.diagnostics`, logged every `align.diagnostics_every` steps on a fixed "
-              "probe batch): linear CKA and mutual k-NN between block 2's tokens and the encoder's, the "
-              "local-distant similarity of block 2's tokens, and their effective rank. Vanilla SiT logs none (it "
-              "has no encoder in its run)."]
+              "Diagnostics (`jaxrep.align.diagnostics` on a fixed probe batch): linear CKA and mutual k-NN "
+              "between block 2's tokens and the encoder's, the local-distant similarity of block 2's tokens, and "
+              "their effective rank. Top row: logged every `align.diagnostics_every` steps during training, "
+              "against each run's own targets (vanilla SiT has no encoder in its run and logs none). Bottom row: "
+              "every checkpoint's raw weights against the trained encoder's tokens, the same probe for every "
+              "method (`train.checkpoint_diagnostics`)."]
     with open(output_path(), "a") as f:
         f.write("\n".join(lines) + "\n")
 

@@ -110,12 +110,14 @@ def base_config() -> ml_collections.ConfigDict:
     config.align.spatial_norm_gamma = 0.6  # irepa: share of the per-image mean token removed by the z-score
     config.align.diagnostics_every = 0  # steps between CKA / mutual k-NN / LDS / effective-rank logs; 0: never
     config.align.encoder = ml_collections.ConfigDict()
-    config.align.encoder.source = "checkpoint"  # 'checkpoint' (in-repo orbax encoder), 'dinov2' (weights file) or
-    # 'random' (the in-repo encoder's architecture, randomly initialised: a control)
+    config.align.encoder.source = "checkpoint"  # 'checkpoint' (in-repo orbax encoder), 'dinov2' (weights file);
+    # controls: 'random' (the in-repo encoder's architecture, randomly initialised), 'hog' (HOG cells, one per SiT
+    # patch; align.encoder.path unused)
     config.align.encoder.path = "workdirs/encoder_shapes32"  # checkpoint dir (trained on first use) or DINOv2 file;
     # several target encoders: a comma-separated list, each with its own projector (REPA's list of encoders)
     config.align.encoder.preset = "B/14"  # dinov2: ViT preset of the file ('S/14', ..., 'g/14'); one or one per path
-    config.align.encoder.image_size = 0  # encoder input side; 0: the checkpoint's training size, 224 for DINOv2
+    config.align.encoder.image_size = 0  # encoder input side; 0: the checkpoint's training size, 224 for DINOv2,
+    # the data's image side for HOG
     config.align.encoder.dtype = "float32"  # encoder activation dtype: 'float32' or 'bfloat16' (params float32)
     config.align.encoder.images_path = ""  # latent data: (N, H, W, 3) uint8 .npy of the raw images behind data.path
     config.align.erw = ml_collections.ConfigDict()
@@ -306,10 +308,10 @@ def validate_alignment(config: ml_collections.ConfigDict) -> None:
     require(align.diagnostics_every >= 0, "align.diagnostics_every", "must be >= 0 (0: never)")
     require_positive(config, "align.projector_dim", "align.conv_kernel")
     require(align.conv_kernel % 2 == 1, "align.conv_kernel", f"must be odd (SAME padding), got {align.conv_kernel}")
-    require_choice(config, "align.encoder.source", ("checkpoint", "random", "dinov2"))
+    require_choice(config, "align.encoder.source", ("checkpoint", "random", "dinov2", "hog"))
     require_choice(config, "align.encoder.dtype", ACTIVATION_DTYPES)
     require(align.encoder.image_size >= 0, "align.encoder.image_size", "must be >= 0 (0: the encoder's own size)")
-    specs = encoder_specs(config)
+    specs = [] if align.encoder.source == "hog" else encoder_specs(config)
     for path, preset in specs:
         if align.encoder.source == "dinov2":
             require(preset in ("S/14", "B/14", "L/14", "g/14"), "align.encoder.preset",

@@ -8,7 +8,8 @@ Presets:
 - `cpu`: cartpole-balance with 8 envs, action repeat 4, 10k env steps, UTD 2 (16 updates per iteration),
   500-step chunks: the host loop's `cpu` preset (`configs/rl.py:cpu`) on the device. MJX compiles slowly on
   CPU (about 30 s for the chunk and again for the evaluation).
-Pick the method with `--config.method=beer|ddpg`. Needs the `playground` extra.
+Pick the method with `--config.method=beer|ddpg`; `--config.num_seeds=N` runs N seeds in one program and
+`--config.beer_coefs=0,1e-3,1e-2` a grid of BEER weights (each with the N seeds). Needs the `playground` extra.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ def _config(task: str) -> ml_collections.ConfigDict:
     config.task = task  # "domain-task"; must be a MuJoCo Playground DM Control Suite env (envs.mjx)
     config.method = host.method  # "beer" (DDPG + BEER regulariser) or "ddpg"
     config.seed = 0  # root PRNG key; parameters, exploration, env resets and evaluation derive from it
+    config.num_seeds = 1  # independent runs vmapped in one program, seeds seed, seed + 1, ... (jaxrep.rl.population)
+    config.beer_coefs = ""  # comma-separated BEER weights, each run with num_seeds seeds in the same program;
+    # "": beer.coef alone (method 'beer' only)
 
     config.env = ml_collections.ConfigDict()
     config.env.num_envs = 16  # envs stepped together (vmapped) per loop iteration
@@ -66,6 +70,14 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
     return _config(preset)
 
 
+def beer_coefs(config: ml_collections.ConfigDict) -> tuple[float, ...]:
+    """The BEER weight grid of `config.beer_coefs` (empty: none); ConfigError naming the field if unreadable."""
+    try:
+        return tuple(float(part) for part in config.beer_coefs.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"beer_coefs: comma-separated numbers expected, got {config.beer_coefs!r}") from None
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
     """Raises ConfigError naming the first invalid field; call before building anything."""
     from envs.mjx import playground_name  # imports MuJoCo Playground only when a config is checked
@@ -76,7 +88,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"task: {error}") from None
     validate_agent(config)
     require_choice(config, "env.impl", ("jax", "warp"))
-    require_positive(config, "env.num_envs", "iterations_per_chunk", "eval_every_chunks", "checkpoint_every_chunks",
+    coefs = beer_coefs(config)
+    require(not coefs or config.method == "beer", "beer_coefs", f"a BEER weight grid needs method 'beer', got "
+            f"{config.method!r}")
+    require(all(coef >= 0 for coef in coefs), "beer_coefs", f"weights must be >= 0, got {config.beer_coefs!r}")
+    require_positive(config, "num_seeds", "env.num_envs", "iterations_per_chunk", "eval_every_chunks", "checkpoint_every_chunks",
                      "checkpoint_keep")
     require(config.updates_per_iteration >= 0, "updates_per_iteration",
             f"must be >= 0, got {config.updates_per_iteration}")
@@ -87,4 +103,4 @@ def validate(config: ml_collections.ConfigDict) -> None:
             f"{config.total_env_steps} is not a multiple of num_envs * iterations_per_chunk = {chunk}")
 
 
-__all__ = ["ConfigError", "get_config", "validate"]
+__all__ = ["ConfigError", "beer_coefs", "get_config", "validate"]

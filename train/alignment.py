@@ -127,6 +127,15 @@ class Alignment:
         return self.projector.init(jax.random.fold_in(key, 1), tokens)["params"]
 
 
+def hog_encoder(image_size: int, model: SiT) -> FrozenEncoder:
+    """HOG with one cell per SiT patch of an `image_size` image (the pixels each token covers)."""
+    if not image_size or image_size % model.grid_size:
+        raise ConfigError(f"align.encoder.image_size: HOG needs an image side that the {model.grid_size}x"
+                          f"{model.grid_size} token grid divides (the raw images' side on latent data), got "
+                          f"{image_size}")
+    return load_encoder("hog", "", image_size=image_size, cell_size=image_size // model.grid_size)
+
+
 def build_alignment(config, model: SiT, image_shape: tuple[int, ...], mesh: jax.sharding.Mesh) -> Alignment | None:
     """The alignment pieces for `config.align`, or None for align.method='none'."""
     align = config.align
@@ -138,10 +147,13 @@ def build_alignment(config, model: SiT, image_shape: tuple[int, ...], mesh: jax.
         raise ConfigError(f"align.encoder.images_path: the training data has {image_shape[-1]} channels "
                           f"(latents?); give the raw (N, H, W, 3) uint8 images the encoder should see")
     ensure_encoder(config)
-    encoders = tuple(load_encoder(align.encoder.source, path, preset=preset, image_size=align.encoder.image_size,
-                                  dtype=jnp.dtype(align.encoder.dtype))
-                     for path, preset in diffusion_configs.encoder_specs(config))
     grid_hw = (model.grid_size, model.grid_size)
+    if align.encoder.source == "hog":
+        encoders = (hog_encoder(align.encoder.image_size or (image_shape[0] if image_key == "image" else 0), model),)
+    else:
+        encoders = tuple(load_encoder(align.encoder.source, path, preset=preset, image_size=align.encoder.image_size,
+                                      dtype=jnp.dtype(align.encoder.dtype))
+                         for path, preset in diffusion_configs.encoder_specs(config))
     projectors = tuple(make_projector(align.method, out_dim=encoder.width, hidden_dim=align.projector_dim,
                                       kernel_size=align.conv_kernel, grid_hw=grid_hw, dtype=model.dtype)
                        for encoder in encoders)

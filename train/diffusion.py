@@ -207,21 +207,31 @@ def run_stage(experiment: Experiment, workdir: str, total_steps: int, start=None
     config, mesh = experiment.config, experiment.mesh
     checkpointer, state, extra = loop.resume(config, workdir, experiment.state,
                                              None if start is None else (start[0], {"data": start[1]}))
-    dataset = make_dataset(experiment.source, global_batch_size=config.batch_size,
-                           root_key=jax.random.key(config.seed), keys=experiment.data_keys,
-                           num_workers=config.data.num_workers)
+    dataset = training_dataset(experiment)
     iterator = make_iterator(dataset, extra.get("data"))
     next_batch = lambda step: experiment.prepare_batch(parallel.global_batch(next(iterator), mesh))
     hooks = () if experiment.sampler is None else (loop.Hook(sample_writer(experiment, workdir), config.sample_every),)
     if experiment.sampler is not None and experiment.alignment is not None and config.align.diagnostics_every:
-        probe_batch = experiment.prepare_batch(parallel.global_batch(next(make_iterator(dataset)), mesh))
-        probe = diagnostics_hook(experiment.model, experiment.alignment, config, probe_batch,
-                                 latent_normalization(config))
-        hooks += (loop.Hook(probe, config.align.diagnostics_every),)
+        hooks += (loop.Hook(alignment_probe(experiment, dataset), config.align.diagnostics_every),)
     result = loop.fit_in_workdir(config, workdir, state, experiment.jitted_step, next_batch,
                                  checkpointer=checkpointer, total_steps=total_steps, data_state=iterator.get_state,
                                  hooks=hooks, desc="train" if experiment.sampler else "erw warmup")
     return result.state, iterator.get_state(), result.preempted
+
+
+def training_dataset(experiment: Experiment):
+    """The run's grain dataset of global batches, its order drawn from the root key (`jaxrep.data.shuffle_seed`)."""
+    config = experiment.config
+    return make_dataset(experiment.source, global_batch_size=config.batch_size, root_key=jax.random.key(config.seed),
+                        keys=experiment.data_keys, num_workers=config.data.num_workers)
+
+
+def alignment_probe(experiment: Experiment, dataset) -> Callable[[Any, int], dict]:
+    """hook(state, step) -> the alignment diagnostics of `train.alignment.diagnostics_hook` on the dataset's first
+    global batch (the same probe batch at every step and on every resume)."""
+    probe_batch = experiment.prepare_batch(parallel.global_batch(next(make_iterator(dataset)), experiment.mesh))
+    return diagnostics_hook(experiment.model, experiment.alignment, experiment.config, probe_batch,
+                            latent_normalization(experiment.config))
 
 
 def sample_writer(experiment: Experiment, workdir: str) -> Callable[[Any, int], None]:

@@ -4,29 +4,35 @@
   python -m train.rl_mjx --config=configs/rl_mjx.py:cheetah-run --config.env.num_envs=256 --workdir=...
 
 The run is a pure function of a carry (`jaxrep.rl.fused.FusedState`: train state, replay buffer, env states,
-counters, root keys). The host only calls the jitted chunk (`FusedDDPG.run`: `iterations_per_chunk` loop
-iterations of act, vectorised env step, replay insert and updates) over and over, logs its summary, evaluates
-every `eval_every_chunks` chunks (`num_envs` deterministic episodes in parallel, from the same resets each
-time) and checkpoints the carry every `checkpoint_every_chunks` chunks (without MJX's zero-size arrays, which orbax
-cannot save; they are rebuilt on restore). A killed or preempted (SIGTERM) run
-resumes from the last checkpoint and continues exactly as the uninterrupted one. Outputs in `workdir`:
-config.json, metrics.jsonl, tensorboard/, learning_curve.png, checkpoints/. Needs the `playground` extra.
+counters, root keys), vmapped over `num_seeds` seeds x the `beer_coefs` grid (`jaxrep.rl.population`; member
+m is the 1-seed run of seed `seed + m % num_seeds`). The host only calls the jitted chunk (`FusedDDPG.run`:
+`iterations_per_chunk` loop iterations of act, vectorised env step, replay insert and updates) over and over,
+logs its summary, evaluates every `eval_every_chunks` chunks (`num_envs` deterministic episodes in parallel per
+member, from the same resets each time) and checkpoints the carry every `checkpoint_every_chunks` chunks
+(without MJX's zero-size arrays, which orbax cannot save; they are rebuilt on restore). A killed or preempted
+(SIGTERM) run resumes from the last checkpoint and continues exactly as the uninterrupted one. Outputs in
+`workdir`: config.json, metrics.jsonl (means over the members; `eval/return_member<m>` per member),
+tensorboard/, eval_returns.json (every member's evaluations), learning_curve.png (one curve per member),
+checkpoints/. Needs the `playground` extra.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import os
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from configs.rl_mjx import validate
+from configs.rl_mjx import beer_coefs, validate
 from envs.mjx import MJXEnv
 from jaxrep.checkpoint import Checkpointer, PreemptionGuard, abstract_like, with_empty, without_empty
 from jaxrep.logging import MetricLogger, progress_bar, save_curves
 from jaxrep.rl.fused import FusedDDPG
+from jaxrep.rl.population import Population
 from jaxrep.workdir_lock import locks_workdir
 from train.cli import run_program
 from train.rl import make_agent, rl_main, run_summary, start_run
@@ -45,50 +51,64 @@ def make_fused(config) -> FusedDDPG:
     return FusedDDPG(make_agent(config, env.action_size), env, config.updates_per_iteration)
 
 
+def make_population(config) -> Population:
+    return Population(make_fused(config), config.num_seeds, beer_coefs(config))
+
+
+def member_keys(config, population: Population, stream: int) -> jax.Array:
+    """(num_members,) keys of `stream`: member m folds it out of PRNGKey(seed + its seed index), so member m of
+    a population is the 1-seed run of that seed."""
+    return jnp.stack([jax.random.fold_in(jax.random.PRNGKey(config.seed + member["seed_index"]), stream)
+                      for member in population.members()])
+
+
+def member_labels(config, population: Population) -> list[str]:
+    return [f"seed {config.seed + m['seed_index']}" + ("" if m["beer_coef"] is None else f", beta {m['beer_coef']:g}")
+            for m in population.members()]
+
+
 @locks_workdir
 def train_and_evaluate(config, workdir: str) -> dict:
-    """Trains for `config.total_env_steps` env steps (resuming from `workdir` if it holds a checkpoint)."""
-    root = start_run(config, workdir, validate)
-    init_key, eval_key = (jax.random.fold_in(root, stream) for stream in (INIT_STREAM, EVAL_STREAM))
+    """Trains every member for `config.total_env_steps` env steps (resuming from `workdir` if it holds a
+    checkpoint); `eval_returns.json` keeps each member's evaluations."""
+    start_run(config, workdir, validate)
+    population = make_population(config)
+    init_keys, eval_keys = (member_keys(config, population, stream) for stream in (INIT_STREAM, EVAL_STREAM))
+    labels = member_labels(config, population)
 
-    fused = make_fused(config)
-    state = jax.jit(fused.init, static_argnums=1)(init_key, config.replay_capacity)
-    progress = {"chunk": 0, "evals": []}
+    state = jax.jit(population.init, static_argnums=1)(init_keys, config.replay_capacity)
+    progress = {"chunk": 0, "evals": [], "member_evals": []}
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), save_every=config.checkpoint_every_chunks,
                                 keep=config.checkpoint_keep)
     if checkpointer.latest_step() is not None:
         restored, progress = checkpointer.restore(abstract_like(without_empty(state)))
         state = with_empty(restored, like=state)
 
-    run = jax.jit(fused.run, static_argnums=1, donate_argnums=0)
-    evaluate = jax.jit(fused.evaluate)
-    steps_per_chunk = config.env.num_envs * config.iterations_per_chunk
+    run = jax.jit(population.run, static_argnums=1, donate_argnums=0)
+    evaluate = jax.jit(population.evaluate)
+    steps_per_chunk = config.env.num_envs * config.iterations_per_chunk  # per member
     num_chunks = config.total_env_steps // steps_per_chunk
     logger = MetricLogger(workdir)
     run_start, run_start_chunk = time.perf_counter(), progress["chunk"]
     preempted = False
     bar = progress_bar(config.total_env_steps, initial=progress["chunk"] * steps_per_chunk,
-                       desc=f"{config.task} {config.method} (mjx)")
+                       desc=f"{config.task} {config.method} (mjx, {population.num_members} runs)")
     with PreemptionGuard() as guard:
         while progress["chunk"] < num_chunks:
             start = time.perf_counter()
             state, summary = run(state, config.iterations_per_chunk)
-            record = jax.device_get(summary)
+            record = member_means(jax.device_get(summary))
             progress["chunk"] += 1
-            env_step = int(state.env_step)
-            # The first chunk of a process includes compilation.
-            record["perf/env_steps_per_s"] = steps_per_chunk / (time.perf_counter() - start)
-            record["perf/updates"] = state.agent.step
-            logger.log(env_step, {name: value for name, value in record.items() if np.isfinite(value)})
+            env_step = int(state.env_step[0])
+            # Summed over the members; the first chunk of a process includes compilation.
+            record["perf/env_steps_per_s"] = population.num_members * steps_per_chunk / (time.perf_counter() - start)
+            record["perf/updates"] = int(state.agent.step[0])
+            logger.log(env_step, record)
             bar.update(steps_per_chunk)
 
             if progress["chunk"] % config.eval_every_chunks == 0 or progress["chunk"] == num_chunks:
-                returns = np.asarray(evaluate(state.agent.params["actor"], eval_key))
-                progress["evals"].append([env_step, float(returns.mean())])
-                logger.log(env_step, {"eval/return": returns.mean(), "eval/return_std": returns.std()})
-                steps, means = zip(*progress["evals"])
-                save_curves(os.path.join(workdir, "learning_curve.png"), {config.method: (steps, means)},
-                            xlabel="env steps", ylabel="eval return", title=f"{config.task} (mjx)")
+                returns = np.asarray(evaluate(state.agent.params["actor"], eval_keys))  # (members, envs)
+                log_evaluation(workdir, logger, progress, env_step, returns, labels, config)
                 bar.set_postfix(eval_return=f"{returns.mean():.1f}")
 
             preempted = guard.requested  # SIGTERM: save now and stop
@@ -100,9 +120,40 @@ def train_and_evaluate(config, workdir: str) -> dict:
     bar.close()
     checkpointer.close()
     logger.close()
-    return run_summary(env_steps=int(state.env_step), updates=int(state.agent.step), evals=progress["evals"],
-                       steps_this_run=(progress["chunk"] - run_start_chunk) * steps_per_chunk,
-                       seconds=time.perf_counter() - run_start, preempted=preempted, state=state)
+    return run_summary(env_steps=int(state.env_step[0]), updates=int(state.agent.step[0]), evals=progress["evals"],
+                       steps_this_run=(progress["chunk"] - run_start_chunk) * steps_per_chunk * population.num_members,
+                       seconds=time.perf_counter() - run_start, preempted=preempted, state=state,
+                       members=labels, member_evals=progress["member_evals"])
+
+
+def member_means(summary: dict) -> dict[str, float]:
+    """The chunk summary's per-member entries averaged over the members that report them (finite values)."""
+    record = {}
+    for name, values in summary.items():
+        finite = np.asarray(values, np.float64)[np.isfinite(values)]
+        if finite.size:
+            record[name] = float(finite.mean())
+    return record
+
+
+def log_evaluation(workdir: str, logger: MetricLogger, progress: dict, env_step: int, returns: np.ndarray,
+                   labels: list[str], config) -> None:
+    """Logs an evaluation (mean over members and envs, and per member), keeps it in `progress` and rewrites
+    `eval_returns.json` and `learning_curve.png`."""
+    per_member = returns.mean(axis=1)
+    progress["evals"].append([env_step, float(returns.mean())])
+    progress["member_evals"].append([env_step, [float(r) for r in per_member]])
+    values = {"eval/return": returns.mean(), "eval/return_std": returns.std()}
+    if len(labels) > 1:
+        values.update({f"eval/return_member{m}": r for m, r in enumerate(per_member)})
+    logger.log(env_step, values)
+    with open(os.path.join(workdir, "eval_returns.json"), "w") as f:
+        json.dump({"task": config.task, "method": config.method, "members": labels,
+                   "evals": progress["member_evals"]}, f, indent=1)
+    steps = [step for step, _ in progress["member_evals"]]
+    curves = {label: (steps, [means[m] for _, means in progress["member_evals"]]) for m, label in enumerate(labels)}
+    save_curves(os.path.join(workdir, "learning_curve.png"), curves, xlabel="env steps", ylabel="eval return",
+                title=f"{config.task} {config.method} (mjx)")
 
 
 def main(argv):

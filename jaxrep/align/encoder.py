@@ -1,6 +1,6 @@
 """The frozen target encoder of representation alignment, from the in-repo checkpoint or a DINOv2 file.
 
-Two sources (`load_encoder`):
+Sources (`load_encoder`):
 - "checkpoint": an orbax checkpoint written by `save_encoder` (`train/encoder.py` trains a small
   DINOv2-architecture ViT on the procedural data). Item `state` = {"params": ViT params}, item `extra` =
   {"kind": "jaxrep-encoder", "vit": the ViT's fields, "image_size": input side, ...}: the architecture
@@ -9,6 +9,8 @@ Two sources (`load_encoder`):
 - "dinov2": a released DINOv2 `.safetensors` / `.pth` (torch-hub or `transformers` layout) converted at load
   by `jaxrep.nn.convert`; the position embedding is resampled once to the input grid, as REPA's
   `load_encoders` does (37 x 37 -> 16 x 16 for 224-px inputs).
+- "random": the in-repo checkpoint's architecture with fresh weights; "hog": parameter-free HOG cells
+  (`jaxrep.align.hog`). Both are iREPA's controls: spatial structure without learned knowledge.
 
 Both go through one target pipeline (`make_target_fn`): model-space images -> [0, 1] RGB -> REPA's
 preprocessing (ImageNet mean/std, then bicubic resize to `image_size`, `targets.preprocess_images`) ->
@@ -30,6 +32,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from jaxrep.align.hog import HOG
 from jaxrep.align.irepa import spatial_normalize
 from jaxrep.align.targets import encoder_targets
 from jaxrep.frozen_weights import FrozenWeightsError, read_frozen_metadata, restore_frozen_params, save_frozen
@@ -68,7 +71,7 @@ class FrozenEncoder:
       metadata: what the checkpoint recorded about its training (empty for DINOv2 files).
     """
 
-    model: ViT
+    model: ViT | HOG
     params: Any
     image_size: int
     metadata: dict = dataclasses.field(default_factory=dict)
@@ -125,18 +128,19 @@ def _load_dinov2(path: str, preset: str, image_size: int) -> FrozenEncoder:
     return FrozenEncoder(native.clone(pos_embed_grid=grid), params, image_size)
 
 
-def load_encoder(source: str, path: str, *, preset: str = "B/14", image_size: int = 0,
+def load_encoder(source: str, path: str, *, preset: str = "B/14", image_size: int = 0, cell_size: int = 0,
                  dtype: Any = jnp.float32) -> FrozenEncoder:
     """Builds the frozen encoder.
 
     Args:
       source: "checkpoint" (in-repo orbax encoder; architecture from its metadata), "random" (the architecture
         of the checkpoint at `path` with freshly initialised weights, seed 0: the control of iREPA's finding that
-        spatial structure, not knowledge, drives the gain) or "dinov2".
-      path: the checkpoint directory or the DINOv2 weights file.
+        spatial structure, not knowledge, drives the gain), "dinov2" or "hog" (`jaxrep.align.hog.HOG`).
+      path: the checkpoint directory or the DINOv2 weights file; unused for "hog".
       preset: DINOv2 ViT preset of the file ("S/14", "B/14", "L/14", "g/14"); unused for checkpoints.
       image_size: encoder input side; 0 means the size the checkpoint was trained at, or 224 for DINOv2
-        (REPA: 16 x 16 patch tokens).
+        (REPA: 16 x 16 patch tokens); required for "hog".
+      cell_size: HOG cell side in pixels (one token per cell); "hog" only.
       dtype: activation dtype of the encoder's forward pass (bfloat16 for mixed precision); its params stay
         float32 and its tokens are returned in float32.
 
@@ -156,8 +160,13 @@ def load_encoder(source: str, path: str, *, preset: str = "B/14", image_size: in
             encoder = dataclasses.replace(encoder, image_size=image_size)
     elif source == "dinov2":
         encoder = _load_dinov2(os.fspath(path), preset, image_size or 224)
+    elif source == "hog":
+        if not (image_size > 0 and cell_size > 0 and image_size % cell_size == 0):
+            raise ValueError(f"align.encoder: HOG needs a cell size dividing the image size, got cells of "
+                             f"{cell_size} on {image_size}-px images")
+        encoder = FrozenEncoder(HOG(patch_size=cell_size), {}, image_size, {"hog_cell_size": cell_size})
     else:
-        raise ValueError(f"align.encoder.source: must be 'checkpoint', 'random' or 'dinov2', got {source!r}")
+        raise ValueError(f"align.encoder.source: must be 'checkpoint', 'random', 'dinov2' or 'hog', got {source!r}")
     return dataclasses.replace(encoder, model=encoder.model.clone(dtype=dtype))
 
 

@@ -7,7 +7,9 @@ from jaxrep._lazy import lazy_exports
 _MODULES = {
     "beer": ("beer_loss", "beer_loss_and_stats", "beer_terms"),
     "ddpg": ("DDPG", "BeerOptions", "actor_loss", "critic_loss"),
+    "fused": ("FusedDDPG", "FusedState"),
     "networks": ("Actor", "Critic", "critic_head_kernel"),
+    "population": ("Population",),
     "replay": ("ReplayBuffer", "Transitions", "init_replay"),
     "statistics": ("aggregate_intervals", "normalize_returns", "performance_profiles", "plot_aggregates",
                    "plot_profiles", "probability_of_improvement"),

@@ -4,6 +4,7 @@ The fast tests of the same properties use a toy env (tests/rl/test_fused.py) and
 (tests/envs/test_mjx.py); the end-to-end run is marked slow.
 """
 
+import json
 import os
 import shutil
 
@@ -49,23 +50,41 @@ def test_config_validation():
     config.task = "cartpole-balanse"
     with pytest.raises(ConfigError, match="CartpoleBalance"):
         validate(config)
+    for field, value, message in (("num_seeds", 0, "num_seeds"), ("beer_coefs", "0.1,x", "comma-separated"),
+                                  ("beer_coefs", "0.1,-1", "must be >= 0")):
+        config = tiny_config()
+        setattr(config, field, value)
+        with pytest.raises(ConfigError, match=f"{field}: .*{message}|{message}"):
+            validate(config)
+    config = tiny_config()
+    config.method, config.beer_coefs = "ddpg", "0.1"
+    with pytest.raises(ConfigError, match="beer_coefs: a BEER weight grid needs method 'beer'"):
+        validate(config)
 
 
 @pytest.mark.slow  # MJX compiles the chunk and the evaluation in each of the two runs: 1-3 min on 2 cores
 def test_run_counts_and_resumes_bitwise(tmp_path):
     uninterrupted_dir, interrupted_dir = str(tmp_path / "uninterrupted"), str(tmp_path / "interrupted")
-    expected = train_rl_mjx.train_and_evaluate(tiny_config(), uninterrupted_dir)
-    # 3 chunks x 5 iterations x 2 envs; updates in iterations ending at env steps 18, 20, ..., 30 (7 x 2).
+    config = tiny_config()
+    config.num_seeds = 2
+    expected = train_rl_mjx.train_and_evaluate(config, uninterrupted_dir)
+    # 3 chunks x 5 iterations x 2 envs per seed; updates in iterations ending at env steps 18, 20, ..., 30 (7 x 2).
     assert expected["env_steps"] == 30 and expected["updates"] == 14
     state = expected["state"]
-    assert int(state.buffer.size) == 24 and int(state.buffer.position) == 30 % 24
-    np.testing.assert_array_equal(np.asarray(state.env.episode), [1, 1])  # 15 steps per env, 10 per episode
-    np.testing.assert_array_equal(np.asarray(state.env.episode_step), [5, 5])
+    np.testing.assert_array_equal(state.buffer.size, [24, 24])
+    np.testing.assert_array_equal(state.buffer.position, [30 % 24] * 2)
+    np.testing.assert_array_equal(np.asarray(state.env.episode), [[1, 1]] * 2)  # 15 steps per env, 10 per episode
+    np.testing.assert_array_equal(np.asarray(state.env.episode_step), [[5, 5]] * 2)
     assert [step for step, _ in expected["evals"]] == [10, 20, 30] and np.isfinite(expected["final_eval_return"])
+    assert expected["members"] == ["seed 0", "seed 1"]
+    member_returns = np.array([returns for _, returns in expected["member_evals"]])
+    np.testing.assert_allclose(member_returns.mean(1), [mean for _, mean in expected["evals"]], rtol=1e-5)
     records = read_metrics(uninterrupted_dir)
     assert [r["train/updates"] for r in records if "train/updates" in r] == [0, 4, 10]
+    assert [r["eval/return_member1"] for r in records if "eval/return_member1" in r] == list(member_returns[:, 1])
+    with open(os.path.join(uninterrupted_dir, "eval_returns.json")) as f:
+        assert json.load(f)["evals"] == expected["member_evals"]
     assert os.path.getsize(os.path.join(uninterrupted_dir, "learning_curve.png")) > 0
-
     assert sorted(int(s) for s in os.listdir(os.path.join(uninterrupted_dir, "checkpoints")) if s.isdigit()) == [
         1, 2, 3]
 
@@ -73,6 +92,13 @@ def test_run_counts_and_resumes_bitwise(tmp_path):
     shutil.copytree(uninterrupted_dir, interrupted_dir)
     for chunk in ("2", "3"):
         shutil.rmtree(os.path.join(interrupted_dir, "checkpoints", chunk))
-    resumed = train_rl_mjx.train_and_evaluate(tiny_config(), interrupted_dir)
-    assert resumed["evals"] == expected["evals"]
+    resumed = train_rl_mjx.train_and_evaluate(config, interrupted_dir)
+    assert resumed["member_evals"] == expected["member_evals"]
     jax.tree.map(np.testing.assert_array_equal, resumed["state"], expected["state"])
+
+    # Member 1 is the 1-seed run of seed 1.
+    alone = tiny_config()
+    alone.seed = 1
+    single = train_rl_mjx.train_and_evaluate(alone, str(tmp_path / "seed1"))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a[1], b[0], rtol=2e-5, atol=2e-6),
+                 expected["state"].agent, single["state"].agent)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from jaxrep.align.encoder import EncoderFileError, load_encoder, make_target_fn, save_encoder
+from jaxrep.align.hog import hog_cells
 from jaxrep.align.objective import make_alignment_term, make_erw_warmup_loss, make_projector
 from jaxrep.align.targets import preprocess_images, resize_token_grid
 from jaxrep.checkpoint import Checkpointer, abstract_like
@@ -19,9 +20,10 @@ from jaxrep.logging import read_metrics
 from jaxrep.nn.sit import SiT
 from jaxrep.nn.vit import ViT
 from jaxrep.training import example_keys
-from tests.helpers import assert_trees_equal, first_batches, run_steps
+from tests.helpers import assert_trees_equal, first_batches, run_steps, with_overrides
 from tests.helpers import tiny_diffusion_config as tiny_config
 from train import alignment as train_alignment
+from train.checkpoint_diagnostics import checkpoint_diagnostics
 from train import diffusion as train_diffusion
 
 ENCODER_WIDTH = 16
@@ -174,6 +176,30 @@ def test_alignment_diagnostics_are_logged_every_n_steps(encoder_dir, tmp_path):
     assert records[0]["align_cka"] != records[1]["align_cka"]  # the block's tokens moved
 
 
+def test_checkpoint_diagnostics_reproduce_the_logged_ones_and_cover_vanilla(encoder_dir, tmp_path):
+    config = aligned_config(encoder_dir, "repa", total_steps=4, checkpoint_every=2, keep_checkpoints=3,
+                            **{"align.diagnostics_every": 2})
+    train_diffusion.train_and_evaluate(config, str(tmp_path / "repa"))
+    logged = {r["step"]: r for r in read_metrics(str(tmp_path / "repa")) if "align_cka" in r}
+    after = checkpoint_diagnostics(str(tmp_path / "repa"), config)
+    assert sorted(after) == [2, 4]
+    for step, values in after.items():
+        assert set(values) == {name for name in logged[step] if name.startswith("align_")}
+        for name, value in values.items():
+            np.testing.assert_allclose(value, logged[step][name], rtol=1e-5, atol=1e-6)
+    vanilla = tiny_config(total_steps=2, checkpoint_every=2)  # the same SiT, no encoder in its run
+    train_diffusion.train_and_evaluate(vanilla, str(tmp_path / "vanilla"))
+    assert not [r for r in read_metrics(str(tmp_path / "vanilla")) if "align_cka" in r]
+    of_vanilla = checkpoint_diagnostics(str(tmp_path / "vanilla"), config)
+    assert sorted(of_vanilla) == [2]
+    assert of_vanilla[2]["align_lds_target"] == after[2]["align_lds_target"]  # the same probe targets
+    assert of_vanilla[2]["align_cka"] != after[2]["align_cka"]  # other block tokens
+    with pytest.raises(ValueError, match="aligned_config: align.method is 'none'"):
+        checkpoint_diagnostics(str(tmp_path / "vanilla"), vanilla)
+    with pytest.raises(ValueError, match="aligned_config: its SiT"):
+        checkpoint_diagnostics(str(tmp_path / "vanilla"), with_overrides(config, {"model.hidden_size": 48}))
+
+
 @pytest.mark.parametrize("method", ["repa", "erw"])
 def test_several_target_encoders_average_their_projection_losses(method, encoder_dir, tmp_path):
     # REPA's SILoss with a list of encoders: each has its own projector; the loss is the mean over encoders.
@@ -295,6 +321,21 @@ def test_random_encoder_control_keeps_the_architecture_and_replaces_the_weights(
     config = aligned_config(encoder_dir, "repa", **{"align.encoder.source": "random"})
     experiment = train_diffusion.build_experiment(config)
     assert_trees_equal(experiment.alignment.encoder_params, expected)
+
+
+def test_hog_control_aligns_to_one_hog_cell_per_patch(tmp_path):
+    # No encoder file: the tiny SiT's 4 x 4 grid on 32-px images gives 8-px HOG cells, 9 orientations wide.
+    config = aligned_config(str(tmp_path / "absent"), "repa", **{"align.encoder.source": "hog"})
+    experiment = train_diffusion.build_experiment(config)
+    batches = first_batches(config, experiment.mesh, 2)
+    prepared = [experiment.prepare_batch(batch) for batch in batches]
+    expected = hog_cells(jnp.asarray(batches[0]["image"]), cell_size=8).reshape(-1, 16, 9)
+    np.testing.assert_allclose(prepared[0]["align_target"], expected, atol=1e-4)
+    state, losses = run_steps(experiment.jitted_step, experiment.state, prepared)
+    assert np.all(np.isfinite(losses)) and state.params["projector"]["Dense_2"]["kernel"].shape[-1] == 9
+    bad = aligned_config("", "repa", **{"align.encoder.source": "hog", "align.encoder.image_size": 30})
+    with pytest.raises(ConfigError, match="align.encoder.image_size: HOG needs an image side"):
+        train_diffusion.build_experiment(bad)
 
 
 def test_mismatched_token_counts_and_widths_fail_clearly(encoder_dir):

@@ -1,0 +1,81 @@
+"""Many independent fused runs in one program: `jax.vmap` of `FusedDDPG` over seeds and a grid of BEER weights.
+
+Member m of a population of S seeds and C BEER coefficients is (seed index m % S, coefficient m // S): every
+coefficient sees the same S seeds (common random numbers across the grid). Each member has its own carry, so
+the train state, replay buffer, env states, counters and keys all get a leading member axis of size S * C; the
+members never interact, so member m is the single run of its key and coefficient up to float reassociation of
+the batched matmuls. `lax.cond` inside the loop becomes a select under `vmap`, so during the uniform-random
+phase the (discarded) updates are computed too: a population pays for its updates from the first iteration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from jaxrep.rl.fused import FusedDDPG, FusedState
+
+__all__ = ["Population"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Population:
+    """`num_seeds` x len(`beer_coefs`) members of `fused` (hashable: jit its methods with `self` static).
+
+    Attributes:
+      fused: the single-run loop; its agent's BEER settings apart from the coefficient hold for every member.
+      num_seeds: seeds per coefficient.
+      beer_coefs: BEER weights (beta) of the grid; empty keeps the agent's own (or plain DDPG).
+    """
+
+    fused: FusedDDPG
+    num_seeds: int = 1
+    beer_coefs: tuple[float, ...] = ()
+
+    def __post_init__(self):
+        if self.num_seeds < 1:
+            raise ValueError(f"num_seeds: must be >= 1, got {self.num_seeds}")
+        if self.beer_coefs and self.fused.agent.beer is None:
+            raise ValueError("beer_coefs: a coefficient grid needs a BEER agent (method 'beer')")
+
+    @property
+    def num_members(self) -> int:
+        return self.num_seeds * max(1, len(self.beer_coefs))
+
+    def members(self) -> list[dict]:
+        """[{"seed_index", "beer_coef"}] per member, in member order (beer_coef None without a grid)."""
+        coefs = self.beer_coefs or (None,)
+        return [{"seed_index": m % self.num_seeds, "beer_coef": coefs[m // self.num_seeds]}
+                for m in range(self.num_members)]
+
+    def _member(self, coef: jax.Array | None) -> FusedDDPG:
+        """The loop of one member; `coef` may be traced (the agent is rebuilt inside the vmapped function)."""
+        if coef is None:
+            return self.fused
+        agent = self.fused.agent
+        return dataclasses.replace(self.fused, agent=dataclasses.replace(
+            agent, beer=dataclasses.replace(agent.beer, coef=coef)))
+
+    def _coefs(self) -> jax.Array | None:
+        if not self.beer_coefs:
+            return None
+        return jnp.repeat(jnp.asarray(self.beer_coefs, jnp.float32), self.num_seeds)
+
+    def init(self, keys: jax.Array, replay_capacity: int) -> FusedState:
+        """Carries of every member from their init keys (num_members,); `FusedDDPG.init` of each."""
+        if keys.shape[0] != self.num_members:
+            raise ValueError(f"keys: {keys.shape[0]} keys for {self.num_members} members")
+        return jax.vmap(lambda key: self.fused.init(key, replay_capacity))(keys)
+
+    def run(self, state: FusedState, num_iterations: int) -> tuple[FusedState, dict[str, jax.Array]]:
+        """`FusedDDPG.run` of every member; the summary's entries get a leading member axis."""
+        coefs = self._coefs()
+        if coefs is None:
+            return jax.vmap(lambda s: self.fused.run(s, num_iterations))(state)
+        return jax.vmap(lambda s, c: self._member(c).run(s, num_iterations))(state, coefs)
+
+    def evaluate(self, actor_params, keys: jax.Array) -> jax.Array:
+        """(num_members, num_envs) deterministic-policy returns, member m's resets keyed by keys[m]."""
+        return jax.vmap(self.fused.evaluate)(actor_params, keys)
