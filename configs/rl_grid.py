@@ -1,0 +1,73 @@
+"""A grid of tasks x methods x seeds for `train/rl_grid.py`: `--config=configs/rl_grid.py:<preset>`.
+
+Every cell is one task and method; on the host dm-control loop (`train.rl`) each seed is its own run, on MJX
+(`train.rl_mjx`) the cell's seeds are one vmapped program (`num_seeds`). A cell's run config is the task's
+preset of its loop (`configs/rl.py:<task>`, `configs/rl_mjx.py:<task>`: the official agent settings) with the
+grid-wide budget below.
+
+Presets:
+- `cpu`: cartpole-balance and cartpole-swingup, BEER and DDPG, 2 seeds, 5k env steps with action repeat 4:
+  a few minutes on 2 CPU cores per cell.
+- `study`: the 4-task x 5-seed CPU study of docs/results/beer.md (MJX where Playground has the task).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from jaxrep.config_checks import ConfigError, require, require_choice, require_positive
+
+LOOPS = ("auto", "host", "mjx")
+
+
+def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
+    preset = (preset or "cpu").strip()
+    config = ml_collections.ConfigDict()
+    config.tasks = "cartpole-balance,cartpole-swingup"  # comma-separated "domain-task" names
+    config.methods = "beer,ddpg"  # comma-separated: "beer", "ddpg"
+    config.num_seeds = 2  # seeds per cell: seed, seed + 1, ...
+    config.seed = 0  # the first seed
+    config.loop = "auto"  # "auto" (MJX where MuJoCo Playground has the task and is installed, else host), "host", "mjx"
+    config.total_env_steps = 5_000  # agent steps per run (per seed)
+    config.start_steps = 1_000  # uniform-random actions before this; updates start after it
+    config.eval_every = 1_000  # env steps between evaluations (and checkpoints)
+    config.eval_episodes = 5  # host loop: episodes per evaluation (MJX: one per env)
+    config.action_repeat = 4  # control steps per agent step; 0 keeps the task preset's (1, as in the paper)
+    config.updates_per_step = 1  # update-to-data ratio on both loops
+    config.batch_size = 256  # transitions per update (the paper's); start_steps must be at least this
+    config.replay_capacity = 100_000  # capped at total_env_steps
+    config.num_envs = 8  # MJX: envs stepped together per seed
+    config.beer_coef = 1e-3  # beta of the "beer" cells
+    if preset == "study":
+        config.tasks = "cartpole-swingup,cheetah-run,walker-walk,reacher-easy"
+        config.num_seeds = 5
+        config.total_env_steps = 40_000
+        config.start_steps = 5_000
+        config.eval_every = 5_000
+        config.action_repeat = 4
+        config.updates_per_step = 1
+    elif preset != "cpu":
+        raise ConfigError(f"preset: unknown rl_grid preset {preset!r}; known: 'cpu', 'study'")
+    return config
+
+
+def names(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Raises ConfigError naming the first invalid field; the cells' own configs are checked when they start."""
+    require(bool(names(config.tasks)), "tasks", "name at least one task")
+    require(set(names(config.methods)) <= {"beer", "ddpg"} and bool(names(config.methods)), "methods",
+            f"comma-separated 'beer' / 'ddpg', got {config.methods!r}")
+    require_choice(config, "loop", LOOPS)
+    require_positive(config, "num_seeds", "total_env_steps", "eval_every", "eval_episodes", "updates_per_step",
+                     "batch_size", "replay_capacity", "num_envs")
+    require(config.action_repeat >= 0, "action_repeat", f"must be >= 0 (0: the preset's), got {config.action_repeat}")
+    require(config.total_env_steps % config.eval_every == 0, "eval_every",
+            f"{config.eval_every} does not divide total_env_steps={config.total_env_steps}")
+    require(config.eval_every % config.num_envs == 0, "num_envs",
+            f"{config.num_envs} does not divide eval_every={config.eval_every} (an MJX chunk is one evaluation period)")
+
+
+__all__ = ["ConfigError", "get_config", "names", "validate"]

@@ -1,0 +1,112 @@
+"""train/rl_grid.py: the cells a grid runs, one results table, finished cells skipped, a preempted grid resumed."""
+
+import json
+import os
+
+import pytest
+
+import train.rl as train_rl
+from configs import rl_grid as grid_configs
+from configs.rl import validate as validate_host
+from jaxrep.config_checks import ConfigError
+from train import rl_grid
+
+
+def tiny_grid(**overrides):
+    """cartpole-balance, both methods, host loop, 400 env steps (action repeat 8), two evaluations of 1 episode."""
+    config = grid_configs.get_config("cpu")
+    values = {"tasks": "cartpole-balance", "loop": "host", "num_seeds": 1, "total_env_steps": 400,
+              "start_steps": 256, "eval_every": 200, "eval_episodes": 1, "action_repeat": 8, "num_envs": 8}
+    for name, value in {**values, **overrides}.items():
+        setattr(config, name, value)
+    return config
+
+
+def test_cells_map_the_grid_onto_run_configs():
+    grid = tiny_grid(tasks="cartpole-balance,quadruped-walk", num_seeds=2, seed=3)
+    runs = rl_grid.cells(grid)
+    assert [(c["task"], c["method"], c["seeds"], c["workdir"]) for c in runs[:2]] == [
+        ("cartpole-balance", "beer", [3], "cartpole-balance/beer/seed3"),
+        ("cartpole-balance", "beer", [4], "cartpole-balance/beer/seed4")]
+    assert len(runs) == 8 and all(c["loop"] == "host" for c in runs)
+    config = runs[1]["config"]
+    validate_host(config)
+    assert (config.seed, config.method, config.total_env_steps, config.env.action_repeat, config.eval_every,
+            config.replay_capacity) == (4, "beer", 400, 8, 200, 400)
+    # MJX where Playground has the task (quadruped has none): one vmapped run per cell with all its seeds.
+    pytest.importorskip("mujoco_playground")
+    from configs.rl_mjx import validate as validate_mjx
+
+    auto = rl_grid.cells(tiny_grid(tasks="cartpole-balance,quadruped-walk", num_seeds=2, loop="auto"))
+    assert [(c["task"], c["loop"], c["seeds"]) for c in auto] == [
+        ("cartpole-balance", "mjx", [0, 1]), ("cartpole-balance", "mjx", [0, 1]),
+        ("quadruped-walk", "host", [0]), ("quadruped-walk", "host", [1]),
+        ("quadruped-walk", "host", [0]), ("quadruped-walk", "host", [1])]
+    mjx = auto[0]["config"]
+    validate_mjx(mjx)
+    assert (mjx.num_seeds, mjx.env.num_envs, mjx.iterations_per_chunk, mjx.updates_per_iteration) == (2, 8, 25, 8)
+    with pytest.raises(ConfigError, match="loop: no MuJoCo Playground env for 'quadruped-walk'"):
+        rl_grid.cells(tiny_grid(tasks="quadruped-walk", loop="mjx"))
+
+
+def test_grid_validation_names_the_field():
+    for name, value in (("methods", "beer,sac"), ("loop", "gpu"), ("eval_every", 300), ("num_envs", 7)):
+        with pytest.raises(ConfigError, match=f"^{name}: "):
+            grid_configs.validate(tiny_grid(**{name: value}))
+
+
+def test_grid_writes_one_table_and_skips_finished_runs(tmp_path, monkeypatch):
+    summary = rl_grid.run_grid(tiny_grid(), str(tmp_path))
+    assert not summary["preempted"] and len(summary["results"]) == 2
+    with open(tmp_path / "results.json") as f:
+        rows = json.load(f)
+    assert [(r["task"], r["method"], r["seed"], r["env_steps"]) for r in rows] == [
+        ("cartpole-balance", "beer", 0, 400), ("cartpole-balance", "ddpg", 0, 400)]
+    assert [step for step, _ in rows[0]["evals"]] == [200, 400]
+    with open(os.path.join(tmp_path, "cartpole-balance", "ddpg", "seed0", "metrics.jsonl")) as f:
+        logged = [json.loads(line) for line in f if "eval/return" in line]
+    assert [r["eval/return"] for r in logged] == [r for _, r in rows[1]["evals"]]
+    table = (tmp_path / "results.md").read_text()
+    assert "| cartpole-balance | beer | host | 400 |" in table and "| cartpole-balance | ddpg | host | 400 |" in table
+
+    def must_not_train(config, workdir):
+        raise AssertionError(f"retrained the finished run in {workdir}")
+
+    monkeypatch.setattr(train_rl, "train_and_evaluate", must_not_train)
+    again = rl_grid.run_grid(tiny_grid(), str(tmp_path))
+    assert again["results"] == summary["results"]
+
+
+def test_a_preempted_run_stops_the_grid_and_the_rerun_finishes_it(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_run(config, workdir):  # the second run is preempted before its end
+        calls.append(config.method)
+        preempted = len(calls) == 2
+        steps = config.total_env_steps // 2 if preempted else config.total_env_steps
+        return {"env_steps": steps, "evals": [(steps, float(len(calls)))], "preempted": preempted}
+
+    monkeypatch.setattr(train_rl, "train_and_evaluate", fake_run)
+    first = rl_grid.run_grid(tiny_grid(), str(tmp_path))
+    assert first["preempted"] and [r["method"] for r in first["results"]] == ["beer"]
+    assert not os.path.exists(tmp_path / "cartpole-balance" / "ddpg" / "seed0" / "result.json")
+    second = rl_grid.run_grid(tiny_grid(), str(tmp_path))
+    assert not second["preempted"] and calls == ["beer", "ddpg", "ddpg"]
+    assert [r["evals"][0][-1][1] for r in second["results"]] == [1.0, 3.0]
+
+
+def test_an_mjx_cell_gives_one_row_per_seed(tmp_path, monkeypatch):
+    pytest.importorskip("mujoco_playground")
+    import train.rl_mjx as train_rl_mjx
+
+    def fake_population(config, workdir):  # two members, two evaluations
+        assert config.num_seeds == 2
+        return {"env_steps": 400, "preempted": False, "member_evals": [[200, [1.0, 2.0]], [400, [3.0, 4.0]]]}
+
+    monkeypatch.setattr(train_rl_mjx, "train_and_evaluate", fake_population)
+    rl_grid.run_grid(tiny_grid(loop="mjx", methods="ddpg", num_seeds=2, seed=5), str(tmp_path))
+    with open(tmp_path / "results.json") as f:
+        rows = json.load(f)
+    assert [(r["seed"], r["loop"], r["evals"]) for r in rows] == [
+        (5, "mjx", [[200, 1.0], [400, 3.0]]), (6, "mjx", [[200, 2.0], [400, 4.0]])]
+    assert "| cartpole-balance | ddpg | mjx | 400 | 5: 3.0, 6: 4.0 | 3.5 |" in (tmp_path / "results.md").read_text()
