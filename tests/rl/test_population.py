@@ -112,3 +112,11 @@ def test_evaluation_is_per_member():
         alone = jax.jit(population.fused.evaluate)(member(state.agent.params["actor"], index), eval_keys[index])
         np.testing.assert_allclose(returns[index], alone, rtol=1e-5, atol=1e-6)
     assert dataclasses.replace(population, num_seeds=3).num_members == 3
+
+
+def test_a_population_of_one_is_bitwise_the_single_run():
+    population = Population(fused_loop(), num_seeds=1)
+    state, summaries = population_run(population, jax.random.PRNGKey(4)[None])
+    alone, alone_summaries = single_run(population.fused, jax.random.PRNGKey(4))
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(a[0], b), state, alone)
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(a[0], b), summaries, alone_summaries)
