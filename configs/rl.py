@@ -7,8 +7,10 @@ Presets:
   `PAPER_TASKS` is NOT established from a primary source: the paper (He et al., "Adaptive Regularization of
   Representation Rank as an Implicit Constraint of Bellman Equation", ICLR 2024, arXiv 2404.12754) names 12 DMC
   tasks, but its body was not reachable, and the official code (sweetice/BEER-ICLR2024 @81834e5: README.md,
-  main.py) lists none (README runs humanoid-stand only). The list below is an unverified guess; any suite task is
-  accepted.
+  main.py) lists none (README runs humanoid-stand only); a search of the stored arXiv HTML and review pages
+  on 2026-12-01 again reached only the abstract. The list below is an unverified guess; any suite task is
+  accepted. On MJX (MuJoCo Playground's suite, `train.rl_mjx`, `train.rl_grid`) all of it exists except
+  quadruped-run and quadruped-walk, which run on the host loop.
 - `cpu`: a short cartpole-balance run (7.5k agent steps, action repeat 4, UTD 2) that finishes within 5 minutes
   on 2 CPU cores.
 Pick the method with `--config.method=beer|ddpg`.

@@ -110,3 +110,12 @@ def test_an_mjx_cell_gives_one_row_per_seed(tmp_path, monkeypatch):
     assert [(r["seed"], r["loop"], r["evals"]) for r in rows] == [
         (5, "mjx", [[200, 1.0], [400, 3.0]]), (6, "mjx", [[200, 2.0], [400, 4.0]])]
     assert "| cartpole-balance | ddpg | mjx | 400 | 5: 3.0, 6: 4.0 | 3.5 |" in (tmp_path / "results.md").read_text()
+
+
+def test_the_paper_task_list_runs_on_mjx_except_quadruped():
+    pytest.importorskip("mujoco_playground")
+    from configs.rl import PAPER_TASKS
+
+    assert [task for task in PAPER_TASKS if task not in rl_grid.mjx_tasks()] == ["quadruped-run", "quadruped-walk"]
+    assert {c["loop"] for c in rl_grid.cells(tiny_grid(tasks=",".join(PAPER_TASKS), loop="auto"))
+            if c["task"].startswith("quadruped")} == {"host"}
