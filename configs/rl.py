@@ -120,6 +120,10 @@ def validate_agent(config: ml_collections.ConfigDict) -> None:
     require(config.start_steps >= config.batch_size, "start_steps",
             f"{config.start_steps} < batch_size={config.batch_size}: the first updates would sample a batch from "
             "fewer transitions than it holds")
+    require_positive(config, "video.size", "video.fps")
+    if config.video.enabled:
+        require(os.environ.get("MUJOCO_GL", "disable") not in ("disable", ""), "video.enabled",
+                "needs a rendering backend: run with MUJOCO_GL=egl (set before the run starts)")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -129,10 +133,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     require(config.task in task_names(), "task", unknown_task_message(config.task))
     validate_agent(config)
     require_positive(config, "updates_per_step", "update_every", "eval_every", "eval_episodes", "log_every",
-                     "checkpoint_every", "checkpoint_keep", "video.size", "video.fps")
-    if config.video.enabled:
-        require(os.environ.get("MUJOCO_GL", "disable") not in ("disable", ""), "video.enabled",
-                "needs a rendering backend: run with MUJOCO_GL=egl (set before the run starts)")
+                     "checkpoint_every", "checkpoint_keep")
     episode_steps = -(-config.env.episode_length // config.env.action_repeat)
     require(config.replay_capacity >= episode_steps, "replay_capacity",
             f"{config.replay_capacity} < one episode ({episode_steps} agent steps): resume replays the current "

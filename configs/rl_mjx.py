@@ -47,6 +47,7 @@ def _config(task: str) -> ml_collections.ConfigDict:
     config.beer = host.beer  # BEER regulariser (see configs/rl.py)
 
     config.eval_every_chunks = 1  # chunks between deterministic evaluations (num_envs episodes in parallel)
+    config.video = host.video  # video.enabled: film member 0's first evaluation episode to videos/<step>.mp4
     config.checkpoint_every_chunks = 1  # chunks between checkpoints; the last chunk is always saved
     config.checkpoint_keep = 2  # checkpoints kept on disk
     return config

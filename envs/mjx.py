@@ -33,6 +33,7 @@ import numpy as np
 from mujoco_playground import registry
 from mujoco_playground._src import dm_control_suite
 
+_POSE_FIELDS = ("qpos", "qvel", "mocap_pos", "mocap_quat", "xfrc_applied")  # what Playground's renderer reads
 # Host-style names whose Playground name is not their CamelCase form.
 _ALIASES = {"point_mass-easy": "PointMass", "ball_in_cup-catch": "BallInCup"}
 
@@ -113,6 +114,27 @@ class MJXEnv:
         self.action_size = int(self.env.action_size)
         observation = jax.eval_shape(self.env.reset, jax.random.PRNGKey(0)).obs
         self.observation_size = int(sum(np.prod(leaf.shape) for leaf in jax.tree.leaves(observation)))
+
+    def pose(self, state: VecEnvState, index: int = 0) -> dict[str, jax.Array]:
+        """What a frame of env `index` needs (jit-friendly): its MJX qpos, qvel, mocap and applied forces."""
+        data = state.physics.data
+        return {name: getattr(data, name)[index] for name in _POSE_FIELDS}
+
+    def render(self, poses: dict[str, np.ndarray], size: int) -> list[np.ndarray]:
+        """uint8 RGB frames (size, size, 3), one per entry of `pose` stacked over time (T, ...): Playground's
+        `render_array` (mujoco.Renderer) from the model's camera 0, as the host env renders (the free camera
+        if it has none); needs a rendering backend (MUJOCO_GL=egl)."""
+        from types import SimpleNamespace
+
+        from mujoco_playground._src.mjx_env import render_array
+
+        poses = {name: np.asarray(value) for name, value in poses.items()}
+        count = len(poses["qpos"])
+        frames = [SimpleNamespace(data=SimpleNamespace(**{name: value[t] for name, value in poses.items()}))
+                  for t in range(count)]
+        model = self.env.mj_model
+        camera = model.camera(0).name if model.ncam else None
+        return render_array(model, frames, height=size, width=size, camera=camera)
 
     def _flatten(self, observation) -> jax.Array:
         leaves = jax.tree.leaves(observation)

@@ -13,7 +13,8 @@ member, from the same resets each time) and checkpoints the carry every `checkpo
 (SIGTERM) run resumes from the last checkpoint and continues exactly as the uninterrupted one. Outputs in
 `workdir`: config.json, metrics.jsonl (means over the members; `eval/return_member<m>` per member),
 tensorboard/, eval_returns.json (every member's evaluations), learning_curve.png (one curve per member),
-checkpoints/. Needs the `playground` extra.
+checkpoints/, and with `video.enabled` (run with MUJOCO_GL=egl) videos/<env step>.mp4 of member 0's first
+evaluation episode. Needs the `playground` extra.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import copy
 import json
 import os
 import time
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -30,7 +32,7 @@ import numpy as np
 from configs.rl_mjx import beer_coefs, validate
 from envs.mjx import MJXEnv
 from jaxrep.checkpoint import Checkpointer, PreemptionGuard, abstract_like, with_empty, without_empty
-from jaxrep.logging import MetricLogger, progress_bar, save_curves
+from jaxrep.logging import MetricLogger, progress_bar, save_curves, save_video
 from jaxrep.rl.fused import FusedDDPG
 from jaxrep.rl.population import Population
 from jaxrep.workdir_lock import locks_workdir
@@ -49,6 +51,28 @@ def make_env(config) -> MJXEnv:
 def make_fused(config) -> FusedDDPG:
     env = make_env(config)
     return FusedDDPG(make_agent(config, env.action_size), env, config.updates_per_iteration)
+
+
+def make_film(config, agent) -> tuple[MJXEnv, Callable]:
+    """(film env, jitted film(actor_params, key) -> poses (T + 1, ...)): one deterministic episode of env 0 as the
+    evaluation runs it (same reset key), from the reset through its last agent step. The film env is a 1-env copy
+    whose time limit lies one agent step later, so the last frame is the episode's end, not the next reset."""
+    steps = make_env(config).steps_per_episode
+    env = MJXEnv(config.task, 1, action_repeat=config.env.action_repeat,
+                 episode_length=config.env.episode_length + config.env.action_repeat, impl=config.env.impl)
+
+    def film(actor_params, key):
+        state, observation = env.reset(key)
+
+        def step(carry, _):
+            state, observation = carry
+            state, result = env.step(state, agent.policy(actor_params, observation))
+            return (state, result.observation), env.pose(state)
+
+        _, poses = jax.lax.scan(step, (state, observation), length=steps)
+        return jax.tree.map(lambda first, rest: jnp.concatenate([first[None], rest]), env.pose(state), poses)
+
+    return env, jax.jit(film)
 
 
 def make_population(config) -> Population:
@@ -86,6 +110,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
     run = jax.jit(population.run, static_argnums=1, donate_argnums=0)
     evaluate = jax.jit(population.evaluate)
+    film_env, film = make_film(config, population.fused.agent) if config.video.enabled else (None, None)
     steps_per_chunk = config.env.num_envs * config.iterations_per_chunk  # per member
     num_chunks = config.total_env_steps // steps_per_chunk
     logger = MetricLogger(workdir)
@@ -109,6 +134,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
             if progress["chunk"] % config.eval_every_chunks == 0 or progress["chunk"] == num_chunks:
                 returns = np.asarray(evaluate(state.agent.params["actor"], eval_keys))  # (members, envs)
                 log_evaluation(workdir, logger, progress, env_step, returns, labels, config)
+                if film is not None:  # member 0's first evaluation episode
+                    actor = jax.tree.map(lambda leaf: leaf[0], state.agent.params["actor"])
+                    frames = film_env.render(jax.device_get(film(actor, eval_keys[0])), config.video.size)
+                    save_video(os.path.join(workdir, "videos", f"{env_step:08d}.mp4"), frames, fps=config.video.fps)
                 bar.set_postfix(eval_return=f"{returns.mean():.1f}")
 
             preempted = guard.requested  # SIGTERM: save now and stop

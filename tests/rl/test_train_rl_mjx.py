@@ -7,6 +7,8 @@ The fast tests of the same properties use a toy env (tests/rl/test_fused.py) and
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -18,6 +20,8 @@ import_extra("mujoco_playground", "playground")
 import train.rl_mjx as train_rl_mjx  # noqa: E402
 from configs.rl_mjx import ConfigError, get_config, validate  # noqa: E402
 from jaxrep.logging import read_metrics  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def tiny_config():
@@ -102,3 +106,21 @@ def test_run_counts_and_resumes_bitwise(tmp_path):
     single = train_rl_mjx.train_and_evaluate(alone, str(tmp_path / "seed1"))
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a[1], b[0], rtol=2e-5, atol=2e-6),
                  expected["state"].agent, single["state"].agent)
+
+
+@pytest.mark.slow  # two MJX compilations (loop and film env) in a fresh process: 1-3 min on 2 cores
+def test_evaluation_films_member_zero_to_mp4_with_egl(tmp_path):
+    """MUJOCO_GL is read when MuJoCo is imported, so the run is a fresh process with MUJOCO_GL=egl."""
+    overrides = {"env.num_envs": 2, "env.episode_length": 40, "total_env_steps": 20, "iterations_per_chunk": 10,
+                 "start_steps": 16, "batch_size": 8, "replay_capacity": 24, "updates_per_iteration": 2,
+                 "agent.hidden_sizes": (32, 32), "num_seeds": 2, "video.enabled": True, "video.size": 48}
+    command = [sys.executable, "-m", "train.rl_mjx", "--config=configs/rl_mjx.py:cpu", f"--workdir={tmp_path}"] + [
+        f"--config.{key}={value}" for key, value in overrides.items()]
+    result = subprocess.run(command, cwd=REPO, env=dict(os.environ, MUJOCO_GL="egl"), capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    import imageio.v3 as iio
+
+    frames = iio.imread(tmp_path / "videos" / "00000020.mp4")
+    assert frames.shape == (11, 48, 48, 3)  # the reset frame and 10 agent steps (40 control steps / 4)
+    assert frames.std() > 5 and np.abs(np.diff(frames.astype(float), axis=0)).max() > 10  # a moving scene
