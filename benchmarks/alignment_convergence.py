@@ -187,13 +187,15 @@ def logged_diagnostics(record: dict) -> dict[str, tuple[list, list]]:
     return curves
 
 
-def saved_diagnostics(record: dict) -> dict[str, tuple[list, list]]:
-    """{metric: (steps, values)} of the run's checkpoints against the trained encoder (every method)."""
-    points = sorted((int(step), values) for step, values in record["checkpoint_diagnostics"].items())
+def saved_diagnostics(record: dict, checkpoints: list[int]) -> dict[str, tuple[list, list]]:
+    """{metric: (steps, values)} of the run's evaluation checkpoints against the trained encoder (every method;
+    a checkpoint a preempted piece saved between evaluations is left out, so the seeds' steps line up)."""
+    points = sorted((int(step), values) for step, values in record["checkpoint_diagnostics"].items()
+                    if int(step) in checkpoints)
     return {name: ([s for s, _ in points], [v[name] for _, v in points]) for name in DIAGNOSTICS}
 
 
-def plot_diagnostics(path: str, records: dict[str, list[dict]]) -> None:
+def plot_diagnostics(path: str, records: dict[str, list[dict]], checkpoints: list[int]) -> None:
     """One panel per diagnostic, the mean over a method's seeds against steps: top, as logged during training
     (aligned methods, against their own targets); bottom, at the checkpoints against the trained encoder."""
     import matplotlib
@@ -202,7 +204,7 @@ def plot_diagnostics(path: str, records: dict[str, list[dict]]) -> None:
     import matplotlib.pyplot as plt
 
     rows = (("logged in training, own targets", logged_diagnostics),
-            ("checkpoints vs trained encoder", saved_diagnostics))
+            ("checkpoints vs trained encoder", lambda record: saved_diagnostics(record, checkpoints)))
     fig, axes = plt.subplots(len(rows), len(DIAGNOSTICS), figsize=(4 * len(DIAGNOSTICS), 3.2 * len(rows)), dpi=110)
     for row, (title, curves_of) in zip(axes, rows):
         for method, runs in records.items():
@@ -357,7 +359,7 @@ def main(argv) -> None:
     write_report(steps, eval_every, checkpoints, curves, timings, train_seconds, final, base, png)
     if _BASE.value == "fmnist":
         diagnostics_png = os.path.join(output_dir, f"{stem}_diagnostics.png")
-        plot_diagnostics(diagnostics_png, records)
+        plot_diagnostics(diagnostics_png, records, checkpoints)
         append_fmnist_sections(checkpoints, curves, records, diagnostics_png)
     print(open(output_path()).read())
 

@@ -8,7 +8,7 @@ are one vmapped program (`train.rl_mjx`, `num_seeds`) in `<workdir>/<task>/<meth
 (`train.rl`) each seed runs in `<workdir>/<task>/<method>/seed<k>`. Every run resumes from its checkpoints, a
 finished run leaves `result.json` and is skipped when the grid is started again, and a SIGTERM stops the grid
 after the running cell saved its state (exit 0; rerun the same command to continue). After each run the grid
-rewrites `results.json` (every run's evaluations) and `results.md` (final evaluation return per task, method
+rewrites `results.json` (every run's evaluations and wall-clock, summed over its pieces) and `results.md` (final evaluation return per task, method
 and seed, with the mean over seeds).
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import numpy as np
 from absl import flags
@@ -25,6 +26,7 @@ from configs import rl_grid as grid_configs
 from configs import rl_mjx as mjx_configs
 from jaxrep.checkpoint import PreemptionGuard
 from jaxrep.config_checks import ConfigError
+from jaxrep.logging import save_config
 from train.cli import run_entrypoint, run_program
 
 
@@ -109,6 +111,7 @@ def run_cell(cell: dict, workdir: str) -> dict | None:
     if os.path.exists(result_path):
         with open(result_path) as f:
             return json.load(f)
+    start = time.perf_counter()
     if cell["loop"] == "mjx":
         from train import rl_mjx
 
@@ -119,20 +122,31 @@ def run_cell(cell: dict, workdir: str) -> dict | None:
 
         summary = rl.train_and_evaluate(cell["config"], workdir)
         evals = [[list(e) for e in summary["evals"]]]
+    os.makedirs(workdir, exist_ok=True)
+    seconds = add_seconds(workdir, time.perf_counter() - start)
     if summary["preempted"]:
         return None
     result = {"task": cell["task"], "method": cell["method"], "loop": cell["loop"], "seeds": cell["seeds"],
-              "env_steps": summary["env_steps"], "evals": evals}
-    os.makedirs(workdir, exist_ok=True)
+              "env_steps": summary["env_steps"], "evals": evals, "seconds": seconds}
     with open(result_path, "w") as f:
         json.dump(result, f, indent=1)
     return result
 
 
+def add_seconds(workdir: str, seconds: float) -> float:
+    """Adds one piece's wall-clock to the run's total in `grid_seconds.json` (a resumed run counts every piece)."""
+    path = os.path.join(workdir, "grid_seconds.json")
+    total = seconds + (json.load(open(path))["seconds"] if os.path.exists(path) else 0.0)
+    with open(path, "w") as f:
+        json.dump({"seconds": total}, f)
+    return total
+
+
 def write_tables(workdir: str, results: list[dict]) -> None:
     """`results.json` (one entry per task, method and seed) and `results.md` (final returns)."""
     rows = [{"task": r["task"], "method": r["method"], "seed": seed, "loop": r["loop"], "env_steps": r["env_steps"],
-             "evals": evals} for r in results for seed, evals in zip(r["seeds"], r["evals"])]
+             "evals": evals, "run_seconds": r.get("seconds")} for r in results
+            for seed, evals in zip(r["seeds"], r["evals"])]
     with open(os.path.join(workdir, "results.json"), "w") as f:
         json.dump(rows, f, indent=1)
     lines = ["| task | method | loop | env steps | final eval return per seed | mean |", "|---|---|---|---|---|---|"]
@@ -156,6 +170,7 @@ def run_grid(grid, workdir: str) -> dict:
     grid_configs.validate(grid)
     runs = cells(grid)
     os.makedirs(workdir, exist_ok=True)
+    save_config(workdir, grid)
     results = []
     with PreemptionGuard() as guard:
         for cell in runs:

@@ -107,3 +107,46 @@ def plot_profiles(path: str, taus: Sequence[float], profiles: Mapping[str, np.nd
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def learning_curve_bands(curves: np.ndarray, *, confidence: float = 0.95, resamples: int = 10_000, seed: int = 0
+                         ) -> np.ndarray:
+    """(3, points) mean and percentile-bootstrap interval over runs of (runs, points) evaluation returns, per
+    evaluation point (`jaxrep.metrics.bootstrap_mean_ci`); with a handful of seeds the band is itself rough."""
+    from jaxrep.metrics.convergence import bootstrap_mean_ci
+
+    curves = np.asarray(curves, np.float64)
+    if curves.ndim != 2:
+        raise ValueError(f"curves must be (runs, points), got shape {curves.shape}")
+    return np.array([bootstrap_mean_ci(curves[:, i], confidence=confidence, resamples=resamples, seed=seed)
+                     for i in range(curves.shape[1])]).T
+
+
+def plot_learning_curves(path: str, steps: Mapping[str, Sequence[int]],
+                         curves: Mapping[str, Mapping[str, np.ndarray]]) -> None:
+    """One panel per task: each method's mean evaluation return against env steps with its bootstrap band.
+
+    Args:
+      steps: {task: evaluation env steps (points,)}.
+      curves: {task: {method: (runs, points) returns}}.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(curves)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.2), dpi=110, squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for method, runs in curves[task].items():
+            mean, low, high = learning_curve_bands(runs)
+            ax.plot(steps[task], mean, label=f"{method} (n={len(runs)})")
+            ax.fill_between(steps[task], low, high, alpha=0.2)
+        ax.set_title(task)
+        ax.set_xlabel("env steps")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("eval return (95 % bootstrap CI)")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

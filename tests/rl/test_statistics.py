@@ -6,8 +6,8 @@ import pytest
 from PIL import Image
 from scipy import stats
 
-from jaxrep.rl import (aggregate_intervals, normalize_returns, performance_profiles, plot_aggregates, plot_profiles,
-                       probability_of_improvement)
+from jaxrep.rl import (aggregate_intervals, learning_curve_bands, normalize_returns, performance_profiles,
+                       plot_aggregates, plot_learning_curves, plot_profiles, probability_of_improvement)
 
 
 @pytest.fixture(scope="module")
@@ -46,3 +46,22 @@ def test_probability_of_improvement_and_profiles(scores, tmp_path):
     plot_profiles(str(tmp_path / "profiles.png"), taus, profiles, cis)
     for name in ("aggregates.png", "profiles.png"):
         assert min(Image.open(tmp_path / name).size) > 100
+
+
+def test_learning_curve_bands_bracket_the_mean_and_shrink_with_agreement(tmp_path):
+    rng = np.random.default_rng(1)
+    curves = np.linspace(0, 500, 6)[None] + rng.normal(0, 50, (5, 6))
+    mean, low, high = learning_curve_bands(curves, resamples=2000)
+    np.testing.assert_allclose(mean, curves.mean(0))
+    assert np.all(low <= mean) and np.all(mean <= high) and np.all(high - low > 0)
+    # Percentile bootstrap of the mean: half-width about 1.96 sigma / sqrt(n) (sigma the population std).
+    np.testing.assert_allclose((high - low) / 2, 1.96 * curves.std(0) / np.sqrt(5), rtol=0.35)
+    narrow = learning_curve_bands(np.linspace(0, 500, 6)[None] + rng.normal(0, 5, (5, 6)), resamples=2000)
+    assert np.all(narrow[2] - narrow[1] < high - low)
+    np.testing.assert_array_equal(learning_curve_bands(np.full((3, 2), 7.0)), np.full((3, 2), 7.0))
+    with pytest.raises(ValueError, match=r"\(runs, points\)"):
+        learning_curve_bands(np.ones(4))
+    steps = {"a": np.arange(6), "b": np.arange(6)}
+    plot_learning_curves(str(tmp_path / "curves.png"), steps, {"a": {"beer": curves, "ddpg": curves / 2},
+                                                               "b": {"beer": curves, "ddpg": curves}})
+    assert min(Image.open(tmp_path / "curves.png").size) > 100
