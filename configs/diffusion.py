@@ -43,6 +43,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.total_steps = 400_000  # optimizer updates
     config.ema_decay = 0.9999  # EMA of the weights, used for sampling and evaluation
     config.num_devices = 0  # devices in the mesh; 0 means all devices of all processes
+    config.param_sharding = "replicate"  # 'replicate' (data parallel) or 'fsdp' (params, EMA, Adam moments split
+    # over the mesh's data axis; jaxrep.parallel.state_shardings)
 
     config.data = ml_collections.ConfigDict()
     config.data.source = "arrays"  # 'shapes32', 'dsprites', 'fashion_mnist', 'arrays' (user files), 'latent_records'
@@ -226,6 +228,7 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int, image_size:
                      "model.mlp_ratio", "sample.num_steps", "sample.num_images")
     require(config.batch_size % num_devices == 0, "batch_size",
             f"{config.batch_size} is not divisible by the {num_devices} devices of the mesh")
+    require_choice(config, "param_sharding", ("replicate", "fsdp"))
     require(config.optim.learning_rate > 0, "optim.learning_rate", f"must be > 0, got {config.optim.learning_rate}")
     require(config.optim.warmup_steps >= 0, "optim.warmup_steps", "must be >= 0")
     require(config.optim.eps > 0, "optim.eps", f"must be > 0 (Adam divides by sqrt(v) + eps), got {config.optim.eps}")

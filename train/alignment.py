@@ -190,7 +190,7 @@ def erw_transfer(warmup_params: Any, fresh_state: TrainState, tx, *, l2r_depth: 
                              ema_params=jax.tree.map(jnp.copy, params), opt_state=tx.init(params))
 
     state = transfer(warmup_params, fresh_state)
-    return jax.device_put(state, parallel.replicated_sharding(mesh))
+    return jax.device_put(state, parallel.shardings_of(fresh_state))
 
 
 def diagnostics_hook(model: SiT, alignment: Alignment, config, probe_batch: dict,

@@ -114,26 +114,17 @@ def build_experiment(config, devices=None, *, stage: str = "main") -> Experiment
     diffusion_configs.validate_image_size(config, image_shape[0])
 
     mesh = parallel.make_mesh(devices)
-    replicated = parallel.replicated_sharding(mesh)
     model = build_model(config, image_shape)
     alignment = build_alignment(config, model, image_shape, mesh)
     if stage == "erw_warmup":
         # ERW's phase 1 runs without RoPE (`ERW:train.py` init_model(is_warmup=True)); QK-norm stays, so the
         # transplanted blocks' params match.
         model = model.clone(depth=config.align.erw.l2r_depth, use_rope=False)
-    tx = make_optimizer(config.optim.learning_rate, warmup_steps=config.optim.warmup_steps, b1=config.optim.b1,
-                        b2=config.optim.b2, eps=config.optim.eps, weight_decay=config.optim.weight_decay,
-                        grad_clip=config.optim.grad_clip)
+    tx = optimizer(config)
     init_key, train_key, sample_key = jax.random.split(jax.random.key(config.seed), 3)
-
-    @functools.partial(jax.jit, out_shardings=replicated)
-    def init_state():
-        params = init_params(model, init_key, image_shape)
-        if alignment is not None:
-            params["projector"] = alignment.init_projector(init_key, model)
-        return create_train_state(params, tx, jax.random.key_data(train_key))
-
-    state = init_state()  # born on the mesh, replicated
+    init_state = state_initializer(model, tx, image_shape, init_key, train_key, alignment)
+    shardings = parallel.state_shardings(jax.eval_shape(init_state), mesh, config.param_sharding)
+    state = jax.jit(init_state, out_shardings=shardings)()  # born on the mesh, replicated or FSDP-split
     loss_fn = make_loss(model, config, alignment, stage)
     train_step = make_train_step(loss_fn, tx, ema_decay=config.ema_decay)
     jitted = loop.jit_train_step(train_step, state, mesh)
@@ -145,6 +136,27 @@ def build_experiment(config, devices=None, *, stage: str = "main") -> Experiment
                       jitted_step=jitted, sampler=sampler, sample_key=sample_key, tx=tx, loss_fn=loss_fn,
                       prepare_batch=alignment.prepare_batch if alignment else (lambda batch: batch),
                       data_keys=("image", "label", *extra_keys), alignment=alignment)
+
+
+def optimizer(config):
+    """AdamW with the run's schedule and clipping (`jaxrep.training.make_optimizer`)."""
+    optim = config.optim
+    return make_optimizer(optim.learning_rate, warmup_steps=optim.warmup_steps, b1=optim.b1, b2=optim.b2,
+                          eps=optim.eps, weight_decay=optim.weight_decay, grad_clip=optim.grad_clip)
+
+
+def state_initializer(model: SiT, tx, image_shape: tuple[int, ...], init_key, train_key, alignment=None
+                      ) -> Callable[[], Any]:
+    """init() -> the fresh TrainState (SiT params, projector params when aligned, optimizer state, step key); jit
+    it with the state's shardings, or `jax.eval_shape` it for an ahead-of-time compile."""
+
+    def init_state():
+        params = init_params(model, init_key, image_shape)
+        if alignment is not None:
+            params["projector"] = alignment.init_projector(init_key, model)
+        return create_train_state(params, tx, jax.random.key_data(train_key))
+
+    return init_state
 
 
 def latent_normalization(config) -> LatentNormalization:

@@ -71,11 +71,11 @@ def import_checkpoint(config, workdir: str, *, checkpoint_path: str, weights: st
     if keep_projector:
         params["projector"] = projector_params_from_state_dict(
             checkpoint.state_dict, experiment.alignment.projector, hidden_size=model.hidden_size)
-    replicated = parallel.replicated_sharding(experiment.mesh)
-    params = jax.device_put(params, replicated)
+    params = jax.device_put(params, parallel.shardings_of(experiment.state.params))
     step = step if step >= 0 else (checkpoint.step or 0)
-    state = experiment.state.replace(step=jax.device_put(jnp.asarray(step, experiment.state.step.dtype), replicated),
-                                     params=params, ema_params=params)
+    state = experiment.state.replace(
+        step=jax.device_put(jnp.asarray(step, experiment.state.step.dtype), experiment.state.step.sharding),
+        params=params, ema_params=params)
     checkpointer = Checkpointer(directory, save_every=1)
     checkpointer.save(step, state, {}, force=True)
     checkpointer.close()

@@ -73,11 +73,11 @@ def select_devices(config, devices=None) -> list:
 
 
 def jit_train_step(train_step: Callable, state: Any, mesh: jax.sharding.Mesh) -> Callable:
-    """jax.jit of step(state, batch) -> (state, metrics): state replicated and donated, batch sharded."""
-    replicated = parallel.replicated_sharding(mesh)
-    state_sharding = jax.tree.map(lambda _: replicated, state)
+    """jax.jit of step(state, batch) -> (state, metrics): the state keeps its own shardings (replicated, or
+    FSDP-split by `parallel.state_shardings`) and is donated, the batch is split over `data`."""
+    state_sharding = parallel.shardings_of(state)
     return jax.jit(train_step, in_shardings=(state_sharding, parallel.batch_sharding(mesh)),
-                   out_shardings=(state_sharding, replicated), donate_argnums=0)
+                   out_shardings=(state_sharding, parallel.replicated_sharding(mesh)), donate_argnums=0)
 
 
 def describe_compiled(compiled, step_time_hint: str = "") -> str:

@@ -97,13 +97,14 @@ def make_sharded_sampler(experiment: train_diffusion.Experiment, decoder=None) -
     inside the same program."""
     mesh = experiment.mesh
     replicated, batch = parallel.replicated_sharding(mesh), parallel.batch_sharding(mesh)
+    params = parallel.shardings_of(experiment.state.ema_params)  # replicated, or FSDP-split like the run's
     sample = train_diffusion.make_sampler(experiment.model, experiment.config)
     if decoder is None:
-        return jax.jit(sample, in_shardings=(replicated, batch, replicated), out_shardings=batch)
+        return jax.jit(sample, in_shardings=(params, batch, replicated), out_shardings=batch)
     decode, vae_params = decoder
     vae_params = jax.device_put(vae_params, replicated)
     jitted = jax.jit(lambda params, vae, labels, key: decode(vae, sample(params, labels, key)),
-                     in_shardings=(replicated, replicated, batch, replicated), out_shardings=batch)
+                     in_shardings=(params, replicated, batch, replicated), out_shardings=batch)
     return lambda params, labels, key: jitted(params, vae_params, labels, key)
 
 
