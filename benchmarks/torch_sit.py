@@ -57,18 +57,21 @@ def torch_sit(torch, nn, *, input_size, patch_size, in_channels, hidden_size, de
             self.final_ada = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 2 * hidden_size))
             self.final = nn.Linear(hidden_size, patch_size * patch_size * in_channels)
 
-        def forward(self, x, t, y):
+        def forward(self, x, t, y, hidden_at=None):
             b, c, h, w = x.shape
             tokens = self.x_embedder(x).flatten(2).transpose(1, 2) + self.pos
             freqs = torch.exp(-math.log(10000.0) * torch.arange(128, dtype=torch.float32) / 128)
             args = t[:, None] * freqs[None]
             cond = self.t_mlp(torch.cat([torch.cos(args), torch.sin(args)], dim=-1)) + self.y_embedder(y)
-            for block in self.blocks:
+            hidden = None
+            for index, block in enumerate(self.blocks):
                 tokens = block(tokens, cond)
+                hidden = tokens if index + 1 == hidden_at else hidden
             shift, scale = self.final_ada(cond).unsqueeze(1).chunk(2, dim=-1)
             out = self.final(self.final_norm(tokens) * (1 + scale) + shift)
             p, g = patch_size, h // patch_size
-            return out.reshape(b, g, g, p, p, c).permute(0, 5, 1, 3, 2, 4).reshape(b, c, h, w)
+            out = out.reshape(b, g, g, p, p, c).permute(0, 5, 1, 3, 2, 4).reshape(b, c, h, w)
+            return out if hidden_at is None else (out, hidden)
 
     return SiT()
 

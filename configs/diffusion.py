@@ -68,6 +68,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.model.dtype = "float32"  # activation dtype: 'float32' or 'bfloat16' (params stay float32)
     config.model.use_rope = False  # 2-D rotary embedding of q and k in every block (ERW); head_dim % 4 == 0
     config.model.qk_norm = False  # per-head LayerNorm of q and k before attention (timm qk_norm, ERW --qk-norm)
+    config.model.attention_impl = "xla"  # 'xla' (jax.nn.dot_product_attention), 'cudnn' (NVIDIA GPUs) or
+    # 'cpu_layout' (heads-major q/k/v for XLA:CPU); the same parameters and outputs (jaxrep.nn.attention)
 
     config.diffusion = ml_collections.ConfigDict()
     config.diffusion.path = "linear"  # interpolant: 'linear' (SiT/REPA default) or 'gvp'
@@ -242,6 +244,12 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int, image_size:
     require(config.num_devices >= 0, "num_devices", "must be >= 0 (0: all devices)")
     require_choice(config, "data.source", ("shapes32", "dsprites", "fashion_mnist", "arrays", "latent_records"))
     require_choice(config, "model.dtype", ACTIVATION_DTYPES)
+    require_choice(config, "model.attention_impl", ("xla", "cudnn", "cpu_layout"))
+    if config.model.attention_impl == "cudnn":
+        import jax
+
+        require(jax.default_backend() == "gpu", "model.attention_impl",
+                f"'cudnn' runs on NVIDIA GPUs only; this backend is {jax.default_backend()!r} (use 'xla')")
     require_choice(config, "diffusion.path", ("linear", "gvp"))
     require_choice(config, "diffusion.time_weighting", ("uniform", "lognormal"))
     require_choice(config, "sample.sampler", ("ode", "sde"))

@@ -57,7 +57,8 @@ def build_model(config, image_shape: tuple[int, ...]) -> SiT:
     height, _, channels = image_shape
     common = dict(input_size=height, in_channels=channels, num_classes=config.data.num_classes,
                   mlp_ratio=config.model.mlp_ratio, dtype=jnp.dtype(config.model.dtype),
-                  use_rope=config.model.use_rope, qk_norm=config.model.qk_norm)
+                  use_rope=config.model.use_rope, qk_norm=config.model.qk_norm,
+                  attention_impl=config.model.attention_impl)
     if config.model.preset:
         return sit_preset(config.model.preset, **common)
     return SiT(patch_size=config.model.patch_size, hidden_size=config.model.hidden_size, depth=config.model.depth,

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrep.nn.attention import ATTENTION_IMPLS, DenseEinsum, heads_major_attention
 from jaxrep.nn.rope import apply_rope, axial_rope_tables
 
 # (depth, hidden size, heads) of the paper's presets; params: DiT Table 1 (with learned sigma).
@@ -90,27 +91,41 @@ class Attention(nn.Module):
 
     qk_norm: LayerNorm over the head dimension of q and k (timm `qk_norm=True`: `nn.LayerNorm(head_dim)`,
     eps 1e-5, learned scale and bias shared by the heads). `rope` (cos, sin) tables (N, head_dim) rotate q
-    and k after the norm (ERW's order).
+    and k after the norm (ERW's order). `impl`: the attention kernel (`jaxrep.nn.attention`); every one has
+    the same parameters and output.
     """
 
     hidden_size: int
     num_heads: int
     dtype: Any = jnp.float32
     qk_norm: bool = False
+    impl: str = "xla"
 
-    @nn.compact
-    def __call__(self, x: jax.Array, rope: tuple[jax.Array, jax.Array] | None = None) -> jax.Array:
-        batch, tokens, _ = x.shape
-        head_dim = self.hidden_size // self.num_heads
-        qkv = nn.Dense(3 * self.hidden_size, kernel_init=xavier, dtype=self.dtype, name="qkv")(x)
-        q, k, v = (part[:, :, 0] for part in
-                   jnp.split(qkv.reshape(batch, tokens, 3, self.num_heads, head_dim), 3, axis=2))
+    def _qk(self, q, k, rope, token_axis: int):
         if self.qk_norm:
             q = layer_norm("q_norm", epsilon=1e-5, affine=True, dtype=self.dtype)(q)
             k = layer_norm("k_norm", epsilon=1e-5, affine=True, dtype=self.dtype)(k)
-        if rope is not None:
-            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        out = jax.nn.dot_product_attention(q, k, v)
+        if rope is not None:  # apply_rope takes (B, N, H, D)
+            rotate = lambda x: apply_rope(x.swapaxes(1, token_axis), *rope).swapaxes(1, token_axis)  # noqa: E731
+            q, k = rotate(q), rotate(k)
+        return q, k
+
+    @nn.compact
+    def __call__(self, x: jax.Array, rope: tuple[jax.Array, jax.Array] | None = None) -> jax.Array:
+        if self.impl not in ATTENTION_IMPLS:
+            raise ValueError(f"model.attention_impl: must be one of {ATTENTION_IMPLS}, got {self.impl!r}")
+        batch, tokens, width = x.shape
+        heads, head_dim = self.num_heads, self.hidden_size // self.num_heads
+        if self.impl == "cpu_layout":
+            q, k, v = DenseEinsum(3 * width, self.dtype, xavier, name="qkv")(
+                x, "bnc,cshd->sbhnd", (width, 3, heads, head_dim), (3, 1, heads, 1, head_dim))
+            q, k = self._qk(q, k, rope, token_axis=2)
+            return DenseEinsum(width, self.dtype, xavier, name="proj")(
+                heads_major_attention(q, k, v), "bhnd,hdc->bnc", (heads, head_dim, width), (width,))
+        qkv = nn.Dense(3 * self.hidden_size, kernel_init=xavier, dtype=self.dtype, name="qkv")(x)
+        q, k, v = (part[:, :, 0] for part in jnp.split(qkv.reshape(batch, tokens, 3, heads, head_dim), 3, axis=2))
+        q, k = self._qk(q, k, rope, token_axis=1)
+        out = jax.nn.dot_product_attention(q, k, v, implementation=self.impl)
         return nn.Dense(self.hidden_size, kernel_init=xavier, dtype=self.dtype, name="proj")(
             out.reshape(batch, tokens, self.hidden_size))
 
@@ -123,6 +138,7 @@ class SiTBlock(nn.Module):
     mlp_ratio: float = 4.0
     dtype: Any = jnp.float32
     qk_norm: bool = False
+    attention_impl: str = "xla"
 
     @nn.compact
     def __call__(self, x: jax.Array, c: jax.Array, rope: tuple[jax.Array, jax.Array] | None = None) -> jax.Array:
@@ -130,7 +146,7 @@ class SiTBlock(nn.Module):
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = jnp.split(modulation, 6, axis=-1)
         h = modulate(layer_norm("norm1")(x), shift_msa, scale_msa).astype(self.dtype)
         x = x + gate_msa[:, None] * Attention(self.hidden_size, self.num_heads, self.dtype, self.qk_norm,
-                                              name="attn")(h, rope)
+                                              self.attention_impl, name="attn")(h, rope)
         h = modulate(layer_norm("norm2")(x), shift_mlp, scale_mlp).astype(self.dtype)
         h = nn.Dense(int(self.hidden_size * self.mlp_ratio), kernel_init=xavier, dtype=self.dtype, name="fc1")(h)
         h = nn.Dense(self.hidden_size, kernel_init=xavier, dtype=self.dtype, name="fc2")(
@@ -164,6 +180,8 @@ class SiT(nn.Module):
         needs head_dim = hidden_size / num_heads divisible by 4.
       qk_norm: per-head LayerNorm of q and k (adds `q_norm`/`k_norm` scale and bias to every block's attn).
       dtype: activation dtype (bf16 for mixed precision); parameters stay float32.
+      attention_impl: "xla", "cudnn" (NVIDIA GPUs) or "cpu_layout" (`jaxrep.nn.attention`); same params and
+        outputs, a different layout for the attention dots.
     """
 
     input_size: int = 32
@@ -177,6 +195,7 @@ class SiT(nn.Module):
     dtype: Any = jnp.float32
     use_rope: bool = False
     qk_norm: bool = False
+    attention_impl: str = "xla"
 
     @property
     def grid_size(self) -> int:
@@ -222,7 +241,7 @@ class SiT(nn.Module):
         hidden = None
         for i in range(self.depth):
             h = SiTBlock(self.hidden_size, self.num_heads, self.mlp_ratio, self.dtype, self.qk_norm,
-                         name=f"blocks_{i}")(h, c, rope)
+                         self.attention_impl, name=f"blocks_{i}")(h, c, rope)
             if hidden_at == i + 1:
                 hidden = h
         out = FinalLayer(self.hidden_size, p, channels, name="final_layer")(h, c).astype(jnp.float32)
