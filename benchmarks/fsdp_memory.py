@@ -2,8 +2,8 @@
 
   XLA_FLAGS=--xla_force_host_platform_device_count=8 python -m benchmarks.fsdp_memory --preset=XL/2
 
-Builds the `configs/diffusion.py` step (SiT `--preset` on 32x32x4 latents, 1000 classes, AdamW, EMA) as
-`train.diffusion.build_experiment` does, but from `jax.eval_shape` of the state, lowers it for the mesh over
+Builds the `configs/diffusion.py` step (SiT `--preset` on 32x32x4 latents, 1000 classes, AdamW, EMA) with
+`train.diffusion.abstract_train_step` (the experiment's step on `jax.eval_shape` of its state), lowers it for the mesh over
 all devices with the state replicated and FSDP-split (`jaxrep.parallel.state_shardings`), compiles, and prints
 XLA's memory analysis per device: arguments (the state plus the batch shard), temporaries (activations,
 gradients, the gathered weights) and the state's own bytes. On fake CPU devices the compile is the CPU's; a GPU
@@ -15,35 +15,17 @@ from __future__ import annotations
 import math
 
 import jax
-import jax.numpy as jnp
 from absl import app, flags
 
 from configs import diffusion as diffusion_configs
 from jaxrep import parallel
 from train import diffusion as train_diffusion
-from train import loop
 
 _PRESET = flags.DEFINE_string("preset", "XL/2", "SiT preset: S/2, B/2, L/2 or XL/2.")
 _BATCH = flags.DEFINE_integer("batch_size", 256, "Global batch.")
 _DTYPE = flags.DEFINE_string("dtype", "bfloat16", "Activation dtype (params stay float32).")
 
 GIB = 2**30
-
-
-def abstract_step(config, mesh, param_sharding: str):
-    """(jitted step, abstract sharded state, abstract sharded batch) of the config on `mesh`."""
-    image_shape = (32, 32, 4)
-    model = train_diffusion.build_model(config, image_shape)
-    tx = train_diffusion.optimizer(config)
-    keys = jax.random.split(jax.random.key(0), 2)
-    shapes = jax.eval_shape(train_diffusion.state_initializer(model, tx, image_shape, *keys))
-    shardings = parallel.state_shardings(shapes, mesh, param_sharding)
-    state = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, shardings)
-    batch_sharding = parallel.batch_sharding(mesh)
-    batch = {"image": jax.ShapeDtypeStruct((config.batch_size, *image_shape), jnp.float32, sharding=batch_sharding),
-             "label": jax.ShapeDtypeStruct((config.batch_size,), jnp.int32, sharding=batch_sharding)}
-    step = train_diffusion.make_train_step(train_diffusion.make_loss(model, config), tx, ema_decay=config.ema_decay)
-    return loop.jit_train_step(step, state, mesh), state, batch
 
 
 def main(argv) -> None:
@@ -57,7 +39,8 @@ def main(argv) -> None:
     print("| layout | state per device (GiB) | arguments (GiB) | temporaries (GiB) | outputs (GiB) |")
     print("|---|---|---|---|---|")
     for layout in parallel.PARAM_SHARDINGS:
-        jitted, state, batch = abstract_step(config, mesh, layout)
+        config.param_sharding = layout
+        jitted, state, batch = train_diffusion.abstract_train_step(config, mesh, (32, 32, 4))
         memory = jitted.lower(state, batch).compile().memory_analysis()
         state_bytes = sum(s.dtype.itemsize * math.prod(s.sharding.shard_shape(s.shape)) for s in jax.tree.leaves(state))
         print(f"| {layout} | {state_bytes / GIB:.2f} | {memory.argument_size_in_bytes / GIB:.2f} | "

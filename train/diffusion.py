@@ -160,6 +160,23 @@ def state_initializer(model: SiT, tx, image_shape: tuple[int, ...], init_key, tr
     return init_state
 
 
+def abstract_train_step(config, mesh: jax.sharding.Mesh, image_shape: tuple[int, ...]):
+    """(jitted step, abstract state, abstract batch) of the unaligned run `config` on `mesh`, for an
+    ahead-of-time `lower(...).compile()` or `jax.export` with nothing allocated: the state's ShapeDtypeStructs
+    carry the `param_sharding` layout, the batch's are split over `data`."""
+    model = build_model(config, image_shape)
+    tx = optimizer(config)
+    keys = jax.random.split(jax.random.key(config.seed), 2)
+    shapes = jax.eval_shape(state_initializer(model, tx, image_shape, *keys))
+    shardings = parallel.state_shardings(shapes, mesh, config.param_sharding)
+    state = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, shardings)
+    split = parallel.batch_sharding(mesh)
+    batch = {"image": jax.ShapeDtypeStruct((config.batch_size, *image_shape), jnp.float32, sharding=split),
+             "label": jax.ShapeDtypeStruct((config.batch_size,), jnp.int32, sharding=split)}
+    step = make_train_step(make_loss(model, config), tx, ema_decay=config.ema_decay)
+    return loop.jit_train_step(step, state, mesh), state, batch
+
+
 def latent_normalization(config) -> LatentNormalization:
     """The run's latent normalisation: per-channel statistics from `data.latent_stats_path` (iREPA) or the
     `data.latent_scale` of REPA."""
