@@ -3,7 +3,8 @@
     python -m benchmarks.repa_step                          # the cpu_repa shape and SiT-S/2, batch 32
     python -m benchmarks.repa_step --only s2 --rounds 3
 
-One step = SiT forward with the aligned block's tokens, REPA's 3-layer SiLU MLP projector (2048 wide), the
+One step = SiT forward with the aligned block's tokens, REPA's 3-layer SiLU MLP projector (the preset's width:
+256 for `cpu_repa`, REPA's 2048 for S/2), the
 velocity MSE plus 0.5 x the negative patch-wise cosine to fixed target tokens (SILoss; the frozen encoder's
 forward is outside the step in both, as REPA computes it under no_grad before the step), AdamW 1e-4, clip
 1.0, EMA 0.9999. PyTorch: `benchmarks.torch_sit`'s SiT (REPA's architecture) with 2 threads; jaxrep: the
@@ -30,18 +31,20 @@ from jaxrep.nn.sit import PRESETS, SiT
 from jaxrep.profiling import op_kind_times
 from jaxrep.training import create_train_state, make_optimizer, make_train_step
 
-SHAPES = {  # SiT shape, aligned depth, target tokens (N, D_enc)
+SHAPES = {  # SiT shape, aligned block, projector width, target tokens (N, D_enc)
+    # configs/diffusion.py:cpu_repa (the in-repo encoder's 64-d tokens on the 8 x 8 grid)
     "cpu_repa": (dict(input_size=32, patch_size=4, in_channels=3, hidden_size=128, depth=4, num_heads=4,
-                      num_classes=3), 2, (64, 64)),
-    "s2": (dict(input_size=32, patch_size=2, in_channels=4, num_classes=1000, **PRESETS["S"]), 4, (256, 768)),
+                      num_classes=3), 2, 256, (64, 64)),
+    # SiT-S/2 on 32x32x4 latents with REPA's SiT-B settings (block 4, 2048-wide projector, DINOv2-B targets)
+    "s2": (dict(input_size=32, patch_size=2, in_channels=4, num_classes=1000, **PRESETS["S"]), 4, 2048, (256, 768)),
 }
 MATMUL_KINDS = ("ynn", "dot", "convolution", "gemm", "matmul")
 
 
-def jax_step(shape: dict, depth: int, target: tuple[int, int], batch_size: int, impl: str):
+def jax_step(shape: dict, depth: int, width: int, target: tuple[int, int], batch_size: int, impl: str):
     """(step(), profile()) of jaxrep's REPA step with `model.attention_impl = impl`."""
     model = SiT(attention_impl=impl, **shape)
-    projector = make_projector("repa", out_dim=target[1])
+    projector = make_projector("repa", out_dim=target[1], hidden_dim=width)
     loss = make_diffusion_loss(model, alignment=make_alignment_term("repa", projector=projector, depth=depth,
                                                                     coef=0.5))
     tx = make_optimizer(1e-4)
@@ -70,7 +73,7 @@ def jax_step(shape: dict, depth: int, target: tuple[int, int], batch_size: int, 
     return step, outside_matmuls
 
 
-def torch_step(shape: dict, depth: int, target: tuple[int, int], batch_size: int):
+def torch_step(shape: dict, depth: int, width: int, target: tuple[int, int], batch_size: int):
     """(step(), profile()) of the PyTorch REPA step (official structure: SILoss, AdamW, clip, EMA)."""
     import copy
 
@@ -80,8 +83,8 @@ def torch_step(shape: dict, depth: int, target: tuple[int, int], batch_size: int
     torch.set_num_threads(2)
     torch.manual_seed(0)
     model = torch_sit(torch, nn, **shape)
-    projector = nn.Sequential(nn.Linear(shape["hidden_size"], 2048), nn.SiLU(), nn.Linear(2048, 2048), nn.SiLU(),
-                              nn.Linear(2048, target[1]))
+    projector = nn.Sequential(nn.Linear(shape["hidden_size"], width), nn.SiLU(), nn.Linear(width, width), nn.SiLU(),
+                              nn.Linear(width, target[1]))
     modules = nn.ModuleList([model, projector])
     ema = copy.deepcopy(modules).requires_grad_(False)
     optimizer = torch.optim.AdamW(modules.parameters(), lr=1e-4, weight_decay=0.0)
@@ -130,9 +133,9 @@ def main() -> None:
     args = parser.parse_args()
     print(f"{len(jax.devices())} {jax.devices()[0].platform} device(s), JAX {jax.__version__}; batch {args.batch}")
     for name in [args.only] if args.only else SHAPES:
-        shape, depth, target = SHAPES[name]
-        steps = {"pytorch": torch_step(shape, depth, target, args.batch)}
-        steps.update({f"jaxrep {impl}": jax_step(shape, depth, target, args.batch, impl)
+        shape, depth, width, target = SHAPES[name]
+        steps = {"pytorch": torch_step(shape, depth, width, target, args.batch)}
+        steps.update({f"jaxrep {impl}": jax_step(shape, depth, width, target, args.batch, impl)
                       for impl in args.impls.split(",")})
         times = {label: [] for label in steps}
         for label, (step, _) in steps.items():
@@ -143,7 +146,7 @@ def main() -> None:
                 step()
                 times[label].append(time.perf_counter() - start)
         torch_median = statistics.median(times["pytorch"])
-        print(f"\n== {name} (REPA step, aligned block {depth}, targets {target})\n")
+        print(f"\n== {name} (REPA step, aligned block {depth}, projector {width}, targets {target})\n")
         print("| step | median (ms) | vs PyTorch | share of op time outside matmuls |")
         print("|---|---|---|---|")
         for label, (_, outside) in steps.items():

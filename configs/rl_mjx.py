@@ -93,7 +93,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     require(not coefs or config.method == "beer", "beer_coefs", f"a BEER weight grid needs method 'beer', got "
             f"{config.method!r}")
     require(all(coef >= 0 for coef in coefs), "beer_coefs", f"weights must be >= 0, got {config.beer_coefs!r}")
-    require_positive(config, "num_seeds", "env.num_envs", "iterations_per_chunk", "eval_every_chunks", "checkpoint_every_chunks",
+    require_positive(config, "num_seeds", "env.num_envs", "iterations_per_chunk", "eval_every_chunks",
+                     "checkpoint_every_chunks",
                      "checkpoint_keep")
     require(config.updates_per_iteration >= 0, "updates_per_iteration",
             f"must be >= 0, got {config.updates_per_iteration}")

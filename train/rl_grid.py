@@ -8,8 +8,8 @@ are one vmapped program (`train.rl_mjx`, `num_seeds`) in `<workdir>/<task>/<meth
 (`train.rl`) each seed runs in `<workdir>/<task>/<method>/seed<k>`. Every run resumes from its checkpoints, a
 finished run leaves `result.json` and is skipped when the grid is started again, and a SIGTERM stops the grid
 after the running cell saved its state (exit 0; rerun the same command to continue). After each run the grid
-rewrites `results.json` (every run's evaluations and wall-clock, summed over its pieces) and `results.md` (final evaluation return per task, method
-and seed, with the mean over seeds).
+rewrites `results.json` (every run's evaluations and wall-clock, summed over its pieces) and `results.md`
+(final evaluation return per task, method and seed, with the mean over seeds).
 """
 
 from __future__ import annotations
@@ -152,8 +152,9 @@ def write_tables(workdir: str, results: list[dict]) -> None:
     lines = ["| task | method | loop | env steps | final eval return per seed | mean |", "|---|---|---|---|---|---|"]
     for r in results_by_cell(rows):
         finals = [row["evals"][-1][1] for row in r]
-        lines.append(f"| {r[0]['task']} | {r[0]['method']} | {r[0]['loop']} | {r[0]['env_steps']} | "
-                     + ", ".join(f"{row['seed']}: {v:.1f}" for row, v in zip(r, finals)) + f" | {np.mean(finals):.1f} |")
+        per_seed = ", ".join(f"{row['seed']}: {v:.1f}" for row, v in zip(r, finals))
+        lines.append(f"| {r[0]['task']} | {r[0]['method']} | {r[0]['loop']} | {r[0]['env_steps']} | {per_seed} | "
+                     f"{np.mean(finals):.1f} |")
     with open(os.path.join(workdir, "results.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
 

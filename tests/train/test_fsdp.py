@@ -9,6 +9,7 @@ from jax.sharding import PartitionSpec as P
 
 from jaxrep import parallel
 from jaxrep.checkpoint import Checkpointer, abstract_like
+from jaxrep.config_checks import ConfigError
 from tests.helpers import first_batches, run_steps, tiny_diffusion_config
 from train import diffusion as train_diffusion
 from train import sample as train_sample
@@ -27,6 +28,8 @@ def test_fsdp_spec_splits_the_largest_divisible_axis_of_large_arrays():
     assert parallel.fsdp_spec((128,), 8) == P() and parallel.fsdp_spec((), 8) == P()  # small: replicated
     with pytest.raises(ValueError, match="param_sharding: must be one of"):
         parallel.state_shardings({}, parallel.make_mesh(jax.devices()[:1]), "zero3")
+    with pytest.raises(ConfigError, match="^param_sharding: "):
+        train_diffusion.build_experiment(tiny_diffusion_config(param_sharding="zero3"), jax.devices()[:1])
 
 
 def copy(state):
