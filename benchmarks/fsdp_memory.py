@@ -24,6 +24,7 @@ from train import diffusion as train_diffusion
 _PRESET = flags.DEFINE_string("preset", "XL/2", "SiT preset: S/2, B/2, L/2 or XL/2.")
 _BATCH = flags.DEFINE_integer("batch_size", 256, "Global batch.")
 _DTYPE = flags.DEFINE_string("dtype", "bfloat16", "Activation dtype (params stay float32).")
+_LAYOUTS = flags.DEFINE_list("layouts", ["replicate", "fsdp"], "param_sharding layouts to compile.")
 
 GIB = 2**30
 
@@ -38,7 +39,7 @@ def main(argv) -> None:
           f"activations, {devices} {jax.devices()[0].platform} devices\n")
     print("| layout | state per device (GiB) | arguments (GiB) | temporaries (GiB) | outputs (GiB) |")
     print("|---|---|---|---|---|")
-    for layout in parallel.PARAM_SHARDINGS:
+    for layout in _LAYOUTS.value:
         config.param_sharding = layout
         jitted, state, batch = train_diffusion.abstract_train_step(config, mesh, (32, 32, 4))
         memory = jitted.lower(state, batch).compile().memory_analysis()
