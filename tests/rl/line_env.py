@@ -50,3 +50,12 @@ class LineEnv:
         new_state = LineState(restarted, jnp.where(truncated, 0, episode_step), episode, state.key)
         return new_state, LineStep(restarted[:, None], position[:, None], reward, jnp.zeros_like(truncated),
                                    truncated, jnp.where(truncated, -1.0, 0.0))
+
+
+def run_chunks(run, state, chunks: int, iterations: int):
+    """(state, host summaries) after `chunks` calls of a jitted `run(state, iterations)` (a fused loop's chunk)."""
+    summaries = []
+    for _ in range(chunks):
+        state, summary = run(state, iterations)
+        summaries.append(jax.device_get(summary))
+    return state, summaries

@@ -4,6 +4,8 @@ Uses a tiny pure-JAX env with the `envs.mjx.MJXEnv` interface (so it runs withou
 compiles in seconds); the MJX env itself is tested in tests/envs/test_mjx.py and tests/rl/test_train_rl_mjx.py.
 """
 
+import functools
+
 import jax
 import numpy as np
 import pytest
@@ -13,9 +15,11 @@ from jaxrep.rl.ddpg import DDPG
 from jaxrep.rl.fused import FusedDDPG
 from jaxrep.rl.networks import Actor, Critic
 from tests.rl.line_env import LineEnv
+from tests.rl.line_env import run_chunks as run_line_chunks
 
 
 NUM_ENVS, STEPS_PER_EPISODE, ITERATIONS, START_STEPS, UPDATES, CAPACITY = 4, 5, 5, 16, 2, 48
+run_chunks = functools.partial(run_line_chunks, iterations=ITERATIONS)
 
 
 @pytest.fixture(scope="module")
@@ -25,14 +29,6 @@ def fused():
     init = jax.jit(lambda key: fused.init(key, CAPACITY))
     run = jax.jit(fused.run, static_argnums=1)
     return fused, init, run
-
-
-def run_chunks(run, state, chunks):
-    summaries = []
-    for _ in range(chunks):
-        state, summary = run(state, ITERATIONS)
-        summaries.append(jax.device_get(summary))
-    return state, summaries
 
 
 def test_counters_and_buffer_after_chunks(fused):

@@ -2,6 +2,7 @@
 weight), every member resumes bitwise after a checkpoint, and evaluation is per member."""
 
 import dataclasses
+import functools
 
 import jax
 import numpy as np
@@ -13,8 +14,10 @@ from jaxrep.rl.fused import FusedDDPG
 from jaxrep.rl.networks import Actor, Critic
 from jaxrep.rl.population import Population
 from tests.rl.line_env import LineEnv
+from tests.rl.line_env import run_chunks as run_line_chunks
 
 NUM_ENVS, STEPS_PER_EPISODE, ITERATIONS, START_STEPS, UPDATES, CAPACITY, CHUNKS = 4, 5, 5, 8, 2, 48, 3
+run_chunks = functools.partial(run_line_chunks, iterations=ITERATIONS)
 
 
 def fused_loop(beer_coef: float | None = 1e-2) -> FusedDDPG:
@@ -23,22 +26,14 @@ def fused_loop(beer_coef: float | None = 1e-2) -> FusedDDPG:
     return FusedDDPG(agent, LineEnv(NUM_ENVS, STEPS_PER_EPISODE), updates_per_iteration=UPDATES)
 
 
-def run_chunks(run, state, chunks=CHUNKS):
-    summaries = []
-    for _ in range(chunks):
-        state, summary = run(state, ITERATIONS)
-        summaries.append(jax.device_get(summary))
-    return state, summaries
-
-
 def single_run(fused: FusedDDPG, key):
     init = jax.jit(lambda k: fused.init(k, CAPACITY))
-    return run_chunks(jax.jit(fused.run, static_argnums=1), init(key))
+    return run_chunks(jax.jit(fused.run, static_argnums=1), init(key), CHUNKS)
 
 
 def population_run(population: Population, keys):
     init = jax.jit(lambda k: population.init(k, CAPACITY))
-    return run_chunks(jax.jit(population.run, static_argnums=1), init(keys))
+    return run_chunks(jax.jit(population.run, static_argnums=1), init(keys), CHUNKS)
 
 
 def member(tree, index):
