@@ -11,7 +11,8 @@ forward is outside the step in both, as REPA computes it under no_grad before th
 pure step of `train.diffusion` with each `model.attention_impl` that runs here. The steps run round-robin
 (one of each per round, `--rounds` rounds after a warm-up), so load on the shared machine hits all alike;
 medians are reported. Then each step is profiled once: the share of its op time outside matmuls
-(XLA:CPU `ynn_fusion`/dot/convolution ops; torch's mm/addmm/bmm/convolution and SDPA kernels).
+(XLA:CPU `ynn_fusion`/dot/convolution ops; torch's mm/addmm/bmm/convolution and SDPA kernels) and the share
+in ops that only change layout (XLA:CPU's copy/transpose kinds; torch's copy_/clone/contiguous).
 """
 
 from __future__ import annotations
@@ -39,10 +40,11 @@ SHAPES = {  # SiT shape, aligned block, projector width, target tokens (N, D_enc
     "s2": (dict(input_size=32, patch_size=2, in_channels=4, num_classes=1000, **PRESETS["S"]), 4, 2048, (256, 768)),
 }
 MATMUL_KINDS = ("ynn", "dot", "convolution", "gemm", "matmul")
+LAYOUT_KINDS = ("copy", "transpose")  # XLA:CPU op kinds that only move data into another layout
 
 
 def jax_step(shape: dict, depth: int, width: int, target: tuple[int, int], batch_size: int, impl: str):
-    """(step(), profile()) of jaxrep's REPA step with `model.attention_impl = impl`."""
+    """(step(), shares()): the step, and its op-time shares outside matmuls and in layout copies."""
     model = SiT(attention_impl=impl, **shape)
     projector = make_projector("repa", out_dim=target[1], hidden_dim=width)
     loss = make_diffusion_loss(model, alignment=make_alignment_term("repa", projector=projector, depth=depth,
@@ -65,16 +67,18 @@ def jax_step(shape: dict, depth: int, width: int, target: tuple[int, int], batch
         holder["state"], metrics = compiled(holder["state"], batch)
         jax.block_until_ready(metrics)
 
-    def outside_matmuls():
+    def shares():
         times = op_kind_times(step, calls=1)
+        total = sum(times.values())
         matmul = sum(t for kind, t in times.items() if any(m in kind for m in MATMUL_KINDS))
-        return 1 - matmul / sum(times.values())
+        copies = sum(t for kind, t in times.items() if any(m in kind for m in LAYOUT_KINDS))
+        return 1 - matmul / total, copies / total
 
-    return step, outside_matmuls
+    return step, shares
 
 
 def torch_step(shape: dict, depth: int, width: int, target: tuple[int, int], batch_size: int):
-    """(step(), profile()) of the PyTorch REPA step (official structure: SILoss, AdamW, clip, EMA)."""
+    """(step(), shares()) of the PyTorch REPA step (official structure: SILoss, AdamW, clip, EMA)."""
     import copy
 
     import torch
@@ -110,7 +114,7 @@ def torch_step(shape: dict, depth: int, width: int, target: tuple[int, int], bat
             for ema_p, p in zip(ema.parameters(), modules.parameters()):
                 ema_p.mul_(0.9999).add_(p, alpha=1e-4)
 
-    def outside_matmuls():
+    def shares():
         from torch.profiler import ProfilerActivity, profile
 
         with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -119,9 +123,10 @@ def torch_step(shape: dict, depth: int, width: int, target: tuple[int, int], bat
         total = sum(e.self_cpu_time_total for e in events)
         matmul = sum(e.self_cpu_time_total for e in events
                      if any(k in e.key for k in ("mm", "convolution", "scaled_dot_product", "mkldnn")))
-        return 1 - matmul / total
+        copies = sum(e.self_cpu_time_total for e in events if any(k in e.key for k in ("copy_", "clone", "contiguous")))
+        return 1 - matmul / total, copies / total
 
-    return step, outside_matmuls
+    return step, shares
 
 
 def main() -> None:
@@ -147,12 +152,13 @@ def main() -> None:
                 times[label].append(time.perf_counter() - start)
         torch_median = statistics.median(times["pytorch"])
         print(f"\n== {name} (REPA step, aligned block {depth}, projector {width}, targets {target})\n")
-        print("| step | median (ms) | vs PyTorch | share of op time outside matmuls |")
-        print("|---|---|---|---|")
-        for label, (_, outside) in steps.items():
+        print("| step | median (ms) | vs PyTorch | share of op time outside matmuls | in layout copies |")
+        print("|---|---|---|---|---|")
+        for label, (_, shares) in steps.items():
             median = statistics.median(times[label])
-            print(f"| {label} | {1e3 * median:.1f} | {median / torch_median:.2f}x | {100 * outside():.0f} % |",
-                  flush=True)
+            outside, copies = shares()
+            print(f"| {label} | {1e3 * median:.1f} | {median / torch_median:.2f}x | {100 * outside:.0f} % | "
+                  f"{100 * copies:.0f} % |", flush=True)
 
 
 if __name__ == "__main__":

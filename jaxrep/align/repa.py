@@ -18,6 +18,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxrep.nn.dense import TokenDense
+
 __all__ = ["l2_normalize", "check_token_shapes", "repa_loss", "MLPProjector"]
 
 
@@ -80,8 +82,8 @@ class MLPProjector(nn.Module):
     def __call__(self, tokens: jax.Array) -> jax.Array:
         """tokens: (B, N, D) -> (B, N, out_dim)."""
         chex.assert_rank(tokens, 3)
-        dense = lambda features: nn.Dense(  # noqa: E731
-            features, dtype=self.dtype, kernel_init=nn.initializers.xavier_uniform())
-        hidden = nn.silu(dense(self.hidden_dim)(tokens))
-        hidden = nn.silu(dense(self.hidden_dim)(hidden))
-        return dense(self.out_dim)(hidden)
+        dense = lambda features, index: TokenDense(  # noqa: E731  (named as nn.Dense auto-names them)
+            features, dtype=self.dtype, kernel_init=nn.initializers.xavier_uniform(), name=f"Dense_{index}")
+        hidden = nn.silu(dense(self.hidden_dim, 0)(tokens))
+        hidden = nn.silu(dense(self.hidden_dim, 1)(hidden))
+        return dense(self.out_dim, 2)(hidden)

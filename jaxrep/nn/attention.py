@@ -1,45 +1,23 @@
-"""Attention kernels for the backend (`model.attention_impl`), on one parameter layout (timm's fused qkv).
+"""Attention kernels for the backend (`model.attention_impl`), between the same fused qkv and output projections.
 
 - "xla": `jax.nn.dot_product_attention(implementation="xla")` on token-major (B, N, H, D) q/k/v; XLA inserts
-  the transposes its dots need.
+  the transposes its dots need (on XLA:CPU, copies of the (B, H, N, N) probabilities in the backward pass).
 - "cudnn": the same call with implementation "cudnn" (cuDNN's fused attention: NVIDIA GPUs only).
-- "cpu_layout": heads-major: the qkv projection is one einsum that writes q/k/v as (3, B, H, N, D) directly
-  (`DenseEinsum`), the two attention dots (`heads_major_attention`) are batched over (B, H) with contiguous
-  (N, D) operands, and the output projection contracts (H, D) straight from that layout, so no transposes
-  are left around the attention dots for XLA:CPU to materialise. The softmax runs in float32, as XLA's
-  `dot_product_attention` does.
+- "cpu_layout": q/k/v transposed once to heads-major (B, H, N, D), the two attention dots batched over (B, H)
+  with contiguous (N, D) operands (`heads_major_attention`), the output transposed back: the only copies
+  are of q/k/v and the output, not of the probabilities. Faster than "xla" on XLA:CPU at N = 256 tokens
+  (SiT-S/2), slower at N = 64 (docs/results/performance.md section 8). The softmax runs in float32, as
+  XLA's `dot_product_attention` does.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Any, Callable
-
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-__all__ = ["ATTENTION_IMPLS", "DenseEinsum", "heads_major_attention"]
+__all__ = ["ATTENTION_IMPLS", "heads_major_attention"]
 
 ATTENTION_IMPLS = ("xla", "cudnn", "cpu_layout")
-
-
-class DenseEinsum(nn.Module):
-    """`nn.Dense`'s parameters (`kernel` (in, features), `bias` (features,), float32, the same init) applied
-    through an einsum whose operands are the kernel reshaped to `kernel_shape` and the bias to `bias_shape`,
-    so a projection can produce (or consume) a multi-axis layout without a separate transpose."""
-
-    features: int
-    dtype: Any = jnp.float32
-    kernel_init: Callable = nn.initializers.lecun_normal()
-
-    @nn.compact
-    def __call__(self, x: jax.Array, equation: str, kernel_shape: tuple, bias_shape: tuple) -> jax.Array:
-        in_features = math.prod(kernel_shape) // self.features
-        kernel = self.param("kernel", self.kernel_init, (in_features, self.features), jnp.float32)
-        bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
-        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-        return jnp.einsum(equation, x, kernel.reshape(kernel_shape)) + bias.reshape(bias_shape)
 
 
 def heads_major_attention(q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Array:

@@ -22,7 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrep.nn.attention import ATTENTION_IMPLS, DenseEinsum, heads_major_attention
+from jaxrep.nn.attention import ATTENTION_IMPLS, heads_major_attention
+from jaxrep.nn.dense import TokenDense
 from jaxrep.nn.rope import apply_rope, axial_rope_tables
 
 # (depth, hidden size, heads) of the paper's presets; params: DiT Table 1 (with learned sigma).
@@ -115,19 +116,17 @@ class Attention(nn.Module):
         if self.impl not in ATTENTION_IMPLS:
             raise ValueError(f"model.attention_impl: must be one of {ATTENTION_IMPLS}, got {self.impl!r}")
         batch, tokens, width = x.shape
-        heads, head_dim = self.num_heads, self.hidden_size // self.num_heads
+        qkv = TokenDense(3 * width, kernel_init=xavier, dtype=self.dtype, name="qkv")(x)
+        qkv = qkv.reshape(batch, tokens, 3, self.num_heads, width // self.num_heads)
         if self.impl == "cpu_layout":
-            q, k, v = DenseEinsum(3 * width, self.dtype, xavier, name="qkv")(
-                x, "bnc,cshd->sbhnd", (width, 3, heads, head_dim), (3, 1, heads, 1, head_dim))
+            q, k, v = qkv.transpose(2, 0, 3, 1, 4)  # each (B, H, N, D)
             q, k = self._qk(q, k, rope, token_axis=2)
-            return DenseEinsum(width, self.dtype, xavier, name="proj")(
-                heads_major_attention(q, k, v), "bhnd,hdc->bnc", (heads, head_dim, width), (width,))
-        qkv = nn.Dense(3 * self.hidden_size, kernel_init=xavier, dtype=self.dtype, name="qkv")(x)
-        q, k, v = (part[:, :, 0] for part in jnp.split(qkv.reshape(batch, tokens, 3, heads, head_dim), 3, axis=2))
-        q, k = self._qk(q, k, rope, token_axis=1)
-        out = jax.nn.dot_product_attention(q, k, v, implementation=self.impl)
-        return nn.Dense(self.hidden_size, kernel_init=xavier, dtype=self.dtype, name="proj")(
-            out.reshape(batch, tokens, self.hidden_size))
+            out = heads_major_attention(q, k, v).transpose(0, 2, 1, 3)
+        else:
+            q, k, v = (qkv[:, :, index] for index in range(3))  # each (B, N, H, D)
+            q, k = self._qk(q, k, rope, token_axis=1)
+            out = jax.nn.dot_product_attention(q, k, v, implementation=self.impl)
+        return TokenDense(width, kernel_init=xavier, dtype=self.dtype, name="proj")(out.reshape(batch, tokens, width))
 
 
 class SiTBlock(nn.Module):
@@ -148,8 +147,8 @@ class SiTBlock(nn.Module):
         x = x + gate_msa[:, None] * Attention(self.hidden_size, self.num_heads, self.dtype, self.qk_norm,
                                               self.attention_impl, name="attn")(h, rope)
         h = modulate(layer_norm("norm2")(x), shift_mlp, scale_mlp).astype(self.dtype)
-        h = nn.Dense(int(self.hidden_size * self.mlp_ratio), kernel_init=xavier, dtype=self.dtype, name="fc1")(h)
-        h = nn.Dense(self.hidden_size, kernel_init=xavier, dtype=self.dtype, name="fc2")(
+        h = TokenDense(int(self.hidden_size * self.mlp_ratio), kernel_init=xavier, dtype=self.dtype, name="fc1")(h)
+        h = TokenDense(self.hidden_size, kernel_init=xavier, dtype=self.dtype, name="fc2")(
             nn.gelu(h, approximate=True))
         return x + gate_mlp[:, None] * h
 
@@ -164,7 +163,7 @@ class FinalLayer(nn.Module):
         shift, scale = jnp.split(nn.Dense(2 * self.hidden_size, kernel_init=zeros, name="adaLN_modulation")(
             nn.silu(c)), 2, axis=-1)
         x = modulate(layer_norm("norm_final")(x), shift, scale)
-        return nn.Dense(self.patch_size**2 * self.out_channels, kernel_init=zeros, name="linear")(x)
+        return TokenDense(self.patch_size**2 * self.out_channels, kernel_init=zeros, name="linear")(x)
 
 
 class SiT(nn.Module):
