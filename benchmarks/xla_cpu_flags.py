@@ -23,6 +23,11 @@ CANDIDATES = {
     "onednn": "--xla_cpu_use_onednn=true",
     "vector width 512": "--xla_cpu_prefer_vector_width=512",
     "xnnpack + vector width 512": "--xla_cpu_use_xnnpack=true --xla_cpu_prefer_vector_width=512",
+    # layout and fusion choices around the dots
+    "tiling propagation": "--xla_cpu_experimental_enable_tiling_propagation=true",
+    "ynn dot + eltwise fusions": "--xla_cpu_experimental_ynn_fusion_type=individual_dot,dot,eltwise",
+    "no ynn fusions": "--xla_cpu_experimental_ynn_fusion_type=",
+    "default scheduler": "--xla_cpu_enable_concurrency_optimized_scheduler=false",
 }
 _STEP_MS = re.compile(r"step ([0-9.]+) ms")
 
