@@ -176,6 +176,11 @@ def block_probe(workdir: str) -> float:
     return linear_probe_accuracy(*arrays[0], *arrays[1])
 
 
+def colour(method: str) -> str:
+    """One matplotlib colour per method, the same in every figure whichever methods a panel has."""
+    return f"C{list(NAMES).index(method)}"
+
+
 def logged_diagnostics(record: dict) -> dict[str, tuple[list, list]]:
     """{metric: (steps, values)} of the alignment diagnostics the run logged while training (none for vanilla)."""
     workdir = record["workdir"]
@@ -214,7 +219,7 @@ def plot_diagnostics(path: str, records: dict[str, list[dict]], checkpoints: lis
                 if not length:
                     continue
                 values = np.array([c[name][1][:length] for c in per_run])
-                ax.plot(per_run[0][name][0][:length], values.mean(0), marker=".",
+                ax.plot(per_run[0][name][0][:length], values.mean(0), marker=".", color=colour(method),
                         label=f"{NAMES[method]} (n={len(per_run)})")
         for ax, name in zip(row, DIAGNOSTICS):
             ax.set_title(f"{name.removeprefix('align_')}: {title}", fontsize=9)
@@ -256,8 +261,8 @@ def plot(path: str, steps: list[int], curves: dict[str, np.ndarray]) -> None:
         mean, std = np.nanmean(values, 0), np.nanstd(values, 0)
         defined = ~np.isnan(mean)
         xs = np.asarray(steps)[defined]
-        ax.plot(xs, mean[defined], marker="o", label=f"{NAMES[method]} (n={len(values)})")
-        ax.fill_between(xs, (mean - std)[defined], (mean + std)[defined], alpha=0.2)
+        ax.plot(xs, mean[defined], marker="o", color=colour(method), label=f"{NAMES[method]} (n={len(values)})")
+        ax.fill_between(xs, (mean - std)[defined], (mean + std)[defined], color=colour(method), alpha=0.2)
     ax.set_xlabel("training step (ERW: warmup included)")
     ax.set_ylabel("FD (eval-net features), lower is better")
     ax.set_title(f"Convergence on {DATASETS[_BASE.value]['title']}")
