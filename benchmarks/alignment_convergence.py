@@ -288,37 +288,58 @@ def latest_step(workdir: str) -> int | None:
         checkpointer.close()
 
 
+def tally(record: dict, key: str, seconds: float, fresh: bool) -> None:
+    """Adds one piece's wall-clock to `record[key]`; a fresh start opens the tally, and a tally that missed a
+    piece (None: the run began before pieces were timed) stays None."""
+    if fresh:
+        record[key] = seconds
+    elif record.get(key) is not None:
+        record[key] += seconds
+
+
+def save_record(path: str, record: dict) -> None:
+    with open(path, "w") as f:
+        json.dump(record, f, indent=2)
+
+
 def run(method: str, seed: int, steps: int, eval_every: int) -> dict:
     """Trains (or resumes) one run and evaluates its checkpoints; the record is kept in `<run>/study.json`, so a
-    restarted study neither retrains nor re-evaluates finished runs."""
+    restarted study neither retrains nor re-evaluates finished runs. `train_seconds` and `eval_seconds` sum the
+    wall-clock of every piece (compile and checkpoints included), kept across preemptions."""
     workdir = os.path.join(_RUNS_DIR.value, _BASE.value, method, f"seed{seed}")
     path = os.path.join(workdir, "study.json")
     settings = {"num_samples": _NUM_SAMPLES.value, "sample_steps": _SAMPLE_STEPS.value}
     record = json.load(open(path)) if os.path.exists(path) else {"train_seconds": None}
+    record["workdir"] = workdir
     latest = latest_step(workdir)
     if latest != steps:
         start = time.perf_counter()
         train_diffusion.train_and_evaluate(run_config(method, seed, steps, eval_every), workdir)
+        tally(record, "train_seconds", time.perf_counter() - start, fresh=latest is None)
+        record.pop("results", None)
+        save_record(path, record)
         if latest_step(workdir) != steps:  # SIGTERM: the run saved its step; nothing half-done is evaluated
             print(f"preempted: {workdir} at step {latest_step(workdir)}; rerun the same command to resume")
             raise SystemExit(0)
-        # Wall-clock of a whole run only when it ran in one go (a resumed run's time is partial).
-        record["train_seconds"] = time.perf_counter() - start if latest is None else None
-        record.pop("results", None)
+    start, evaluated = time.perf_counter(), False
+    fresh_evaluation = "results" not in record
     if record.get("settings") != settings or "results" not in record:
+        evaluated = True
         results = evaluate_checkpoints(workdir)
         record["results"] = {str(step): {k: float(r[k]) for k in ("fd", "precision", "recall", "density", "coverage")}
                              for step, r in results.items()}
         record["settings"] = settings
         record.pop("probe_accuracy", None)
     if _BASE.value == "fmnist" and "probe_accuracy" not in record:
+        evaluated = True
         record["probe_accuracy"] = block_probe(workdir)
     if _BASE.value == "fmnist" and "checkpoint_diagnostics" not in record:
+        evaluated = True
         diagnostics = checkpoint_diagnostics(workdir, run_config("repa", seed, steps, eval_every))
         record["checkpoint_diagnostics"] = {str(step): values for step, values in diagnostics.items()}
-    record["workdir"] = workdir
-    with open(path, "w") as f:
-        json.dump(record, f, indent=2)
+    if evaluated:
+        tally(record, "eval_seconds", time.perf_counter() - start, fresh=fresh_evaluation)
+    save_record(path, record)
     return record
 
 
@@ -343,7 +364,7 @@ def main(argv) -> None:
             results = record["results"]
             rows.append([results[str(step)]["fd"] if str(step) in results else np.nan for step in checkpoints])
             finals.append(results[str(steps)])
-            seconds.append(record["train_seconds"])
+            seconds.append((record.get("train_seconds"), record.get("eval_seconds")))
             records[method].append(record)
             print(f"{method} seed {seed}: FD " + ", ".join(f"{s}: {v:.2f}" for s, v in zip(checkpoints, rows[-1])),
                   flush=True)
@@ -395,6 +416,24 @@ def append_fmnist_sections(checkpoints, curves, records, diagnostics_png) -> Non
         f.write("\n".join(lines) + "\n")
 
 
+def seconds_cell(train: float | None, evaluation: float | None) -> str:
+    return " + ".join("-" if value is None else f"{value:.0f}" for value in (train, evaluation))
+
+
+def cost_sentence(seconds: dict[str, list[tuple]], timings: dict, steps: int) -> str:
+    """The study's total wall-clock: what was timed, plus an estimate (steps x the timed step) for training
+    pieces that were not (runs begun before the study timed every piece)."""
+    timed = sum(value for runs in seconds.values() for run in runs for value in run if value is not None)
+    untimed = [(method, index) for method, runs in seconds.items() for index, (train, _) in enumerate(runs)
+               if train is None]
+    estimate = sum(steps * timings[method]["main"] for method, _ in untimed)
+    untimed_eval = sum(evaluation is None for runs in seconds.values() for _, evaluation in runs)
+    return (f"Total cost: {timed / 3600:.1f} h of wall-clock timed over {sum(map(len, seconds.values()))} runs "
+            f"(training and evaluation, on this shared machine), plus about {estimate / 3600:.1f} h of training "
+            f"for the {len(untimed)} runs with an untimed piece (their steps x the step time above) and "
+            f"{untimed_eval} untimed evaluations.")
+
+
 def write_report(steps, eval_every, checkpoints, curves, timings, train_seconds, final, base, png) -> None:
     vanilla_step = timings.get("none", {}).get("main")
     name = _BASE.value
@@ -438,14 +477,16 @@ def write_report(steps, eval_every, checkpoints, curves, timings, train_seconds,
                      + f" | {step_ms} | {ratio} |")
     lines += ["", f"At step {steps}, per seed (FD / precision / recall, k = 5):", "",
               "| method | " + " | ".join(f"seed {s}" for s in range(_SEEDS.value))
-              + " | recall (mean) | wall-clock per run (s, incl. compile and checkpoints; - : resumed) |",
+              + " | recall (mean) | wall-clock per run, train + evaluation (s; - : a piece was not timed) |",
               "|---|" + "---|" * (_SEEDS.value + 2)]
     for method, results in final.items():
         per_seed = [f"{r['fd']:.1f} / {r['precision']:.2f} / {r['recall']:.2f}" for r in results]
         per_seed += ["-"] * (_SEEDS.value - len(per_seed))  # the controls run one seed
         recall = np.mean([r["recall"] for r in results])
         lines.append(f"| {NAMES[method]} | " + " | ".join(per_seed) + f" | {recall:.2f} | "
-                     + ", ".join("-" if s is None else f"{s:.0f}" for s in train_seconds[method]) + " |")
+                     + ", ".join(seconds_cell(train, evaluation) for train, evaluation in train_seconds[method])
+                     + " |")
+    lines += ["", cost_sentence(train_seconds, timings, steps)]
     lines += ["", "Train step times: the compiled step on one fixed batch plus, for aligned methods, the jitted "
               "encoder forward that makes the targets, averaged over "
               f"{_TIMING_STEPS.value} steps after a warm-up step, on this shared machine (noisy)."]
