@@ -2,6 +2,7 @@
 
     python -m benchmarks.repa_step                          # the cpu_repa shape and SiT-S/2, batch 32
     python -m benchmarks.repa_step --only s2 --rounds 3
+    python -m benchmarks.repa_step --only cpu_repa --sources 8     # also: where the layout copies come from
 
 One step = SiT forward with the aligned block's tokens, REPA's 3-layer SiLU MLP projector (the preset's width:
 256 for `cpu_repa`, REPA's 2048 for S/2), the
@@ -29,7 +30,7 @@ from benchmarks.torch_sit import torch_sit
 from jaxrep.align.objective import make_alignment_term, make_projector
 from jaxrep.diffusion.objective import make_diffusion_loss
 from jaxrep.nn.sit import PRESETS, SiT
-from jaxrep.profiling import op_kind_times
+from jaxrep.profiling import op_kind_times, op_source_times
 from jaxrep.training import create_train_state, make_optimizer, make_train_step
 
 SHAPES = {  # SiT shape, aligned block, projector width, target tokens (N, D_enc)
@@ -74,6 +75,7 @@ def jax_step(shape: dict, depth: int, width: int, target: tuple[int, int], batch
         copies = sum(t for kind, t in times.items() if any(m in kind for m in LAYOUT_KINDS))
         return 1 - matmul / total, copies / total
 
+    step.copy_sources = lambda: op_source_times(step, compiled.as_text(), calls=1, kinds=LAYOUT_KINDS)
     return step, shares
 
 
@@ -135,6 +137,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds (one step of each per round)")
     parser.add_argument("--impls", default="xla,cpu_layout", help="jaxrep attention implementations")
+    parser.add_argument("--sources", type=int, default=0, help="also list each jaxrep step's N largest layout "
+                        "copies by source (jaxrep.profiling.op_source_times)")
     args = parser.parse_args()
     print(f"{len(jax.devices())} {jax.devices()[0].platform} device(s), JAX {jax.__version__}; batch {args.batch}")
     for name in [args.only] if args.only else SHAPES:
@@ -159,6 +163,11 @@ def main() -> None:
             outside, copies = shares()
             print(f"| {label} | {1e3 * median:.1f} | {median / torch_median:.2f}x | {100 * outside:.0f} % | "
                   f"{100 * copies:.0f} % |", flush=True)
+        for label, (step, _) in steps.items():
+            if args.sources and hasattr(step, "copy_sources"):
+                print(f"\n{label}: the largest layout copies per step, by the JAX operation they come from")
+                for (kind, source), seconds in list(step.copy_sources().items())[:args.sources]:
+                    print(f"  {1e3 * seconds:8.2f} ms  {kind:24s} {source}")
 
 
 if __name__ == "__main__":

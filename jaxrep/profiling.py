@@ -3,8 +3,9 @@ program's time goes.
 
 The peak is reported two ways, each with how it was obtained: a theoretical figure (CPU: cores x clock x
 float32 FLOPs per cycle from the vector ISA; GPU: the vendor's dense bf16/fp32 table for known devices) and a
-measured one (a large float32 matmul), which is what XLA can actually reach on this machine. `op_kind_times`
-reads a `jax.profiler` trace back in-process (`jax.profiler.ProfileData`), so no TensorBoard is needed.
+measured one (a large float32 matmul), which is what XLA can actually reach on this machine. `op_times`
+(and `op_kind_times`, `op_source_times`) read a `jax.profiler` trace back in-process
+(`jax.profiler.ProfileData`), so no TensorBoard is needed.
 """
 
 from __future__ import annotations
@@ -111,14 +112,14 @@ _HLO_NAME = re.compile(r"^([a-z][a-z0-9_\-]*)(\.\d+)?$")  # e.g. copy_bitcast_fu
 _CONTROL_FLOW = {"while", "conditional", "call"}  # their bodies' ops are counted themselves
 
 
-def op_kind_times(run: Callable[[], Any], calls: int = 1) -> dict[str, float]:
-    """Seconds per call of `run` (which must block until its work is done) spent in each kind of XLA op.
+def op_times(run: Callable[[], Any], calls: int = 1) -> dict[str, float]:
+    """Seconds per call of `run` (which must block until its work is done) spent in each XLA op, keyed by the
+    op's HLO instruction name (`copy_bitcast_fusion.12`).
 
-    An op's kind is its HLO name without the numeric suffix (`copy_bitcast_fusion.12` -> `copy_bitcast_fusion`;
-    XLA:CPU names its dot fusions `ynn_fusion`). Events come from the "XLA Ops" lines of device planes (GPU,
-    TPU) or, on CPU, from every host thread's events named like HLO instructions (runtime bookkeeping such as
-    `ThunkExecutor::Execute` is not); control-flow ops are left out, their bodies' ops count. Ops that run
-    concurrently each count in full, so the sum can exceed the wall time. Sorted, largest first.
+    Events come from the "XLA Ops" lines of device planes (GPU, TPU) or, on CPU, from every host thread's
+    events named like HLO instructions (runtime bookkeeping such as `ThunkExecutor::Execute` is not);
+    control-flow ops are left out, their bodies' ops count. Ops that run concurrently each count in full, so
+    the sum can exceed the wall time. Sorted, largest first.
     """
     run()  # compile and warm up outside the trace
     with tempfile.TemporaryDirectory() as trace_dir:
@@ -137,7 +138,33 @@ def op_kind_times(run: Callable[[], Any], calls: int = 1) -> dict[str, float]:
         for event in line.events:
             match = _HLO_NAME.match(event.name)
             if match and match.group(1) not in _CONTROL_FLOW:
-                totals[match.group(1)] += event.duration_ns * 1e-9 / calls
+                totals[event.name] += event.duration_ns * 1e-9 / calls
+    return dict(totals.most_common())
+
+
+def op_kind_times(run: Callable[[], Any], calls: int = 1) -> dict[str, float]:
+    """`op_times` summed by kind: the instruction name without its numeric suffix (`copy_bitcast_fusion.12`
+    -> `copy_bitcast_fusion`; XLA:CPU names its dot fusions `ynn_fusion`). Sorted, largest first."""
+    totals: collections.Counter = collections.Counter()
+    for name, seconds in op_times(run, calls).items():
+        totals[_HLO_NAME.match(name).group(1)] += seconds
+    return dict(totals.most_common())
+
+
+def op_source_times(run: Callable[[], Any], hlo_text: str, calls: int = 1,
+                    kinds: tuple[str, ...] = ("copy", "transpose")) -> dict[tuple[str, str], float]:
+    """`op_times` of the ops whose kind contains one of `kinds`, summed by (kind, source): the source is the
+    `op_name` metadata the compiled program's text (`compiled.as_text()`, the program `run` executes) gives
+    the instruction, i.e. the JAX operation it came from, with layer indices (`blocks_3`) folded to `*`.
+    Shows where layout copies come from. Sorted, largest first."""
+    sources = {}
+    for match in re.finditer(r'%([\w.\-]+) = [^\n]*?op_name="([^"]*)"', hlo_text):
+        sources[match.group(1)] = re.sub(r"_\d+(?=/|$)", "_*", match.group(2))
+    totals: collections.Counter = collections.Counter()
+    for name, seconds in op_times(run, calls).items():
+        kind = _HLO_NAME.match(name).group(1)
+        if any(k in kind for k in kinds):
+            totals[(kind, sources.get(name, "?"))] += seconds
     return dict(totals.most_common())
 
 

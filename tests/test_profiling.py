@@ -6,7 +6,10 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from jaxrep.profiling import compiled_flops, op_kind_report, op_kind_times, theoretical_peak
+from jaxrep.profiling import (compiled_flops, op_kind_report, op_kind_times, op_source_times, op_times,
+                              theoretical_peak)
+
+_HLO_KIND = re.compile(r"^([a-z][a-z0-9_\-]*)(\.\d+)?$")
 
 
 def test_compiled_flops_of_a_matmul_is_2mkn():
@@ -44,3 +47,27 @@ def test_op_kind_report_shares_and_remainder():
         "| (all other kinds) | 1.00 | 10.0 % |",
         "| all ops | 10.00 | 100 % |",
     ]
+
+
+def test_op_source_times_attribute_layout_copies_to_their_jax_operation():
+    def relayout_then_sort(x):
+        return jnp.sort(jnp.transpose(jnp.tanh(x), (1, 0, 2)) * 2.0, axis=-1)  # sort needs the new layout
+
+    x = jnp.ones((64, 128, 256))
+    compiled = jax.jit(relayout_then_sort).lower(x).compile()
+    run = lambda: compiled(x).block_until_ready()  # noqa: E731
+    hlo = compiled.as_text()
+
+    times = op_source_times(run, hlo, calls=2)
+    assert times, "the transposed sort input must be materialised by a copy/transpose op"
+    for (kind, source), seconds in times.items():
+        assert "copy" in kind or "transpose" in kind, kind
+        assert f'op_name="{source}"' in hlo, source  # the instruction's own metadata
+        assert seconds > 0
+    assert not op_source_times(run, hlo, calls=2, kinds=("no_such_kind",))
+
+    # Layer indices fold, so the same layer type in every block sums into one row.
+    name = next(iter(op_times(run, calls=1)))
+    renamed = re.sub(rf'(%{re.escape(name)} = [^\n]*?op_name=")[^"]*"', r'\1jit(f)/blocks_3/attn/mul"', hlo)
+    folded = op_source_times(run, renamed, calls=1, kinds=(_HLO_KIND.match(name).group(1),))
+    assert (_HLO_KIND.match(name).group(1), "jit(f)/blocks_*/attn/mul") in folded, folded
