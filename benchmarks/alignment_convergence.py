@@ -321,10 +321,10 @@ def run(method: str, seed: int, steps: int, eval_every: int) -> dict:
         if latest_step(workdir) != steps:  # SIGTERM: the run saved its step; nothing half-done is evaluated
             print(f"preempted: {workdir} at step {latest_step(workdir)}; rerun the same command to resume")
             raise SystemExit(0)
-    start, evaluated = time.perf_counter(), False
-    fresh_evaluation = "results" not in record
-    if record.get("settings") != settings or "results" not in record:
-        evaluated = True
+    start = time.perf_counter()
+    reevaluate = record.get("settings") != settings or "results" not in record
+    evaluated = reevaluate
+    if reevaluate:
         results = evaluate_checkpoints(workdir)
         record["results"] = {str(step): {k: float(r[k]) for k in ("fd", "precision", "recall", "density", "coverage")}
                              for step, r in results.items()}
@@ -338,7 +338,7 @@ def run(method: str, seed: int, steps: int, eval_every: int) -> dict:
         diagnostics = checkpoint_diagnostics(workdir, run_config("repa", seed, steps, eval_every))
         record["checkpoint_diagnostics"] = {str(step): values for step, values in diagnostics.items()}
     if evaluated:
-        tally(record, "eval_seconds", time.perf_counter() - start, fresh=fresh_evaluation)
+        tally(record, "eval_seconds", time.perf_counter() - start, fresh=reevaluate)
     save_record(path, record)
     return record
 

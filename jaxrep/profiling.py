@@ -142,12 +142,17 @@ def op_times(run: Callable[[], Any], calls: int = 1) -> dict[str, float]:
     return dict(totals.most_common())
 
 
+def op_kind(name: str) -> str:
+    """An HLO instruction's kind: its name without the numeric suffix (`copy_bitcast_fusion.12` ->
+    `copy_bitcast_fusion`; XLA:CPU names its dot fusions `ynn_fusion`)."""
+    return _HLO_NAME.match(name).group(1)
+
+
 def op_kind_times(run: Callable[[], Any], calls: int = 1) -> dict[str, float]:
-    """`op_times` summed by kind: the instruction name without its numeric suffix (`copy_bitcast_fusion.12`
-    -> `copy_bitcast_fusion`; XLA:CPU names its dot fusions `ynn_fusion`). Sorted, largest first."""
+    """`op_times` summed by `op_kind`. Sorted, largest first."""
     totals: collections.Counter = collections.Counter()
     for name, seconds in op_times(run, calls).items():
-        totals[_HLO_NAME.match(name).group(1)] += seconds
+        totals[op_kind(name)] += seconds
     return dict(totals.most_common())
 
 
@@ -162,7 +167,7 @@ def op_source_times(run: Callable[[], Any], hlo_text: str, calls: int = 1,
         sources[match.group(1)] = re.sub(r"_\d+(?=/|$)", "_*", match.group(2))
     totals: collections.Counter = collections.Counter()
     for name, seconds in op_times(run, calls).items():
-        kind = _HLO_NAME.match(name).group(1)
+        kind = op_kind(name)
         if any(k in kind for k in kinds):
             totals[(kind, sources.get(name, "?"))] += seconds
     return dict(totals.most_common())

@@ -6,10 +6,8 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from jaxrep.profiling import (compiled_flops, op_kind_report, op_kind_times, op_source_times, op_times,
+from jaxrep.profiling import (compiled_flops, op_kind, op_kind_report, op_kind_times, op_source_times, op_times,
                               theoretical_peak)
-
-_HLO_KIND = re.compile(r"^([a-z][a-z0-9_\-]*)(\.\d+)?$")
 
 
 def test_compiled_flops_of_a_matmul_is_2mkn():
@@ -71,5 +69,5 @@ def test_op_source_times_attribute_layout_copies_to_their_jax_operation():
                      if re.search(rf'%{re.escape(name)} = [^\n]*?op_name="', hlo)]
     name = with_metadata[0]
     renamed = re.sub(rf'(%{re.escape(name)} = [^\n]*?op_name=")[^"]*"', r'\1jit(f)/blocks_3/attn/mul"', hlo)
-    folded = op_source_times(run, renamed, calls=1, kinds=(_HLO_KIND.match(name).group(1),))
-    assert (_HLO_KIND.match(name).group(1), "jit(f)/blocks_*/attn/mul") in folded, folded
+    folded = op_source_times(run, renamed, calls=1, kinds=(op_kind(name),))
+    assert (op_kind(name), "jit(f)/blocks_*/attn/mul") in folded, folded
