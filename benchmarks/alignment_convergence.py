@@ -18,9 +18,9 @@ batch and optimizer (`train.diffusion.train_and_evaluate`, in `--runs_dir/<metho
 their checkpoints, so an interrupted study continues where it stopped). ERW's warmup steps count in the budget
 (its global step includes them, as the ERW paper's compute comparison does), and its warmup and half-life are
 set to 1/6 of the budget like the preset. Every `--eval_every` steps the checkpoint is evaluated with
-`train.evaluate`'s pieces and its `cpu` preset settings: its EMA weights draw `--num_samples` class-balanced samples with the run's
-sampler (Heun ODE, CFG; `--sample_steps` overrides the step count), and FD (plus precision/recall) against the
-whole dataset is computed in the features of the in-repo evaluation network (a ResNet trained on the factors,
+`train.evaluate`'s pieces and its `cpu` preset settings: its EMA weights draw `--num_samples` class-balanced
+samples with the run's sampler (Heun ODE, CFG; `--sample_steps` overrides the step count), and FD (plus
+precision/recall) against the whole dataset is computed in the features of the in-repo evaluation network (a ResNet trained on the factors,
 unlike the ViT alignment encoder). Lower FD is better; FD at a few hundred samples carries a positive bias, the
 same for every method since N is fixed.
 
@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags, logging
 
+from benchmarks.active_clock import ActiveClock
 from configs import diffusion as diffusion_configs
 from configs import evaluate as evaluate_configs
 from jaxrep import parallel
@@ -305,7 +306,8 @@ def save_record(path: str, record: dict) -> None:
 def run(method: str, seed: int, steps: int, eval_every: int) -> dict:
     """Trains (or resumes) one run and evaluates its checkpoints; the record is kept in `<run>/study.json`, so a
     restarted study neither retrains nor re-evaluates finished runs. `train_seconds` and `eval_seconds` sum the
-    wall-clock of every piece (compile and checkpoints included), kept across preemptions."""
+    wall-clock of every piece (compile and checkpoints included; time the process was stopped left out), kept
+    across preemptions."""
     workdir = os.path.join(_RUNS_DIR.value, _BASE.value, method, f"seed{seed}")
     path = os.path.join(workdir, "study.json")
     settings = {"num_samples": _NUM_SAMPLES.value, "sample_steps": _SAMPLE_STEPS.value}
@@ -313,32 +315,32 @@ def run(method: str, seed: int, steps: int, eval_every: int) -> dict:
     record["workdir"] = workdir
     latest = latest_step(workdir)
     if latest != steps:
-        start = time.perf_counter()
-        train_diffusion.train_and_evaluate(run_config(method, seed, steps, eval_every), workdir)
-        tally(record, "train_seconds", time.perf_counter() - start, fresh=latest is None)
+        with ActiveClock() as clock:
+            train_diffusion.train_and_evaluate(run_config(method, seed, steps, eval_every), workdir)
+        tally(record, "train_seconds", clock.seconds, fresh=latest is None)
         record.pop("results", None)
         save_record(path, record)
         if latest_step(workdir) != steps:  # SIGTERM: the run saved its step; nothing half-done is evaluated
             print(f"preempted: {workdir} at step {latest_step(workdir)}; rerun the same command to resume")
             raise SystemExit(0)
-    start = time.perf_counter()
-    reevaluate = record.get("settings") != settings or "results" not in record
-    evaluated = reevaluate
-    if reevaluate:
-        results = evaluate_checkpoints(workdir)
-        record["results"] = {str(step): {k: float(r[k]) for k in ("fd", "precision", "recall", "density", "coverage")}
-                             for step, r in results.items()}
-        record["settings"] = settings
-        record.pop("probe_accuracy", None)
-    if _BASE.value == "fmnist" and "probe_accuracy" not in record:
-        evaluated = True
-        record["probe_accuracy"] = block_probe(workdir)
-    if _BASE.value == "fmnist" and "checkpoint_diagnostics" not in record:
-        evaluated = True
-        diagnostics = checkpoint_diagnostics(workdir, run_config("repa", seed, steps, eval_every))
-        record["checkpoint_diagnostics"] = {str(step): values for step, values in diagnostics.items()}
+    with ActiveClock() as clock:
+        reevaluate = record.get("settings") != settings or "results" not in record
+        evaluated = reevaluate
+        if reevaluate:
+            results = evaluate_checkpoints(workdir)
+            keys = ("fd", "precision", "recall", "density", "coverage")
+            record["results"] = {str(step): {k: float(r[k]) for k in keys} for step, r in results.items()}
+            record["settings"] = settings
+            record.pop("probe_accuracy", None)
+        if _BASE.value == "fmnist" and "probe_accuracy" not in record:
+            evaluated = True
+            record["probe_accuracy"] = block_probe(workdir)
+        if _BASE.value == "fmnist" and "checkpoint_diagnostics" not in record:
+            evaluated = True
+            diagnostics = checkpoint_diagnostics(workdir, run_config("repa", seed, steps, eval_every))
+            record["checkpoint_diagnostics"] = {str(step): values for step, values in diagnostics.items()}
     if evaluated:
-        tally(record, "eval_seconds", time.perf_counter() - start, fresh=reevaluate)
+        tally(record, "eval_seconds", clock.seconds, fresh=reevaluate)
     save_record(path, record)
     return record
 
@@ -429,7 +431,8 @@ def cost_sentence(seconds: dict[str, list[tuple]], timings: dict, steps: int) ->
     estimate = sum(steps * timings[method]["main"] for method, _ in untimed)
     untimed_eval = sum(evaluation is None for runs in seconds.values() for _, evaluation in runs)
     return (f"Total cost: {timed / 3600:.1f} h of wall-clock timed over {sum(map(len, seconds.values()))} runs "
-            f"(training and evaluation, on this shared machine), plus about {estimate / 3600:.1f} h of training "
+            "(training and evaluation, on this shared machine; time the study was paused is left out), plus"
+            f" about {estimate / 3600:.1f} h of training "
             f"for the {len(untimed)} runs with an untimed piece (their steps x the step time above) and "
             f"{untimed_eval} untimed evaluations.")
 
