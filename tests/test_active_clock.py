@@ -7,9 +7,9 @@ import time
 from benchmarks.active_clock import ActiveClock
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# 8 s of work in short sleeps (one long sleep would end during the stop: its deadline is wall-clock)
-TIMED = ("from benchmarks.active_clock import ActiveClock\nimport time\nwith ActiveClock() as c:\n"
-         "    for _ in range(80):\n        time.sleep(0.1)\nprint(c.seconds, c.stopped)")
+# 2 s of work in short sleeps (one long sleep would end during the stop: its deadline is wall-clock)
+TIMED = ("from benchmarks.active_clock import ActiveClock\nimport time\nwith ActiveClock(tick=0.1, gap=1.0) as c:\n"
+         "    print('started', flush=True)\n    for _ in range(40):\n        time.sleep(0.05)\nprint(c.seconds, c.stopped)")
 
 
 def test_a_block_that_is_not_stopped_is_timed_in_full():
@@ -20,10 +20,11 @@ def test_a_block_that_is_not_stopped_is_timed_in_full():
 
 def test_time_stopped_by_sigstop_is_left_out():
     process = subprocess.Popen([sys.executable, "-c", TIMED], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    time.sleep(2)
+    assert process.stdout.readline() == "started\n"
+    time.sleep(1.0)
     process.send_signal(signal.SIGSTOP)
-    time.sleep(7)  # longer than the clock's 5 s gap
+    time.sleep(2.5)  # longer than the clock's 1 s gap
     process.send_signal(signal.SIGCONT)
     seconds, stopped = map(float, process.communicate(timeout=60)[0].split())
-    assert 6.0 <= stopped <= 7.5  # the stop, to a tick
-    assert 7.5 <= seconds <= 9.5  # the 8 s of work, of about 15 s of wall-clock
+    assert 2.2 <= stopped <= 2.7  # the stop, to a tick
+    assert 1.9 <= seconds <= 2.8  # the 2 s of work (and the clock's start), of about 4.5 s of wall-clock
