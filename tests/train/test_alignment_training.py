@@ -207,7 +207,8 @@ def test_several_target_encoders_average_their_projection_losses(method, encoder
     second = ViT(width=8, depth=1, num_heads=2, patch_size=4, pos_embed_grid=8)
     save_encoder(second_dir, second, second.init(jax.random.key(8), jnp.zeros((1, 32, 32, 3)))["params"],
                  image_size=32, info={"note": "random, for tests"})
-    config = aligned_config(encoder_dir, method, **{"align.encoder.path": f"{encoder_dir},{second_dir}"})
+    config = aligned_config(encoder_dir, method, **{"align.encoder.path": f"{encoder_dir},{second_dir}",
+                                                    "optim.warmup_steps": 0})  # the first step updates
     stage = "erw_warmup" if method == "erw" else "main"
     experiment = train_diffusion.build_experiment(config, jax.devices()[:1], stage=stage)
     assert [p["Dense_2"]["kernel"].shape[-1] for p in experiment.state.params["projector"]] == [ENCODER_WIDTH, 8]
@@ -229,7 +230,11 @@ def test_several_target_encoders_average_their_projection_losses(method, encoder
             loss_fn = make_diffusion_loss(experiment.model, alignment=term, time_weighting="lognormal")
         singles.append(jax.jit(loss_fn)(single_params, single, keys, jnp.int32(0))[1]["align_loss"])
     np.testing.assert_allclose(metrics["align_loss"], np.mean(singles), rtol=1e-5)
-    experiment.jitted_step(experiment.state, batch)  # the step trains both projectors
+    # host copies taken before the step, which donates its state
+    projectors = jax.tree.map(lambda p: np.array(p, copy=True), experiment.state.params["projector"])
+    state, _ = experiment.jitted_step(experiment.state, batch)
+    for before, after in zip(projectors, state.params["projector"]):  # the step trains both projectors
+        assert not np.allclose(before["Dense_2"]["kernel"], after["Dense_2"]["kernel"])
 
 
 @pytest.mark.parametrize("method", ["repa", pytest.param("irepa", marks=pytest.mark.slow)])
