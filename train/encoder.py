@@ -41,6 +41,7 @@ import numpy as np
 from configs import encoder as encoder_configs
 from jaxrep.align.encoder import FrozenEncoder, save_encoder, to_unit_rgb
 from jaxrep.align.targets import preprocess_images
+from jaxrep.chunked import map_in_chunks
 from jaxrep.data import FashionMNIST
 from jaxrep.data.fashion_mnist import DEBIAN_DIR as FASHION_MNIST_DIR
 from jaxrep.metrics.probe import linear_probe_accuracy
@@ -83,10 +84,7 @@ def mean_tokens(vit: ViT, params: Any, images: np.ndarray, *, image_size: int, c
     """(N, D) mean patch token of the encoder for images (N, H, W, C) in [-1, 1], in fixed-size jitted chunks."""
     forward = jax.jit(lambda block: jnp.mean(vit.apply({"params": params}, preprocess_images(
         to_unit_rgb(block), image_size=image_size)).astype(jnp.float32), axis=1))
-    padded = -len(images) % chunk
-    images = np.concatenate([images, np.zeros((padded, *images.shape[1:]), images.dtype)]) if padded else images
-    return np.concatenate([np.asarray(forward(images[i:i + chunk])) for i in range(0, len(images), chunk)]
-                          )[:len(images) - padded]
+    return map_in_chunks(forward, images, chunk)
 
 
 def fashion_mnist_probe(vit: ViT, params: Any, config, train_images: int = 10_000) -> float:

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrep.chunked import map_in_chunks
 from jaxrep.logging import save_image_grid
 from jaxrep.metrics.disentanglement import variation_predictability
 from jaxrep.traversal import traverse_all
@@ -28,11 +29,7 @@ def _traverse(family: Any, num_steps: int) -> Callable:
 
 def generate_images(generate: Callable[[jax.Array], jax.Array], latents: jax.Array, chunk: int = 250) -> np.ndarray:
     """generate (M, d) -> (M, H, W, C) in chunks; latents (..., d) -> images (..., H, W, C) on the host."""
-    flat = latents.reshape(-1, latents.shape[-1])
-    chunk = min(chunk, flat.shape[0])
-    pad = -flat.shape[0] % chunk
-    padded = jnp.pad(flat, ((0, pad), (0, 0))).reshape(-1, chunk, flat.shape[-1])
-    images = np.concatenate([np.asarray(generate(block)) for block in padded])[:flat.shape[0]]
+    images = map_in_chunks(generate, np.asarray(latents).reshape(-1, latents.shape[-1]), chunk)
     return images.reshape(latents.shape[:-1] + images.shape[1:])
 
 

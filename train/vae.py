@@ -41,6 +41,7 @@ import numpy as np
 from configs import vae as vae_configs
 from jaxrep import parallel
 from jaxrep.checkpoint import Checkpointer
+from jaxrep.chunked import map_in_chunks
 from jaxrep.config_checks import ConfigError
 from jaxrep.data import make_dataset, make_iterator
 from jaxrep.logging import save_image_grid
@@ -162,11 +163,7 @@ def load_vae(workdir: str, mesh: jax.sharding.Mesh) -> tuple[ConvVAE, Any, Confi
 def encode_means(vae: ConvVAE, params: Any, images: np.ndarray, chunk: int = 250) -> np.ndarray:
     """Posterior means (N, d) of images (N, 64, 64, 1), jitted in fixed-size chunks."""
     encode = jax.jit(lambda block: vae.apply({"params": params}, block, method="encode")[0])
-    chunk = min(chunk, len(images))
-    pad = -len(images) % chunk
-    padded = np.concatenate([images, np.zeros((pad,) + images.shape[1:], images.dtype)])
-    return np.concatenate([np.asarray(encode(block)) for block in padded.reshape((-1, chunk) + images.shape[1:])]
-                          )[:len(images)]
+    return map_in_chunks(encode, images, chunk)
 
 
 def evaluate(experiment: Experiment, params: Any, workdir: str, step: int) -> dict[str, float]:
