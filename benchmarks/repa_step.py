@@ -30,7 +30,7 @@ from benchmarks.torch_sit import torch_sit
 from jaxrep.align.objective import make_alignment_term, make_projector
 from jaxrep.diffusion.objective import make_diffusion_loss
 from jaxrep.nn.sit import PRESETS, SiT
-from jaxrep.profiling import op_kind_times, op_source_times
+from jaxrep.profiling import op_times, times_by_kind, times_by_source
 from jaxrep.training import create_train_state, make_optimizer, make_train_step
 
 SHAPES = {  # SiT shape, aligned block, projector width, target tokens (N, D_enc)
@@ -45,7 +45,8 @@ LAYOUT_KINDS = ("copy", "transpose")  # XLA:CPU op kinds that only move data int
 
 
 def jax_step(shape: dict, depth: int, width: int, target: tuple[int, int], batch_size: int, impl: str):
-    """(step(), shares()): the step, and its op-time shares outside matmuls and in layout copies."""
+    """(step(), profile()): the step, and from one profiled call its op-time shares outside matmuls and in layout
+    copies, and its layout copies' times by source (`jaxrep.profiling.times_by_source`)."""
     model = SiT(attention_impl=impl, **shape)
     projector = make_projector("repa", out_dim=target[1], hidden_dim=width)
     loss = make_diffusion_loss(model, alignment=make_alignment_term("repa", projector=projector, depth=depth,
@@ -68,19 +69,20 @@ def jax_step(shape: dict, depth: int, width: int, target: tuple[int, int], batch
         holder["state"], metrics = compiled(holder["state"], batch)
         jax.block_until_ready(metrics)
 
-    def shares():
-        times = op_kind_times(step, calls=1)
-        total = sum(times.values())
-        matmul = sum(t for kind, t in times.items() if any(m in kind for m in MATMUL_KINDS))
-        copies = sum(t for kind, t in times.items() if any(m in kind for m in LAYOUT_KINDS))
-        return 1 - matmul / total, copies / total
+    def profile():
+        times = op_times(step, calls=1)
+        kinds = times_by_kind(times)
+        total = sum(kinds.values())
+        matmul = sum(t for kind, t in kinds.items() if any(m in kind for m in MATMUL_KINDS))
+        copies = sum(t for kind, t in kinds.items() if any(m in kind for m in LAYOUT_KINDS))
+        return 1 - matmul / total, copies / total, times_by_source(times, compiled.as_text(), kinds=LAYOUT_KINDS)
 
-    step.copy_sources = lambda: op_source_times(step, compiled.as_text(), calls=1, kinds=LAYOUT_KINDS)
-    return step, shares
+    return step, profile
 
 
 def torch_step(shape: dict, depth: int, width: int, target: tuple[int, int], batch_size: int):
-    """(step(), shares()) of the PyTorch REPA step (official structure: SILoss, AdamW, clip, EMA)."""
+    """(step(), profile()) of the PyTorch REPA step (official structure: SILoss, AdamW, clip, EMA); its profile
+    has no copy sources (None)."""
     import copy
 
     import torch
@@ -116,19 +118,20 @@ def torch_step(shape: dict, depth: int, width: int, target: tuple[int, int], bat
             for ema_p, p in zip(ema.parameters(), modules.parameters()):
                 ema_p.mul_(0.9999).add_(p, alpha=1e-4)
 
-    def shares():
-        from torch.profiler import ProfilerActivity, profile
+    def profile():
+        from torch.profiler import ProfilerActivity
+        from torch.profiler import profile as torch_profile
 
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
             step()
         events = prof.key_averages()
         total = sum(e.self_cpu_time_total for e in events)
         matmul = sum(e.self_cpu_time_total for e in events
                      if any(k in e.key for k in ("mm", "convolution", "scaled_dot_product", "mkldnn")))
         copies = sum(e.self_cpu_time_total for e in events if any(k in e.key for k in ("copy_", "clone", "contiguous")))
-        return 1 - matmul / total, copies / total
+        return 1 - matmul / total, copies / total, None
 
-    return step, shares
+    return step, profile
 
 
 def main() -> None:
@@ -138,7 +141,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds (one step of each per round)")
     parser.add_argument("--impls", default="xla,cpu_layout", help="jaxrep attention implementations")
     parser.add_argument("--sources", type=int, default=0, help="also list each jaxrep step's N largest layout "
-                        "copies by source (jaxrep.profiling.op_source_times)")
+                        "copies by source (jaxrep.profiling.times_by_source)")
     args = parser.parse_args()
     print(f"{len(jax.devices())} {jax.devices()[0].platform} device(s), JAX {jax.__version__}; batch {args.batch}")
     for name in [args.only] if args.only else SHAPES:
@@ -158,15 +161,16 @@ def main() -> None:
         print(f"\n== {name} (REPA step, aligned block {depth}, projector {width}, targets {target})\n")
         print("| step | median (ms) | vs PyTorch | share of op time outside matmuls | in layout copies |")
         print("|---|---|---|---|---|")
-        for label, (_, shares) in steps.items():
+        sources = {}
+        for label, (_, profile) in steps.items():
             median = statistics.median(times[label])
-            outside, copies = shares()
+            outside, copies, sources[label] = profile()
             print(f"| {label} | {1e3 * median:.1f} | {median / torch_median:.2f}x | {100 * outside:.0f} % | "
                   f"{100 * copies:.0f} % |", flush=True)
-        for label, (step, _) in steps.items():
-            if args.sources and hasattr(step, "copy_sources"):
+        for label, by_source in sources.items():
+            if args.sources and by_source is not None:
                 print(f"\n{label}: the largest layout copies per step, by the JAX operation they come from")
-                for (kind, source), seconds in list(step.copy_sources().items())[:args.sources]:
+                for (kind, source), seconds in list(by_source.items())[:args.sources]:
                     print(f"  {1e3 * seconds:8.2f} ms  {kind:24s} {source}")
 
 

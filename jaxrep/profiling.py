@@ -148,29 +148,40 @@ def op_kind(name: str) -> str:
     return _HLO_NAME.match(name).group(1)
 
 
-def op_kind_times(run: Callable[[], Any], calls: int = 1) -> dict[str, float]:
-    """`op_times` summed by `op_kind`. Sorted, largest first."""
+def times_by_kind(times: dict[str, float]) -> dict[str, float]:
+    """Per-op seconds (`op_times`) summed by `op_kind`. Sorted, largest first."""
     totals: collections.Counter = collections.Counter()
-    for name, seconds in op_times(run, calls).items():
+    for name, seconds in times.items():
         totals[op_kind(name)] += seconds
     return dict(totals.most_common())
 
 
-def op_source_times(run: Callable[[], Any], hlo_text: str, calls: int = 1,
-                    kinds: tuple[str, ...] = ("copy", "transpose")) -> dict[tuple[str, str], float]:
-    """`op_times` of the ops whose kind contains one of `kinds`, summed by (kind, source): the source is the
-    `op_name` metadata the compiled program's text (`compiled.as_text()`, the program `run` executes) gives
-    the instruction, i.e. the JAX operation it came from, with layer indices (`blocks_3`) folded to `*`.
+def times_by_source(times: dict[str, float], hlo_text: str, kinds: tuple[str, ...] = ("copy", "transpose")
+                    ) -> dict[tuple[str, str], float]:
+    """Per-op seconds (`op_times`) of the ops whose kind contains one of `kinds`, summed by (kind, source): the
+    source is the `op_name` metadata the compiled program's text (`compiled.as_text()`, the program timed)
+    gives the instruction, i.e. the JAX operation it came from, with layer indices (`blocks_3`) folded to `*`.
     Shows where layout copies come from. Sorted, largest first."""
     sources = {}
     for match in re.finditer(r'%([\w.\-]+) = [^\n]*?op_name="([^"]*)"', hlo_text):
         sources[match.group(1)] = re.sub(r"_\d+(?=/|$)", "_*", match.group(2))
     totals: collections.Counter = collections.Counter()
-    for name, seconds in op_times(run, calls).items():
+    for name, seconds in times.items():
         kind = op_kind(name)
         if any(k in kind for k in kinds):
             totals[(kind, sources.get(name, "?"))] += seconds
     return dict(totals.most_common())
+
+
+def op_kind_times(run: Callable[[], Any], calls: int = 1) -> dict[str, float]:
+    """`op_times` of `run` summed by `op_kind` (`times_by_kind`). Sorted, largest first."""
+    return times_by_kind(op_times(run, calls))
+
+
+def op_source_times(run: Callable[[], Any], hlo_text: str, calls: int = 1,
+                    kinds: tuple[str, ...] = ("copy", "transpose")) -> dict[tuple[str, str], float]:
+    """`op_times` of `run` summed by (kind, source) over the ops of `kinds` (`times_by_source`)."""
+    return times_by_source(op_times(run, calls), hlo_text, kinds)
 
 
 def op_kind_report(times: dict[str, float], top: int = 12) -> str:
