@@ -78,17 +78,21 @@ class FusedDDPG:
             explore_key=explore_key,
         )
 
-    def _train(self, agent_state: TrainState, buffer: replay.ReplayBuffer, env_step: jax.Array):
-        """`updates_per_iteration` updates once past `start_steps`, else none; metrics zero when none ran."""
-        train = lambda state: self.agent.train(state, buffer, self.updates_per_iteration)
-        shapes = jax.eval_shape(train, agent_state)[1]
-        skip = lambda state: (state, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes))
-        updated = env_step > self.agent.start_steps
-        agent_state, metrics = jax.lax.cond(updated, train, skip, agent_state)
-        return agent_state, metrics, updated
+    def learning(self, env_step: jax.Array) -> jax.Array:
+        """Whether an iteration that has reached `env_step` updates: past the uniform-random phase."""
+        return env_step > self.agent.start_steps
 
-    def iteration(self, state: FusedState) -> tuple[FusedState, dict[str, jax.Array]]:
-        """One loop iteration (act, env step, insert, update); returns per-iteration scalars."""
+    def train_or_skip(self, agent_state: TrainState, buffer: replay.ReplayBuffer, updated: jax.Array,
+                      train=None):
+        """`updates_per_iteration` updates if `updated`, else none (metrics zero), under `lax.cond`; `train`
+        (agent_state, buffer) -> (agent_state, metrics) replaces `DDPG.train` (a population's vmapped one)."""
+        train = train or (lambda state, data: self.agent.train(state, data, self.updates_per_iteration))
+        shapes = jax.eval_shape(train, agent_state, buffer)[1]
+        skip = lambda state, _: (state, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes))
+        return jax.lax.cond(updated, train, skip, agent_state, buffer)
+
+    def collect(self, state: FusedState) -> tuple[FusedState, dict[str, jax.Array]]:
+        """Steps 1-3 of an iteration (act, env step, insert); the agent is left as it is."""
         num_envs = self.env.num_envs
         keys = jax.random.split(jax.random.fold_in(state.explore_key, state.iteration), num_envs)
         action = jax.vmap(self.agent.act, in_axes=(None, 0, 0, None))(
@@ -97,25 +101,24 @@ class FusedDDPG:
         buffer = replay.add(state.buffer, replay.Transitions(
             observation=state.observation, action=action, reward=step.reward,
             not_done=1.0 - step.terminated.astype(jnp.float32), next_observation=step.next_observation))
-        env_step = state.env_step + num_envs
         info = {"episodes": jnp.sum(step.terminated | step.truncated), "return_sum": jnp.sum(step.episode_return),
                 "reward": jnp.mean(step.reward)}
-        agent_state = state.agent
+        return state.replace(buffer=buffer, env=env_state, observation=step.observation,
+                             env_step=state.env_step + num_envs, iteration=state.iteration + 1), info
+
+    def iteration(self, state: FusedState) -> tuple[FusedState, dict[str, jax.Array]]:
+        """One loop iteration (act, env step, insert, update); returns per-iteration scalars."""
+        state, info = self.collect(state)
         if self.updates_per_iteration > 0:
-            agent_state, metrics, updated = self._train(agent_state, buffer, env_step)
+            updated = self.learning(state.env_step)
+            agent_state, metrics = self.train_or_skip(state.agent, state.buffer, updated)
+            state = state.replace(agent=agent_state)
             info.update(metrics, updated=updated)
-        new_state = FusedState(agent=agent_state, buffer=buffer, env=env_state, observation=step.observation,
-                               env_step=env_step, iteration=state.iteration + 1, explore_key=state.explore_key)
-        return new_state, info
+        return state, info
 
-    def run(self, state: FusedState, num_iterations: int) -> tuple[FusedState, dict[str, jax.Array]]:
-        """`num_iterations` iterations under one `lax.scan` (jit it with `num_iterations` static).
-
-        Returns the new carry and the chunk's summary: `train/episodes` finished, `train/episode_return`
-        (their mean; NaN if none finished), `train/reward` (mean per agent step), `train/updates` run, and
-        the update metrics averaged over the iterations that updated (NaN if none did).
-        """
-        state, info = jax.lax.scan(lambda s, _: self.iteration(s), state, length=num_iterations)
+    def summarize(self, info: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        """A chunk's summary from its iterations' stacked scalars (leading iteration axis); see `run`."""
+        info = dict(info)
         episodes = jnp.sum(info.pop("episodes"))
         summary = {"train/episodes": episodes,
                    "train/episode_return": jnp.sum(info.pop("return_sum")) / jnp.where(episodes > 0, episodes, jnp.nan),
@@ -126,7 +129,17 @@ class FusedDDPG:
             summary["train/updates"] = (count * self.updates_per_iteration).astype(jnp.int32)
             for name, values in info.items():
                 summary[name] = jnp.sum(values * updated) / jnp.where(count > 0, count, jnp.nan)
-        return state, summary
+        return summary
+
+    def run(self, state: FusedState, num_iterations: int) -> tuple[FusedState, dict[str, jax.Array]]:
+        """`num_iterations` iterations under one `lax.scan` (jit it with `num_iterations` static).
+
+        Returns the new carry and the chunk's summary: `train/episodes` finished, `train/episode_return`
+        (their mean; NaN if none finished), `train/reward` (mean per agent step), `train/updates` run, and
+        the update metrics averaged over the iterations that updated (NaN if none did).
+        """
+        state, info = jax.lax.scan(lambda s, _: self.iteration(s), state, length=num_iterations)
+        return state, self.summarize(info)
 
     def evaluate(self, actor_params, key: jax.Array) -> jax.Array:
         """Undiscounted returns (N,) of one deterministic-policy episode per env, from resets keyed by `key`."""

@@ -4,10 +4,10 @@ Member m of a population of S seeds and C BEER coefficients is (seed index m % S
 coefficient sees the same S seeds (common random numbers across the grid). Each member has its own carry, so
 the train state, replay buffer, env states, counters and keys all get a leading member axis of size S * C; the
 members never interact, so member m is the single run of its key and coefficient up to float reassociation of
-the batched matmuls. `lax.cond` inside the loop becomes a select under `vmap`, so during the uniform-random
-phase the (discarded) updates are computed too: a population of two or more pays for its updates from the first
-iteration (start_steps / total_env_steps of extra work: 2.5 % at the paper's 25k of 1M). A population of one
-runs the fused loop unbatched, so it is bitwise the single run.
+the batched matmuls. The members step in lockstep, so the uniform-random phase is one scalar predicate for all
+of them and its updates are skipped under a real `lax.cond` (a `lax.cond` inside `vmap` would become a select
+and compute the discarded updates). A population of one runs the fused loop unbatched, so it is bitwise the
+single run.
 """
 
 from __future__ import annotations
@@ -79,11 +79,34 @@ class Population:
         return self._map(lambda key: self.fused.init(key, replay_capacity), keys)
 
     def run(self, state: FusedState, num_iterations: int) -> tuple[FusedState, dict[str, jax.Array]]:
-        """`FusedDDPG.run` of every member; the summary's entries get a leading member axis."""
-        coefs = self._coefs()
-        if coefs is None:
+        """`FusedDDPG.run` of every member; the summary's entries get a leading member axis.
+
+        Two or more members: one `lax.scan` over iterations of the vmapped collect step and the vmapped
+        updates. The members step in lockstep (one env_step), so whether an iteration updates is one scalar,
+        read from member 0, and the updates stay under a real `lax.cond`: the random phase runs none.
+        """
+        if self.num_members == 1:
             return self._map(lambda s: self.fused.run(s, num_iterations), state)
-        return self._map(lambda s, c: self._member(c).run(s, num_iterations), state, coefs)
+        fused, coefs = self.fused, self._coefs()
+
+        def train_members(agents, buffers):
+            train = lambda agent, buffer, coef: self._member(coef).agent.train(
+                agent, buffer, fused.updates_per_iteration)
+            if coefs is None:
+                return jax.vmap(lambda agent, buffer: train(agent, buffer, None))(agents, buffers)
+            return jax.vmap(train)(agents, buffers, coefs)
+
+        def iteration(states, _):
+            states, info = jax.vmap(fused.collect)(states)
+            if fused.updates_per_iteration > 0:
+                updated = fused.learning(states.env_step[0])
+                agents, metrics = fused.train_or_skip(states.agent, states.buffer, updated, train=train_members)
+                states = states.replace(agent=agents)
+                info.update(metrics, updated=jnp.broadcast_to(updated, (self.num_members,)))
+            return states, info
+
+        state, info = jax.lax.scan(iteration, state, length=num_iterations)
+        return state, jax.vmap(fused.summarize, in_axes=1)(info)
 
     def evaluate(self, actor_params, keys: jax.Array) -> jax.Array:
         """(num_members, num_envs) deterministic-policy returns, member m's resets keyed by keys[m]."""

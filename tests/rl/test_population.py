@@ -115,3 +115,27 @@ def test_a_population_of_one_is_bitwise_the_single_run():
     alone, alone_summaries = single_run(population.fused, jax.random.PRNGKey(4))
     jax.tree.map(lambda a, b: np.testing.assert_array_equal(a[0], b), state, alone)
     jax.tree.map(lambda a, b: np.testing.assert_array_equal(a[0], b), summaries, alone_summaries)
+
+
+def equations(jaxpr):
+    """Every equation of a jaxpr and of the jaxprs inside its equations (scan bodies, cond branches)."""
+    for eqn in jaxpr.eqns:
+        yield eqn
+        for value in eqn.params.values():
+            for inner in value if isinstance(value, (tuple, list)) else (value,):
+                inner = getattr(inner, "jaxpr", inner)  # ClosedJaxpr -> Jaxpr
+                if hasattr(inner, "eqns"):
+                    yield from equations(inner)
+
+
+def test_the_random_phase_skips_every_members_updates_under_one_cond():
+    # Under vmap a per-member lax.cond becomes a select that computes the discarded updates; the population
+    # hoists the phase predicate (one scalar) so its program keeps a real cond around the vmapped updates.
+    population = Population(fused_loop(), num_seeds=2)
+    state = jax.eval_shape(lambda keys: population.init(keys, CAPACITY), jax.vmap(jax.random.PRNGKey)(np.arange(2)))
+    program = jax.make_jaxpr(population.run, static_argnums=1)(state, ITERATIONS).jaxpr
+    conds = [eqn for eqn in equations(program) if eqn.primitive.name == "cond"]
+    assert len(conds) == 1 and conds[0].invars[0].aval.shape == ()  # one scalar predicate
+    skip, train = (branch.jaxpr for branch in conds[0].params["branches"])
+    assert not any(eqn.primitive.name == "dot_general" for eqn in equations(skip))
+    assert any(eqn.primitive.name == "dot_general" for eqn in equations(train))  # the updates run inside it
