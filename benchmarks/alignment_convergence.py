@@ -42,10 +42,10 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags, logging
 
-from benchmarks.active_clock import ActiveClock
 from configs import diffusion as diffusion_configs
 from configs import evaluate as evaluate_configs
 from jaxrep import parallel
+from jaxrep.active_clock import ActiveClock
 from jaxrep.checkpoint import Checkpointer
 from jaxrep.data import FashionMNIST, make_iterator
 from jaxrep.data.fashion_mnist import DEBIAN_DIR as FASHION_MNIST_DIR

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 import numpy as np
 from absl import flags
@@ -24,6 +23,7 @@ from absl import flags
 from configs import rl as rl_configs
 from configs import rl_grid as grid_configs
 from configs import rl_mjx as mjx_configs
+from jaxrep.active_clock import ActiveClock
 from jaxrep.checkpoint import PreemptionGuard
 from jaxrep.config_checks import ConfigError
 from jaxrep.logging import save_config
@@ -111,7 +111,21 @@ def run_cell(cell: dict, workdir: str) -> dict | None:
     if os.path.exists(result_path):
         with open(result_path) as f:
             return json.load(f)
-    start = time.perf_counter()
+    with ActiveClock() as clock:
+        summary, evals = train_cell(cell, workdir)
+    os.makedirs(workdir, exist_ok=True)
+    seconds = add_seconds(workdir, clock.seconds)
+    if summary["preempted"]:
+        return None
+    result = {"task": cell["task"], "method": cell["method"], "loop": cell["loop"], "seeds": cell["seeds"],
+              "env_steps": summary["env_steps"], "evals": evals, "seconds": seconds}
+    with open(result_path, "w") as f:
+        json.dump(result, f, indent=1)
+    return result
+
+
+def train_cell(cell: dict, workdir: str) -> tuple[dict, list]:
+    """Runs the cell's entrypoint; (its summary, per-seed evaluations [[step, return], ...])."""
     if cell["loop"] == "mjx":
         from train import rl_mjx
 
@@ -122,19 +136,12 @@ def run_cell(cell: dict, workdir: str) -> dict | None:
 
         summary = rl.train_and_evaluate(cell["config"], workdir)
         evals = [[list(e) for e in summary["evals"]]]
-    os.makedirs(workdir, exist_ok=True)
-    seconds = add_seconds(workdir, time.perf_counter() - start)
-    if summary["preempted"]:
-        return None
-    result = {"task": cell["task"], "method": cell["method"], "loop": cell["loop"], "seeds": cell["seeds"],
-              "env_steps": summary["env_steps"], "evals": evals, "seconds": seconds}
-    with open(result_path, "w") as f:
-        json.dump(result, f, indent=1)
-    return result
+    return summary, evals
 
 
 def add_seconds(workdir: str, seconds: float) -> float:
-    """Adds one piece's wall-clock to the run's total in `grid_seconds.json` (a resumed run counts every piece)."""
+    """Adds one piece's wall-clock (time the process was stopped left out, `jaxrep.active_clock`) to the run's
+    total in `grid_seconds.json` (a resumed run counts every piece)."""
     path = os.path.join(workdir, "grid_seconds.json")
     total = seconds + (json.load(open(path))["seconds"] if os.path.exists(path) else 0.0)
     with open(path, "w") as f:
