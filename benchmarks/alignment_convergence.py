@@ -116,8 +116,9 @@ def run_config(method: str, seed: int, steps: int, eval_every: int):
     return config
 
 
-def evaluate_checkpoints(workdir: str) -> dict[int, dict]:
-    """FD, precision, recall, density, coverage of every main-stage checkpoint of the run, with the pieces of
+def evaluate_checkpoints(workdir: str, eval_every: int) -> dict[int, dict]:
+    """FD, precision, recall, density, coverage of the run's main-stage checkpoints at multiples of `eval_every`
+    (not those a preempted piece saved in between), with the pieces of
     `train.evaluate` (preset `cpu` settings; the same numbers as `train.evaluate.evaluate` per checkpoint), but
     one experiment and one compiled sampler for all checkpoints of the run."""
     eval_config = evaluate_configs.get_config("cpu")
@@ -136,7 +137,7 @@ def evaluate_checkpoints(workdir: str) -> dict[int, dict]:
         cache_dir=eval_config.reference.cache_dir, description=train_evaluate.reference_description(config, indices),
         batch_size=batch_size, mesh=experiment.mesh, keep=keep)
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), save_every=1)
-    steps = checkpointer.all_steps()
+    steps = [step for step in checkpointer.all_steps() if step % eval_every == 0]
     checkpointer.close()
     results = {}
     for step in steps:
@@ -328,7 +329,7 @@ def run(method: str, seed: int, steps: int, eval_every: int) -> dict:
         reevaluate = record.get("settings") != settings or "results" not in record
         evaluated = reevaluate
         if reevaluate:
-            results = evaluate_checkpoints(workdir)
+            results = evaluate_checkpoints(workdir, eval_every)
             keys = ("fd", "precision", "recall", "density", "coverage")
             record["results"] = {str(step): {k: float(r[k]) for k in keys} for step, r in results.items()}
             record["settings"] = settings
