@@ -44,9 +44,8 @@ MATMUL_KINDS = ("ynn", "dot", "convolution", "gemm", "matmul")
 LAYOUT_KINDS = ("copy", "transpose")  # XLA:CPU op kinds that only move data into another layout
 
 
-def jax_step(shape: dict, depth: int, width: int, target: tuple[int, int], batch_size: int, impl: str):
-    """(step(), profile()): the step, and from one profiled call its op-time shares outside matmuls and in layout
-    copies, and its layout copies' times by source (`jaxrep.profiling.times_by_source`)."""
+def jax_step_inputs(shape: dict, depth: int, width: int, target: tuple[int, int], batch_size: int, impl: str):
+    """(train_step, state, batch): jaxrep's REPA step (not jitted), a fresh state and a random batch."""
     model = SiT(attention_impl=impl, **shape)
     projector = make_projector("repa", out_dim=target[1], hidden_dim=width)
     loss = make_diffusion_loss(model, alignment=make_alignment_term("repa", projector=projector, depth=depth,
@@ -62,7 +61,14 @@ def jax_step(shape: dict, depth: int, width: int, target: tuple[int, int], batch
     batch = {"image": jnp.asarray(rng.normal(size=(batch_size, side, side, channels)), jnp.float32),
              "label": jnp.asarray(rng.integers(0, shape["num_classes"], batch_size), jnp.int32),
              "align_target": jnp.asarray(rng.normal(size=(batch_size, *target)), jnp.float32)}
-    compiled = jax.jit(make_train_step(loss, tx, ema_decay=0.9999), donate_argnums=0).lower(state, batch).compile()
+    return make_train_step(loss, tx, ema_decay=0.9999), state, batch
+
+
+def jax_step(shape: dict, depth: int, width: int, target: tuple[int, int], batch_size: int, impl: str):
+    """(step(), profile()): the step, and from one profiled call its op-time shares outside matmuls and in layout
+    copies, and its layout copies' times by source (`jaxrep.profiling.times_by_source`)."""
+    train_step, state, batch = jax_step_inputs(shape, depth, width, target, batch_size, impl)
+    compiled = jax.jit(train_step, donate_argnums=0).lower(state, batch).compile()
     holder = {"state": state}
 
     def step():

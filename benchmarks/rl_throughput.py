@@ -41,7 +41,7 @@ _LOOP_STEPS = flags.DEFINE_integer("loop_steps", 3000, "Env steps of the trainin
 _PROFILE = flags.DEFINE_bool("profile", False, "Only trace the BEER update (1 per call): time per kind of XLA op.")
 
 
-def _update_inputs(task: str, method: str, batch_size: int):
+def update_inputs(task: str, method: str, batch_size: int):
     """(jitted `train` donating the state, fresh state, 10k-transition buffer of random data) at the task's sizes
     and paper settings."""
     config = get_config(task)
@@ -63,12 +63,12 @@ def _update_inputs(task: str, method: str, batch_size: int):
 
 def update_flops(task: str, method: str, batch_size: int) -> float | None:
     """FLOPs of one update (sampling included) by XLA's cost analysis of the compiled `train` call."""
-    train, state, buffer = _update_inputs(task, method, batch_size)
+    train, state, buffer = update_inputs(task, method, batch_size)
     return compiled_flops(train.lower(state, buffer, num_updates=1).compile())
 
 
 def updates_per_second(task: str, method: str, batch_size: int, num_updates: int, seconds: float) -> float:
-    train, state, buffer = _update_inputs(task, method, batch_size)
+    train, state, buffer = update_inputs(task, method, batch_size)
     state, _ = train(state, buffer, num_updates=num_updates)  # compile
     jax.block_until_ready(state)
     calls, start = 0, time.perf_counter()
@@ -81,7 +81,7 @@ def updates_per_second(task: str, method: str, batch_size: int, num_updates: int
 
 def update_op_kinds(task: str, method: str, batch_size: int, calls: int = 200) -> str:
     """Where one update's time goes, per kind of XLA op (a `jax.profiler` trace of `calls` updates)."""
-    train, state, buffer = _update_inputs(task, method, batch_size)
+    train, state, buffer = update_inputs(task, method, batch_size)
 
     def one_update():
         nonlocal state
@@ -103,7 +103,7 @@ def env_step_ms_alone_and_after_updates(task: str, steps: int = 1000) -> tuple[f
 
     The host loop alternates the two; the update's working set evicts the env's from the core's caches.
     """
-    train, state, buffer = _update_inputs(task, "beer", 256)
+    train, state, buffer = update_inputs(task, "beer", 256)
     state, metrics = train(state, buffer, num_updates=1)
     env, rng = DMCEnv(task), np.random.default_rng(0)
     actions = rng.uniform(-1, 1, (steps, env.action_size)).astype(np.float32)

@@ -41,9 +41,8 @@ _WIDTH = 256  # hidden width of the paper's actor and critic
 _MATMUL_REPEATS = 200  # calls per timing of the hidden-layer matmul
 
 
-def torch_updates_per_second(observation_size: int, action_size: int, beer: bool, batch_size: int,
-                             seconds: float, threads: int) -> float:
-    """Updates/s of the PyTorch DDPG(+BEER) update, batch sampling included."""
+def torch_update(observation_size: int, action_size: int, beer: bool, batch_size: int, threads: int):
+    """update(): one PyTorch DDPG(+BEER) update, batch sampling included, with fresh networks and random data."""
     import torch
     from torch import nn
     import torch.nn.functional as F
@@ -118,6 +117,13 @@ def torch_updates_per_second(observation_size: int, action_size: int, beer: bool
                 for param, target_param in zip(net.parameters(), target.parameters()):
                     target_param.mul_(1 - tau).add_(param, alpha=tau)
 
+    return update
+
+
+def torch_updates_per_second(observation_size: int, action_size: int, beer: bool, batch_size: int,
+                             seconds: float, threads: int) -> float:
+    """Updates/s of the PyTorch DDPG(+BEER) update, batch sampling included."""
+    update = torch_update(observation_size, action_size, beer, batch_size, threads)
     for _ in range(20):  # warm-up (allocator, thread pool)
         update()
     updates, start = 0, time.perf_counter()
