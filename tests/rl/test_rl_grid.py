@@ -50,9 +50,25 @@ def test_cells_map_the_grid_onto_run_configs():
 
 
 def test_grid_validation_names_the_field():
-    for name, value in (("methods", "beer,sac"), ("loop", "gpu"), ("eval_every", 300), ("num_envs", 7)):
+    for name, value in (("methods", "beer,sac"), ("loop", "gpu"), ("eval_every", 300)):
         with pytest.raises(ConfigError, match=f"^{name}: "):
             grid_configs.validate(tiny_grid(**{name: value}))
+    # An MJX chunk is one evaluation period of num_envs-wide iterations; the host loop has no such constraint.
+    for loop in ("auto", "mjx"):
+        with pytest.raises(ConfigError, match="^num_envs: 7 does not divide eval_every=200"):
+            grid_configs.validate(tiny_grid(num_envs=7, loop=loop))
+    grid_configs.validate(tiny_grid(num_envs=7, loop="host"))
+
+
+def test_study_presets_validate_and_split_the_tasks_by_loop():
+    study, host = grid_configs.get_config("study"), grid_configs.get_config("study_host")
+    for config in (study, host):
+        grid_configs.validate(config)
+    assert set(grid_configs.names(host.tasks)) < set(grid_configs.names(study.tasks))
+    assert host.loop == "host" and host.eval_every % host.num_envs != 0
+    assert host.start_steps / host.total_env_steps == study.start_steps / study.total_env_steps
+    with pytest.raises(ConfigError, match="^preset: unknown rl_grid preset 'studdy'"):
+        grid_configs.get_config("studdy")
 
 
 def test_grid_writes_one_table_and_skips_finished_runs(tmp_path, monkeypatch):
