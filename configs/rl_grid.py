@@ -10,10 +10,10 @@ Presets:
   a few minutes on 2 CPU cores per cell.
 - `study`: the 4-task x 5-seed CPU study of docs/results/beer.md (MJX where Playground has the task), 40k agent
   steps per run. On this CPU its cartpole-swingup cells took 30 min each, but MJX's contact-rich tasks crawl:
-  cheetah-run ran at about 3 agent steps/s per seed (5 seeds in one program), about 3 hours per cell.
+  cheetah-run ran at 3-5 agent steps/s per seed (5 seeds in one program), 2-3 hours per cell.
 - `study_host`: the study's other three tasks (cheetah-run, walker-walk, reacher-easy) on the host dm-control
-  loop, which steps them about 30x faster per seed here, at 20k agent steps per run (2.5k random first: the
-  same 1/8 as `study`), so that the study fits a few hours of this CPU.
+  loop, which runs them at about 170 agent steps/s per seed here (training included), at 20k agent steps per run
+  (2.5k random first: the same 1/8 as `study`), so that the study fits a few hours of this CPU.
 """
 
 from __future__ import annotations
