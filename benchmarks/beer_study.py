@@ -1,4 +1,4 @@
-"""BEER-DDPG vs DDPG on cheap dm-control tasks, several seeds; writes docs/results/beer.md and its curves.
+"""BEER-DDPG vs DDPG on cheap dm-control tasks, several seeds; writes docs/results/beer_host_study.md and its curves.
 
   python -m benchmarks.beer_study                     # the study as specified: 100k env steps, 3 seeds
   python -m benchmarks.beer_study --env_steps=20000 --start_steps=2000 --eval_every=2000 --eval_episodes=5
@@ -33,7 +33,7 @@ _START_STEPS = flags.DEFINE_integer("start_steps", 10_000, "Uniform-random steps
 _EVAL_EVERY = flags.DEFINE_integer("eval_every", 10_000, "Env steps between evaluations.")
 _EVAL_EPISODES = flags.DEFINE_integer("eval_episodes", 10, "Episodes per evaluation.")
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/beer_study", "Root of the runs' work directories.")
-_OUTPUT = flags.DEFINE_string("output", "docs/results/beer.md", "Markdown report; PNGs go next to it.")
+_OUTPUT = flags.DEFINE_string("output", "docs/results/beer_host_study.md", "Markdown report; PNGs go next to it.")
 _THROUGHPUT = flags.DEFINE_bool("throughput", True, "Measure and include throughput (benchmarks.rl_throughput).")
 
 
