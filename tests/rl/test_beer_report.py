@@ -2,7 +2,7 @@
 
 import json
 
-from benchmarks.beer_report import complete_tasks, load
+from benchmarks.beer_report import complete_tasks, load, unfinished_tasks
 
 
 def _grid(path, task_rows, **config):
@@ -25,3 +25,9 @@ def test_grids_merge_and_a_task_comes_from_its_first_grid(tmp_path):
     assert all(r["grid"] == mjx for r in rows if r["task"] == "cartpole-swingup")
     assert sum(r["task"] == "cheetah-run" and r["grid"] == host for r in rows) == 4
     assert complete_tasks(rows, ["beer", "ddpg"]) == ["cartpole-swingup", "cheetah-run"]
+
+
+def test_a_partial_grid_names_its_unfinished_tasks():
+    configs = {"a": {"tasks": "cartpole-swingup, cheetah-run"}, "b": {"tasks": "cheetah-run,walker-walk"}, "c": {}}
+    assert unfinished_tasks(configs, ["cartpole-swingup"]) == ["cheetah-run", "walker-walk"]
+    assert unfinished_tasks(configs, ["cartpole-swingup", "cheetah-run", "walker-walk"]) == []
