@@ -1,8 +1,8 @@
-"""benchmarks/beer_report.py: several grids merge into one report's rows, each task from its first grid."""
+"""benchmarks/grid_results.py (what beer_report reads): several grids merge into one report's rows, each task from its first grid."""
 
 import json
 
-from benchmarks.beer_report import complete_tasks, load, unfinished_tasks
+from benchmarks.grid_results import complete_tasks, load, unfinished_tasks
 
 
 def _grid(path, task_rows, **config):

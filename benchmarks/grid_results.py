@@ -1,0 +1,35 @@
+"""The finished runs of one or more `train.rl_grid` work directories, for `benchmarks.beer_report` (no flags)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+
+def load(grids: list[str]) -> tuple[dict[str, dict], list[dict]]:
+    """({grid: its config}, every run's row with its "grid"); a task already in an earlier grid is skipped."""
+    configs, rows = {}, []
+    for grid in grids:
+        with open(os.path.join(grid, "results.json")) as f:
+            grid_rows = json.load(f)
+        path = os.path.join(grid, "config.json")
+        configs[grid] = json.load(open(path)) if os.path.exists(path) else {}
+        seen = {r["task"] for r in rows}
+        rows += [dict(r, grid=grid) for r in grid_rows if r["task"] not in seen]
+    return configs, rows
+
+
+def complete_tasks(rows: list[dict], methods: list[str]) -> list[str]:
+    """Tasks every method has the same number (> 0) of finished seeds on: rliable needs (runs, tasks) arrays."""
+    tasks = []
+    for task in dict.fromkeys(r["task"] for r in rows):
+        counts = {m: sum(1 for r in rows if r["task"] == task and r["method"] == m) for m in methods}
+        if min(counts.values()) > 0 and len(set(counts.values())) == 1:
+            tasks.append(task)
+    return tasks
+
+
+def unfinished_tasks(configs: dict[str, dict], tasks: list[str]) -> list[str]:
+    """The grids' configured tasks (their `tasks` fields) that the report does not cover."""
+    configured = [t.strip() for config in configs.values() for t in config.get("tasks", "").split(",") if t.strip()]
+    return [t for t in dict.fromkeys(configured) if t not in tasks]
