@@ -12,7 +12,7 @@ Presets:
   steps per run. On this CPU its cartpole-swingup cells took 30 min each, but MJX's contact-rich tasks crawl:
   cheetah-run ran at 3-5 agent steps/s per seed (5 seeds in one program), 2-3 hours per cell.
 - `study_host`: the study's other three tasks (cheetah-run, walker-walk, reacher-easy) on the host dm-control
-  loop, which runs them at about 170 agent steps/s per seed here (training included), at 20k agent steps per run
+  loop, which runs them at 150-170 agent steps/s per seed here (training included), at 20k agent steps per run
   (2.5k random first: the same 1/8 as `study`), so that the study fits a few hours of this CPU.
 """
 
