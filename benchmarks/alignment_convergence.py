@@ -52,6 +52,7 @@ from jaxrep.data.fashion_mnist import DEBIAN_DIR as FASHION_MNIST_DIR
 from jaxrep.diffusion import linear_interpolant
 from jaxrep.logging import read_metrics
 from jaxrep.metrics import bootstrap_mean_ci, frechet_distance, linear_probe_accuracy, prdc, steps_to_reach
+from jaxrep.metrics.convergence import faster_than_baseline, steps_to_reference
 from jaxrep.metrics.features import cached_reference_features, extract_features
 from train import diffusion as train_diffusion
 from train import evaluate as train_evaluate
@@ -394,32 +395,6 @@ def main(argv) -> None:
     print(open(output_path()).read())
 
 
-def steps_to_reference(checkpoints: list[int], curves: np.ndarray, reference: float
-                       ) -> tuple[np.ndarray, np.ndarray]:
-    """Each seed's steps to `reference` (`steps_to_reach`) and whether it never reached it; such a seed counts at
-    the budget, a lower bound on its true steps (right-censored), so a method with one looks faster than it is."""
-    reached = np.array([steps_to_reach(checkpoints, row, reference) for row in curves])
-    return np.where(np.isnan(reached), checkpoints[-1], reached), np.isnan(reached)
-
-
-def faster_than_vanilla(steps: dict[str, np.ndarray], censored: dict[str, np.ndarray], min_seeds: int = 3
-                        ) -> dict[str, float]:
-    """The aligned methods whose steps-to-reference CI lies wholly below vanilla's, with the speed-up of their
-    means (vanilla's censored mean over theirs: a lower bound where vanilla has unreached seeds). A method with
-    an unreached seed, or with fewer than `min_seeds` seeds (its or vanilla's), is never counted."""
-    if len(steps["none"]) < min_seeds:
-        return {}
-    _, vanilla_low, _ = bootstrap_mean_ci(steps["none"])
-    faster = {}
-    for method, values in steps.items():
-        if method == "none" or len(values) < min_seeds or censored[method].any():
-            continue
-        mean, _, high = bootstrap_mean_ci(values)
-        if high < vanilla_low:
-            faster[method] = float(np.mean(steps["none"]) / mean)
-    return faster
-
-
 def append_fmnist_sections(checkpoints, curves, records, diagnostics_png) -> None:
     """Probe accuracy, steps to the reference FD with bootstrap CIs, the verdict, and the diagnostics figure."""
     reference = float(np.nanmean(curves["none"][:, -1]))
@@ -440,7 +415,7 @@ def append_fmnist_sections(checkpoints, curves, records, diagnostics_png) -> Non
         per_seed = ", ".join(f">{v:.0f}" if unreached else f"{v:.0f}" for v, unreached in zip(values, censored[method]))
         lines.append(f"| {NAMES[method]} | {len(values)} | {mean:.0f} [{low:.0f}, {high:.0f}] | {per_seed} | "
                      f"{p_mean:.3f} [{p_low:.3f}, {p_high:.3f}] |")
-    faster = faster_than_vanilla(steps, censored)
+    faster = faster_than_baseline(steps, censored, baseline="none")
     vanilla = float(np.mean(steps["none"]))
     verdict = ("Verdict: " + "; ".join(
         f"{NAMES[m]} reaches it in {vanilla / x:.0f} steps against vanilla's {vanilla:.0f}, a {x:.2f}x speed-up, "

@@ -1,6 +1,6 @@
 import numpy as np
 
-from benchmarks.alignment_convergence import faster_than_vanilla, steps_to_reference
+from jaxrep.metrics.convergence import faster_than_baseline, steps_to_reference
 
 CHECKPOINTS = [500, 1000, 1500]
 
@@ -22,7 +22,8 @@ def test_only_methods_whose_ci_lies_wholly_below_vanillas_are_faster():
              "repa_random": np.array([500.0])}  # one seed: never counted
     censored = {method: np.zeros(len(values), bool) for method, values in steps.items()}
     censored["erw"][2] = censored["none"][1] = True
-    faster = faster_than_vanilla(steps, censored)
+    faster = faster_than_baseline(steps, censored, baseline="none")
     assert list(faster) == ["irepa"]
     np.testing.assert_allclose(faster["irepa"], (4400 / 3) / 650)
-    assert faster_than_vanilla({m: v[:2] for m, v in steps.items()}, censored) == {}  # 2 seeds: too few
+    two_seeds = {m: v[:2] for m, v in steps.items()}
+    assert faster_than_baseline(two_seeds, censored, baseline="none") == {}  # too few seeds

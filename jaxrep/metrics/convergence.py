@@ -1,5 +1,6 @@
-"""Convergence speed from evaluation curves: the steps a run needs to reach a quality threshold, and a bootstrap
-confidence interval of a mean over seeds (the comparison REPA's "17.5x faster" claim makes, at small scale).
+"""Convergence speed from evaluation curves: the steps a run needs to reach a quality threshold, a bootstrap
+confidence interval of a mean over seeds, and which methods reach it faster than a baseline beyond seed noise
+(the comparison REPA's "17.5x faster" claim makes, at small scale).
 """
 
 from __future__ import annotations
@@ -40,3 +41,30 @@ def bootstrap_mean_ci(samples, *, confidence: float = 0.95, resamples: int = 10_
     tail = 100 * (1 - confidence) / 2
     low, high = np.percentile(means, [tail, 100 - tail])
     return float(samples.mean()), float(low), float(high)
+
+
+def steps_to_reference(checkpoints, curves, reference: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each seed's steps to `reference` (`steps_to_reach`; curves (seeds, K) at `checkpoints` (K,)) and whether it
+    never reached it; such a seed counts at the budget, a lower bound on its true steps (right-censored), so a
+    method with one looks faster than it is."""
+    reached = np.array([steps_to_reach(checkpoints, row, reference) for row in curves])
+    return np.where(np.isnan(reached), checkpoints[-1], reached), np.isnan(reached)
+
+
+def faster_than_baseline(steps: dict[str, np.ndarray], censored: dict[str, np.ndarray], baseline: str,
+                         min_seeds: int = 3) -> dict[str, float]:
+    """The methods whose steps-to-reference CI (`bootstrap_mean_ci`) lies wholly below the baseline's, with the
+    speed-up of their means (the baseline's censored mean over theirs: a lower bound where the baseline has
+    unreached seeds). A method with an unreached seed, or with fewer than `min_seeds` seeds (its or the
+    baseline's), is never counted."""
+    if len(steps[baseline]) < min_seeds:
+        return {}
+    _, baseline_low, _ = bootstrap_mean_ci(steps[baseline])
+    faster = {}
+    for method, values in steps.items():
+        if method == baseline or len(values) < min_seeds or censored[method].any():
+            continue
+        mean, _, high = bootstrap_mean_ci(values)
+        if high < baseline_low:
+            faster[method] = float(np.mean(steps[baseline]) / mean)
+    return faster
