@@ -105,9 +105,8 @@ def write(configs, tasks, methods, per, intervals, improvement, png, seconds) ->
     lines += [
         "",
         f"Each run is a few percent of the paper's 1M steps, on {len(tasks)} tasks, not its 12-task protocol (the "
-        "paper's task "
-        "list could not be established; see `configs/rl.py`). It measures BEER against DDPG at a small budget; it "
-        "cannot confirm or refute the paper's 1M-step claim.",
+        "paper's task list could not be established; see `configs/rl.py`). It measures BEER against DDPG at a "
+        "small budget; it cannot confirm or refute the paper's 1M-step claim.",
         "",
         "## Final evaluation return per task (mean [95 % bootstrap CI] over seeds)",
         "",

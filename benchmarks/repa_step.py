@@ -44,7 +44,8 @@ MATMUL_KINDS = ("ynn", "dot", "convolution", "gemm", "matmul")
 LAYOUT_KINDS = ("copy", "transpose")  # XLA:CPU op kinds that only move data into another layout
 
 
-def jax_step_inputs(shape: dict, depth: int, width: int, target: tuple[int, int], batch_size: int, impl: str):
+def jax_step_inputs(shape: dict, depth: int, width: int, target: tuple[int, int], batch_size: int,
+                    impl: str):
     """(train_step, state, batch): jaxrep's REPA step (not jitted), a fresh state and a random batch."""
     model = SiT(attention_impl=impl, **shape)
     projector = make_projector("repa", out_dim=target[1], hidden_dim=width)
@@ -64,10 +65,10 @@ def jax_step_inputs(shape: dict, depth: int, width: int, target: tuple[int, int]
     return make_train_step(loss, tx, ema_decay=0.9999), state, batch
 
 
-def jax_step(shape: dict, depth: int, width: int, target: tuple[int, int], batch_size: int, impl: str):
-    """(step(), profile()): the step, and from one profiled call its op-time shares outside matmuls and in layout
-    copies, and its layout copies' times by source (`jaxrep.profiling.times_by_source`)."""
-    train_step, state, batch = jax_step_inputs(shape, depth, width, target, batch_size, impl)
+def jax_step(train_step, state, batch):
+    """(step(), profile()) of `jax_step_inputs`' step, jitted and donating the state: the step, and from one
+    profiled call its op-time shares outside matmuls and in layout copies, and its layout copies' times by source
+    (`jaxrep.profiling.times_by_source`)."""
     compiled = jax.jit(train_step, donate_argnums=0).lower(state, batch).compile()
     holder = {"state": state}
 
@@ -153,7 +154,7 @@ def main() -> None:
     for name in [args.only] if args.only else SHAPES:
         shape, depth, width, target = SHAPES[name]
         steps = {"pytorch": torch_step(shape, depth, width, target, args.batch)}
-        steps.update({f"jaxrep {impl}": jax_step(shape, depth, width, target, args.batch, impl)
+        steps.update({f"jaxrep {impl}": jax_step(*jax_step_inputs(shape, depth, width, target, args.batch, impl))
                       for impl in args.impls.split(",")})
         times = {label: [] for label in steps}
         for label, (step, _) in steps.items():

@@ -4,7 +4,8 @@
     python -m benchmarks.step_floor --only beer --rounds 5
 
 For each step, every `dot_general` of jaxrep's program (forward and backward, as traced: `jaxrep.matmul_floor`)
-is timed alone at its shapes and the times are summed: the step cannot be faster than that on this machine.
+is timed alone at its shapes and the times are summed: what the step would take if it did nothing but its
+matmuls, each at the rate XLA reaches for that shape alone.
 jaxrep's step and the PyTorch step (`benchmarks.torch_ddpg`'s official BEER.py update; `benchmarks.repa_step`'s
 official REPA step) are timed interleaved in the same run (medians of `--rounds`). The report gives the
 fastest ratio to PyTorch the floor allows, against the issue's target: a target above it is out of reach
@@ -58,7 +59,7 @@ def repa_steps(name: str, impl: str):
 
     shape, depth, width, target = SHAPES[name]
     train_step, state, batch = jax_step_inputs(shape, depth, width, target, 32, impl)
-    jaxrep_step, _ = jax_step(shape, depth, width, target, 32, impl)
+    jaxrep_step, _ = jax_step(train_step, state, batch)  # traced by `program_dots` before its first call donates
     pytorch_step, _ = torch_step(shape, depth, width, target, 32)
     return jaxrep_step, pytorch_step, train_step, (state, batch)
 

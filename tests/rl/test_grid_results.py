@@ -1,4 +1,5 @@
-"""benchmarks/grid_results.py (what beer_report reads): several grids merge into one report's rows, each task from its first grid."""
+"""benchmarks/grid_results.py (what beer_report reads): several grids merge into one report's rows, each task
+from its first grid."""
 
 import json
 
