@@ -2,7 +2,7 @@
 
   python -m train.rl_grid --config=configs/rl_grid.py:study --workdir=/work/beer_study   # resumable, in pieces
   python -m benchmarks.beer_report --grid=/work/beer_study
-  python -m benchmarks.beer_report --grid=/work/beer_study,/work/beer_study_host   # several grids, one report
+  python -m benchmarks.beer_report --grid=/work/beer_study,/work/more_tasks   # several grids, one report
 
 Reads `<grid>/results.json` and `<grid>/config.json` of each grid (a task is taken from the first grid that has
 it). Scores are each run's final evaluation return / 1000

@@ -8,12 +8,11 @@ grid-wide budget below.
 Presets:
 - `cpu`: cartpole-balance and cartpole-swingup, BEER and DDPG, 2 seeds, 5k env steps with action repeat 4:
   a few minutes on 2 CPU cores per cell.
-- `study`: the 4-task x 5-seed CPU study of docs/results/beer.md (MJX where Playground has the task), 40k agent
-  steps per run. On this CPU its cartpole-swingup cells took 30 min each, but MJX's contact-rich tasks crawl:
-  cheetah-run ran at 3-5 agent steps/s per seed (5 seeds in one program), 2-3 hours per cell.
-- `study_host`: the study's other three tasks (cheetah-run, walker-walk, reacher-easy) on the host dm-control
-  loop, which runs them at 150-170 agent steps/s per seed here (training included), at 20k agent steps per run
-  (2.5k random first: the same 1/8 as `study`), so that the study fits a few hours of this CPU.
+- `study`: the 4-task x 5-seed CPU study of docs/results/beer.md, 20k agent steps per run (2k uniform-random
+  first, evaluated every 2k). cartpole-swingup runs on MJX (its 5 seeds one vmapped program: 40k steps took
+  30 min per cell on this CPU); MJX's contact-rich tasks crawl on this CPU (cheetah-run: 3-5 agent steps/s per
+  seed, 5 seeds in one program, 2-3 hours per cell), so cheetah-run, walker-walk and reacher-easy run on the
+  host dm-control loop (`host_tasks`), at 150-170 agent steps/s per seed here (training included).
 """
 
 from __future__ import annotations
@@ -33,6 +32,7 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
     config.num_seeds = 2  # seeds per cell: seed, seed + 1, ...
     config.seed = 0  # the first seed
     config.loop = "auto"  # "auto" (MJX where MuJoCo Playground has the task and is installed, else host), "host", "mjx"
+    config.host_tasks = ""  # comma-separated tasks that "auto" runs on the host loop even where MJX has them
     config.total_env_steps = 5_000  # agent steps per run (per seed)
     config.start_steps = 1_000  # uniform-random actions before this; updates start after it
     config.eval_every = 1_000  # env steps between evaluations (and checkpoints)
@@ -43,18 +43,14 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
     config.replay_capacity = 100_000  # capped at total_env_steps
     config.num_envs = 8  # MJX: envs stepped together per seed
     config.beer_coef = 1e-3  # beta of the "beer" cells
-    if preset not in ("cpu", "study", "study_host"):
-        raise ConfigError(f"preset: unknown rl_grid preset {preset!r}; known: 'cpu', 'study', 'study_host'")
-    if preset in ("study", "study_host"):
+    if preset not in ("cpu", "study"):
+        raise ConfigError(f"preset: unknown rl_grid preset {preset!r}; known: 'cpu', 'study'")
+    if preset == "study":
         config.tasks = "cartpole-swingup,cheetah-run,walker-walk,reacher-easy"
+        config.host_tasks = "cheetah-run,walker-walk,reacher-easy"
         config.num_seeds = 5
-        config.total_env_steps = 40_000
-        config.start_steps = config.eval_every = 5_000
-    if preset == "study_host":  # the study's contact-rich tasks on the host loop, at half the steps
-        config.tasks = "cheetah-run,walker-walk,reacher-easy"
-        config.loop = "host"
         config.total_env_steps = 20_000
-        config.start_steps = config.eval_every = 2_500
+        config.start_steps = config.eval_every = 2_000
     return config
 
 
@@ -68,6 +64,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     require(set(names(config.methods)) <= {"beer", "ddpg"} and bool(names(config.methods)), "methods",
             f"comma-separated 'beer' / 'ddpg', got {config.methods!r}")
     require_choice(config, "loop", LOOPS)
+    require(set(names(config.host_tasks)) <= set(names(config.tasks)), "host_tasks",
+            f"{config.host_tasks!r} names tasks not in tasks={config.tasks!r}")
     require_positive(config, "num_seeds", "total_env_steps", "eval_every", "eval_episodes", "updates_per_step",
                      "batch_size", "replay_capacity", "num_envs")
     require(config.action_repeat >= 0, "action_repeat", f"must be >= 0 (0: the preset's), got {config.action_repeat}")

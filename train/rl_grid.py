@@ -1,9 +1,10 @@
 """Run a grid of tasks x methods x seeds (DDPG / BEER-DDPG) and write one results table.
 
   python -m train.rl_grid --config=configs/rl_grid.py:cpu --workdir=/tmp/rl_grid
-  python -m train.rl_grid --config=configs/rl_grid.py:study --config.loop=host --workdir=...
+  python -m train.rl_grid --config=configs/rl_grid.py:study --workdir=/work/beer_study
 
-Cells run one after another. On MJX (`loop=mjx`, or `auto` where MuJoCo Playground has the task) a cell's seeds
+Cells run one after another. On MJX (`loop=mjx`, or `auto` where MuJoCo Playground has the task and `host_tasks`
+does not name it) a cell's seeds
 are one vmapped program (`train.rl_mjx`, `num_seeds`) in `<workdir>/<task>/<method>/mjx`; on the host loop
 (`train.rl`) each seed runs in `<workdir>/<task>/<method>/seed<k>`. Every run resumes from its checkpoints, a
 finished run leaves `result.json` and is skipped when the grid is started again, and a SIGTERM stops the grid
@@ -49,7 +50,7 @@ def mjx_tasks() -> tuple[str, ...]:
 
 def loop_of(config, task: str, available: tuple[str, ...]) -> str:
     if config.loop == "auto":
-        return "mjx" if task in available else "host"
+        return "mjx" if task in available and task not in grid_configs.names(config.host_tasks) else "host"
     if config.loop == "mjx" and task not in available:
         raise ConfigError(f"loop: no MuJoCo Playground env for {task!r} (or the playground extra is not installed); "
                           "use loop='host' or 'auto'")

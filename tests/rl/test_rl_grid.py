@@ -60,13 +60,15 @@ def test_grid_validation_names_the_field():
     grid_configs.validate(tiny_grid(num_envs=7, loop="host"))
 
 
-def test_study_presets_validate_and_split_the_tasks_by_loop():
-    study, host = grid_configs.get_config("study"), grid_configs.get_config("study_host")
-    for config in (study, host):
-        grid_configs.validate(config)
-    assert set(grid_configs.names(host.tasks)) < set(grid_configs.names(study.tasks))
-    assert host.loop == "host" and host.eval_every % host.num_envs != 0
-    assert host.start_steps / host.total_env_steps == study.start_steps / study.total_env_steps
+def test_the_study_preset_runs_its_host_tasks_on_the_host_loop():
+    study = grid_configs.get_config("study")
+    grid_configs.validate(study)
+    assert study.loop == "auto" and study.eval_every % study.num_envs == 0
+    available = ("cartpole-swingup", "cheetah-run", "walker-walk", "reacher-easy")  # Playground has all four
+    loops = {task: rl_grid.loop_of(study, task, available) for task in grid_configs.names(study.tasks)}
+    assert loops == {"cartpole-swingup": "mjx", "cheetah-run": "host", "walker-walk": "host", "reacher-easy": "host"}
+    with pytest.raises(ConfigError, match="^host_tasks: 'walker-run' names tasks not in tasks="):
+        grid_configs.validate(tiny_grid(host_tasks="walker-run"))
     with pytest.raises(ConfigError, match="^preset: unknown rl_grid preset 'studdy'"):
         grid_configs.get_config("studdy")
 
