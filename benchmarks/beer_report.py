@@ -2,6 +2,7 @@
 
   python -m train.rl_grid --config=configs/rl_grid.py:study --workdir=/work/beer_study   # resumable, in pieces
   python -m benchmarks.beer_report --grid=/work/beer_study
+  python -m benchmarks.beer_report --grid=docs/results/beer_grid   # the committed study's results tables
   python -m benchmarks.beer_report --grid=/work/beer_study,/work/more_tasks   # several grids, one report
 
 Reads `<grid>/results.json` and `<grid>/config.json` of each grid (a task is taken from the first grid that has
@@ -57,23 +58,35 @@ def main(argv) -> None:
     print(open(_OUTPUT.value).read())
 
 
-def verdict(intervals, improvement) -> str:
+def verdict(intervals, improvement, task_intervals) -> str:
     """What the intervals do and do not show, in words."""
-    beer, ddpg = intervals["beer"]["iqm"], intervals["ddpg"]["iqm"]
-    if beer[1] > ddpg[2] or ddpg[1] > beer[2]:
-        better = "BEER" if beer[0] > ddpg[0] else "DDPG"
-        text = (f"The IQM intervals do not overlap: at this budget {better} scores higher across these tasks, "
-                "beyond what resampling the seeds explains.")
-    else:
-        text = ("The IQM intervals overlap: at this budget the runs cannot tell BEER from DDPG; any difference in "
-                "the point estimates is within the seed-to-seed spread.")
+    text = ""
+    for name, label in (("iqm", "IQM"), ("mean", "mean")):
+        higher = statistics.higher_interval({m: intervals[m][name] for m in ("beer", "ddpg")})
+        text += (f"The {label} intervals do not overlap: at this budget {higher.upper()} scores higher across these "
+                 "tasks, beyond what resampling the seeds explains. " if higher else
+                 f"The {label} intervals overlap: across these tasks the runs cannot tell BEER from DDPG at this "
+                 "budget. ")
     if improvement is not None:
-        text += (f" P(BEER > DDPG) = {improvement[0]:.2f} with interval [{improvement[1]:.2f}, {improvement[2]:.2f}]"
-                 + (", which excludes 0.5." if improvement[1] > 0.5 or improvement[2] < 0.5 else ", which contains "
-                    "0.5 (no difference)."))
-    return text + (" The intervals cover only the uncertainty from the seeds run here (a few per task, where the "
+        text += (f"P(BEER > DDPG) = {improvement[0]:.2f} with interval [{improvement[1]:.2f}, {improvement[2]:.2f}]"
+                 + (", which excludes 0.5. " if improvement[1] > 0.5 or improvement[2] < 0.5 else ", which contains "
+                    "0.5 (no difference). "))
+    apart = {t: statistics.higher_interval({m: per_method[m] for m in ("beer", "ddpg")})
+             for t, per_method in task_intervals.items()}
+    apart = {t: m for t, m in apart.items() if m}
+    text += ("Per task, the seeds' intervals of the mean final return separate only on "
+             + ", ".join(f"{t} ({m.upper()} higher)" for t, m in apart.items()) + "; on the others they overlap. "
+             if apart else "Per task, the seeds' intervals of the mean final return overlap on every task. ")
+    return text + ("The intervals cover only the uncertainty from the seeds run here (a few per task, where the "
                    "bootstrap is itself rough); they say nothing about other tasks, longer training, or other "
                    "hyperparameters, and nothing about the paper's 1M-step 12-task claim.")
+
+
+def final_return_intervals(tasks, methods, per) -> dict[str, dict[str, tuple[float, float, float]]]:
+    """{task: {method: (mean, low, high)}}: the percentile-bootstrap interval of the mean final return over seeds."""
+    from jaxrep.metrics.convergence import bootstrap_mean_ci
+
+    return {t: {m: bootstrap_mean_ci([r["evals"][-1][1] for r in per[(t, m)]]) for m in methods} for t in tasks}
 
 
 def write(configs, tasks, methods, per, intervals, improvement, png, seconds) -> None:
@@ -98,6 +111,7 @@ def write(configs, tasks, methods, per, intervals, improvement, png, seconds) ->
                      f"{config.get('eval_every', 0):,} |")
     if seconds:
         lines += ["", f"Cost: {sum(seconds) / 3600:.1f} h of wall-clock over the runs that report it."]
+    lines += ["", "Inputs: each grid's `results.json` (every run's evaluations) and `config.json`; nothing else."]
     missing = unfinished_tasks(configs, tasks)
     if missing:
         lines += ["", f"**Partial grid:** no finished runs of every method yet for {', '.join(missing)}; the "
@@ -113,14 +127,13 @@ def write(configs, tasks, methods, per, intervals, improvement, png, seconds) ->
         "| task | " + " | ".join(methods) + " |",
         "|---|" + "---|" * len(methods),
     ]
-    from jaxrep.metrics.convergence import bootstrap_mean_ci
-
+    task_intervals = final_return_intervals(tasks, methods, per)
     for t in tasks:
         cells = []
         for m in methods:
-            values = [r["evals"][-1][1] for r in per[(t, m)]]
-            mean, low, high = bootstrap_mean_ci(values)
-            cells.append(f"{mean:.0f} [{low:.0f}, {high:.0f}] ({', '.join(f'{v:.0f}' for v in values)})")
+            mean, low, high = task_intervals[t][m]
+            values = ", ".join(f"{r['evals'][-1][1]:.0f}" for r in per[(t, m)])
+            cells.append(f"{mean:.0f} [{low:.0f}, {high:.0f}] ({values})")
         lines.append(f"| {t} | " + " | ".join(cells) + " |")
     lines += ["", "## Aggregates over tasks (normalised score = return / 1000; rliable, stratified bootstrap)", "",
               "| method | IQM [95 % CI] | mean [95 % CI] |", "|---|---|---|"]
@@ -132,7 +145,7 @@ def write(configs, tasks, methods, per, intervals, improvement, png, seconds) ->
         lines += ["", f"Probability of improvement P(BEER > DDPG) = {improvement[0]:.2f} "
                   f"[{improvement[1]:.2f}, {improvement[2]:.2f}] (0.5: no difference)."]
     if {"beer", "ddpg"} <= set(methods):
-        lines += ["", "**What the intervals show.** " + verdict(intervals, improvement)]
+        lines += ["", "**What the intervals show.** " + verdict(intervals, improvement, task_intervals)]
     lines += ["", f"![IQM and mean]({os.path.basename(png['aggregates'])})", "",
               f"![performance profiles]({os.path.basename(png['profiles'])})", "",
               f"![learning curves]({os.path.basename(png['curves'])})", ""]

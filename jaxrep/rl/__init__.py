@@ -11,7 +11,7 @@ _MODULES = {
     "networks": ("Actor", "Critic", "critic_head_kernel"),
     "population": ("Population",),
     "replay": ("ReplayBuffer", "Transitions", "init_replay"),
-    "statistics": ("aggregate_intervals", "learning_curve_bands", "normalize_returns", "performance_profiles",
+    "statistics": ("aggregate_intervals", "higher_interval", "learning_curve_bands", "normalize_returns", "performance_profiles",
                    "plot_aggregates", "plot_learning_curves", "plot_profiles", "probability_of_improvement"),
 }
 __getattr__, __dir__ = lazy_exports(__name__, _MODULES)

@@ -4,13 +4,18 @@ scores with stratified-bootstrap confidence intervals, performance profiles, and
 improvement. The computation is rliable's (`rliable.library`, `rliable.metrics`); these functions fix the data
 layout, the normalisation and the plots.
 
+rliable's stratified bootstrap draws its indices from NumPy's global generator (`StratifiedBootstrap.update_indices`
+calls `np.random.choice`) whatever `random_state` it is given, so each function here seeds that generator for
+the call and restores it afterwards: the same scores and `seed` give the same intervals.
+
 Scores: {method: (runs, tasks)} arrays of final returns. DM Control Suite returns lie in [0, 1000] per episode,
 so `normalize_returns` divides by 1000 (the convention of the DMC papers' normalised scores).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -28,6 +33,17 @@ def normalize_returns(returns: Mapping[str, np.ndarray], max_return: float = DMC
     return {method: np.asarray(r, np.float64) / max_return for method, r in returns.items()}
 
 
+@contextlib.contextmanager
+def _seeded_global_numpy(seed: int) -> Iterator[np.random.RandomState]:
+    """Seeds NumPy's global generator (which rliable's bootstrap draws from) for the block, then restores it."""
+    saved = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield np.random.RandomState(seed)
+    finally:
+        np.random.set_state(saved)
+
+
 def aggregate_intervals(scores: Mapping[str, np.ndarray], *, reps: int = 50_000, confidence: float = 0.95,
                         seed: int = 0) -> dict[str, dict[str, Interval]]:
     """{method: {"iqm": (point, low, high), "mean": ...}}: rliable's stratified bootstrap (runs resampled within
@@ -37,11 +53,20 @@ def aggregate_intervals(scores: Mapping[str, np.ndarray], *, reps: int = 50_000,
     def aggregates(x):
         return np.array([metrics.aggregate_iqm(x), metrics.aggregate_mean(x)])
 
-    points, intervals = library.get_interval_estimates(
-        dict(scores), aggregates, reps=reps, confidence_interval_size=confidence,
-        random_state=np.random.RandomState(seed))
+    with _seeded_global_numpy(seed) as random_state:
+        points, intervals = library.get_interval_estimates(
+            dict(scores), aggregates, reps=reps, confidence_interval_size=confidence, random_state=random_state)
     return {method: {name: (float(points[method][i]), float(intervals[method][0, i]), float(intervals[method][1, i]))
                      for i, name in enumerate(("iqm", "mean"))} for method in scores}
+
+
+def higher_interval(intervals: Mapping[str, Interval]) -> str | None:
+    """The method whose interval lies wholly above every other's (the difference is beyond the resampling's
+    uncertainty), or None where the intervals overlap."""
+    for method, (_, low, _) in intervals.items():
+        if all(low > high for other, (_, _, high) in intervals.items() if other != method):
+            return method
+    return None
 
 
 def probability_of_improvement(scores: Mapping[str, np.ndarray], x: str, y: str, *, reps: int = 2000,
@@ -51,19 +76,20 @@ def probability_of_improvement(scores: Mapping[str, np.ndarray], x: str, y: str,
     from rliable import library, metrics
 
     pair = f"{x},{y}"
-    points, intervals = library.get_interval_estimates(
-        {pair: (scores[x], scores[y])}, metrics.probability_of_improvement, reps=reps,
-        random_state=np.random.RandomState(seed))
+    with _seeded_global_numpy(seed) as random_state:
+        points, intervals = library.get_interval_estimates(
+            {pair: (scores[x], scores[y])}, metrics.probability_of_improvement, reps=reps, random_state=random_state)
     low, high = np.ravel(intervals[pair])
     return float(points[pair]), float(low), float(high)
 
 
-def performance_profiles(scores: Mapping[str, np.ndarray], taus: Sequence[float], *, reps: int = 2000
-                         ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def performance_profiles(scores: Mapping[str, np.ndarray], taus: Sequence[float], *, reps: int = 2000,
+                         seed: int = 0) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """({method: (T,) fraction of runs with score > tau}, {method: (2, T) bootstrap interval}) over `taus`."""
     from rliable import library
 
-    return library.create_performance_profile(dict(scores), np.asarray(taus), reps=reps)
+    with _seeded_global_numpy(seed):
+        return library.create_performance_profile(dict(scores), np.asarray(taus), reps=reps)
 
 
 def plot_aggregates(path: str, intervals: Mapping[str, Mapping[str, Interval]]) -> None:

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 from scipy import stats
 
-from jaxrep.rl import (aggregate_intervals, learning_curve_bands, normalize_returns, performance_profiles,
+from jaxrep.rl import (aggregate_intervals, higher_interval, learning_curve_bands, normalize_returns, performance_profiles,
                        plot_aggregates, plot_learning_curves, plot_profiles, probability_of_improvement)
 
 
@@ -32,6 +32,27 @@ def test_iqm_and_mean_match_their_definitions_and_intervals_contain_them(scores)
         mean, low, high = intervals[method]["mean"]
         assert mean == pytest.approx(values.mean()) and low <= mean <= high
     assert intervals["beer"]["iqm"][1] > intervals["ddpg"]["iqm"][2]  # separated by construction
+    assert higher_interval({m: intervals[m]["iqm"] for m in intervals}) == "beer"
+
+
+def test_intervals_are_reproducible_and_leave_numpys_global_generator_alone(scores):
+    np.random.seed(7)
+    expected_next = np.random.RandomState(7).random_sample()
+    first = aggregate_intervals(scores, reps=300)
+    assert aggregate_intervals(scores, reps=300) == first  # rliable draws from np.random: seeded per call
+    assert aggregate_intervals(scores, reps=300, seed=1) != first
+    rng = np.random.default_rng(1)
+    mixed = {"x": rng.uniform(0, 1, (5, 3)), "y": rng.uniform(0, 1, (5, 3))}  # overlapping: a non-trivial interval
+    assert probability_of_improvement(mixed, "x", "y", reps=50) == probability_of_improvement(mixed, "x", "y", reps=50)
+    profiles = [performance_profiles(scores, [0.3, 0.6], reps=100)[1]["ddpg"] for _ in range(2)]
+    np.testing.assert_array_equal(*profiles)
+    assert np.random.random_sample() == expected_next
+
+
+def test_a_method_is_higher_only_where_its_interval_clears_every_other():
+    assert higher_interval({"a": (5.0, 4.0, 6.0), "b": (2.0, 1.0, 3.0), "c": (3.0, 2.5, 3.9)}) == "a"
+    assert higher_interval({"a": (5.0, 3.5, 6.0), "b": (2.0, 1.0, 3.0), "c": (3.0, 2.5, 3.9)}) is None
+    assert higher_interval({"a": (5.0, 3.0, 6.0), "b": (4.0, 3.0, 4.5)}) is None  # touching intervals overlap
 
 
 def test_probability_of_improvement_and_profiles(scores, tmp_path):
