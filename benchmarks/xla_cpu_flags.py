@@ -27,6 +27,7 @@ CANDIDATES = {
     "tiling propagation": "--xla_cpu_experimental_enable_tiling_propagation=true",
     "ynn dot + eltwise fusions": "--xla_cpu_experimental_ynn_fusion_type=individual_dot,dot,eltwise",
     "no ynn fusions": "--xla_cpu_experimental_ynn_fusion_type=",
+    "xnn dots, no ynn fusions": "--xla_cpu_experimental_ynn_fusion_type= --xla_cpu_experimental_xnn_fusion_type=dot",
     "default scheduler": "--xla_cpu_enable_concurrency_optimized_scheduler=false",
 }
 _STEP_MS = re.compile(r"step ([0-9.]+) ms")
