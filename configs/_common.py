@@ -26,6 +26,17 @@ def preset_base(preset: str, presets: Iterable[str],
     return config
 
 
+def distributed_config() -> ml_collections.ConfigDict:
+    """The `distributed` sub-config of the entrypoints that run on several processes (`jaxrep.distributed`)."""
+    distributed = ml_collections.ConfigDict()
+    distributed.enabled = False  # call jax.distributed.initialize() before anything else (multi-host)
+    distributed.coordinator_address = ""  # process 0's host:port; empty lets JAX detect the cluster (TPU pod, SLURM)
+    distributed.num_processes = 0  # with coordinator_address: number of processes
+    distributed.process_id = -1  # with coordinator_address: this process's id
+    distributed.initialization_timeout = 300  # seconds to wait for every process to join (then one line, exit 1)
+    return distributed
+
+
 def optim_config(*, learning_rate: float, warmup_steps: int, grad_clip: float,
                  weight_decay: float | None = None) -> ml_collections.ConfigDict:
     """The `optim` sub-config; `weight_decay=None` leaves that field out (plain Adam)."""

@@ -24,7 +24,7 @@ import os
 
 import ml_collections
 
-from configs._common import ACTIVATION_DTYPES, FACTOR_SOURCES, preset_base
+from configs._common import ACTIVATION_DTYPES, FACTOR_SOURCES, distributed_config, preset_base
 from jaxrep.config_checks import ConfigError, require, require_choice, require_positive
 
 ALIGN_METHODS = ("none", "repa", "irepa", "erw")
@@ -100,11 +100,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.keep_checkpoints = 3  # checkpoints kept on disk
     config.sample_every = 50_000  # steps between EMA sample grids (0: only at the end)
 
-    config.distributed = ml_collections.ConfigDict()
-    config.distributed.enabled = False  # call jax.distributed.initialize() (multi-host)
-    config.distributed.coordinator_address = ""  # host:port; empty lets JAX auto-detect (TPU pod, SLURM)
-    config.distributed.num_processes = 0  # with coordinator_address: number of processes
-    config.distributed.process_id = -1  # with coordinator_address: this process's id
+    config.distributed = distributed_config()
 
     config.align = ml_collections.ConfigDict()
     config.align.method = "none"  # representation alignment: 'none', 'repa', 'irepa' or 'erw'

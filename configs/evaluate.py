@@ -17,7 +17,7 @@ import os
 import ml_collections
 from ml_collections import config_dict
 
-from configs._common import preset_base
+from configs._common import distributed_config, preset_base
 from jaxrep.config_checks import ConfigError, require, require_choice, require_positive
 
 PRESETS = ("cpu", "fid10k", "fid50k")
@@ -41,11 +41,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.vae.path = ""  # diffusers AutoencoderKL dir or .safetensors; empty: the prepared dataset's VAE
     config.vae.dtype = "float32"  # decoder activation dtype: 'float32' or 'bfloat16'
 
-    config.distributed = ml_collections.ConfigDict()
-    config.distributed.enabled = False  # call jax.distributed.initialize() (multi-host sampling)
-    config.distributed.coordinator_address = ""  # host:port; empty lets JAX auto-detect (TPU pod, SLURM)
-    config.distributed.num_processes = 0  # with coordinator_address: number of processes
-    config.distributed.process_id = -1  # with coordinator_address: this process's id
+    config.distributed = distributed_config()
 
     config.sample = ml_collections.ConfigDict()  # None: the run's own value
     config.sample.sampler = config_dict.placeholder(str)  # 'ode' or 'sde'

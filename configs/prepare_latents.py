@@ -12,7 +12,7 @@ import os
 
 import ml_collections
 
-from configs._common import ACTIVATION_DTYPES, preset_base
+from configs._common import ACTIVATION_DTYPES, distributed_config, preset_base
 from jaxrep.config_checks import require, require_choice, require_positive
 
 PRESETS = ("imagenet256", "imagenet512")
@@ -36,11 +36,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.vae.path = ""  # diffusers AutoencoderKL directory or .safetensors (stabilityai/sd-vae-ft-ema or -mse)
     config.vae.dtype = "float32"  # encoder activation dtype: 'float32' or 'bfloat16'
 
-    config.distributed = ml_collections.ConfigDict()
-    config.distributed.enabled = False  # call jax.distributed.initialize() (multi-host)
-    config.distributed.coordinator_address = ""  # host:port; empty lets JAX auto-detect (TPU pod, SLURM)
-    config.distributed.num_processes = 0  # with coordinator_address: number of processes
-    config.distributed.process_id = -1  # with coordinator_address: this process's id
+    config.distributed = distributed_config()
     return config
 
 

@@ -1,10 +1,10 @@
-"""Meshes, shardings, multi-host initialisation and global batches (data parallelism under `jax.jit`).
+"""Meshes, shardings and global batches (data parallelism under `jax.jit`).
 
 The mesh has one `data` axis with `AxisType.Auto` (classic compiler-chosen sharding): `jax.make_mesh`
-defaults to Explicit axes, on which linen embeddings inside a batch-sharded jit fail (see
-reference/environment.md). The same code runs on 1 device, 8 fake CPU devices, 8 GPUs, and a multi-host
-TPU pod after `initialize_distributed`. Train states are replicated over it or, with `param_sharding="fsdp"`,
-split over the same axis (`state_shardings`).
+defaults to Explicit axes, on which linen embeddings inside a batch-sharded jit fail. The same code runs on 1
+device, 8 fake CPU devices, 8 GPUs, and a multi-host TPU pod after `jaxrep.distributed.initialize_from_config`.
+Train states are replicated over it or, with `param_sharding="fsdp"`, split over the same axis
+(`state_shardings`).
 """
 
 from __future__ import annotations
@@ -74,22 +74,6 @@ def global_batch(local_batch: Any, mesh: Mesh) -> Any:
     """Assembles each process's slice (a pytree of host arrays) into global batch-sharded arrays."""
     sharding = batch_sharding(mesh)
     return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local_batch)
-
-
-def initialize_distributed(coordinator_address: str | None = None, num_processes: int | None = None,
-                           process_id: int | None = None) -> None:
-    """`jax.distributed.initialize`, before any other JAX call. With no arguments, the cluster (TPU pod,
-    SLURM) is auto-detected; locally pass all three."""
-    jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
-                               process_id=process_id)
-
-
-def initialize_from_config(distributed: Any) -> None:
-    """`initialize_distributed` from an entrypoint's `distributed` sub-config (enabled, coordinator_address,
-    num_processes, process_id; empty / 0 / -1 mean auto-detect); nothing when not enabled."""
-    if distributed.enabled:
-        initialize_distributed(distributed.coordinator_address or None, distributed.num_processes or None,
-                               None if distributed.process_id < 0 else distributed.process_id)
 
 
 def barrier(name: str) -> None:

@@ -139,3 +139,42 @@ def assert_strips(workdir, step: int, num_strips: int, num_potentials: int, num_
     for name in names:
         shape = np.asarray(Image.open(workdir / "strips" / name)).shape
         assert shape == strip_grid_shape(num_potentials, num_steps + 1)
+
+
+def distributed_flags(port: int, num_processes: int, process_id: int, timeout: int = 120) -> list[str]:
+    """The `--config.distributed.*` flags of one process of a local cluster, as the README shows them."""
+    return ["--config.distributed.enabled=True", f"--config.distributed.coordinator_address=127.0.0.1:{port}",
+            f"--config.distributed.num_processes={num_processes}", f"--config.distributed.process_id={process_id}",
+            f"--config.distributed.initialization_timeout={timeout}"]
+
+
+def local_devices_env(count: int) -> dict:
+    """os.environ with `count` fake CPU devices per process (the tests' other XLA flags kept)."""
+    flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
+             if not f.startswith("--xla_force_host_platform_device_count")]
+    return dict(os.environ, XLA_FLAGS=" ".join(flags + [f"--xla_force_host_platform_device_count={count}"]))
+
+
+def start_processes(commands: list[list[str]], out_dir, devices_per_process: int = 2) -> list:
+    """Starts one process per command from the repository root, each with `devices_per_process` CPU devices,
+    writing its stdout and stderr to `out_dir/<i>.out` and `.err` (files, not pipes, so a chatty process never
+    blocks on a full pipe while a test polls)."""
+    import subprocess
+
+    os.makedirs(out_dir, exist_ok=True)
+    env = local_devices_env(devices_per_process)
+    return [subprocess.Popen(command, cwd=REPO, env=env, stdout=open(os.path.join(out_dir, f"{i}.out"), "w"),
+                             stderr=open(os.path.join(out_dir, f"{i}.err"), "w"))
+            for i, command in enumerate(commands)]
+
+
+def finish_processes(processes: list, out_dir, expect: int = 0, timeout: float = 300) -> list[tuple[str, str]]:
+    """Waits for `processes` (from `start_processes`), asserts each exited with `expect`; returns their
+    (stdout, stderr)."""
+    outputs = []
+    for i, process in enumerate(processes):
+        returncode = process.wait(timeout=timeout)
+        out = [open(os.path.join(out_dir, f"{i}.{kind}")).read() for kind in ("out", "err")]
+        assert returncode == expect, f"process {i} exited {returncode}: {out[1][-3000:]}"
+        outputs.append((out[0], out[1]))
+    return outputs

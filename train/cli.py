@@ -3,12 +3,16 @@ under `if __name__ == "__main__":` through `run_program`, so importing an entryp
 
 Expected failures end in one line on stderr and exit status 1: `config error: FIELD: ...` for a bad
 config (an unknown preset included), `error: ...` for a run that cannot go on (non-finite loss, a
-checkpoint that does not match the model).
+checkpoint that does not match the model, processes that do not form their cluster).
+
+Multi-process runs: an entrypoint whose config has a `distributed` sub-config (those of `SCALES_OUT`) starts
+`jax.distributed` in `run_main` before anything else touches JAX; the others refuse `--config.distributed.*`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import sys
 from typing import Any, Callable
@@ -18,8 +22,13 @@ from ml_collections import config_flags
 
 from jaxrep.checkpoint import CheckpointMismatchError, CheckpointSaveError, DamagedCheckpointError, PreemptionGuard
 from jaxrep.config_checks import ConfigError
+from jaxrep.distributed import ClusterError, initialize_from_config
 from jaxrep.nn.convert import WeightFileError
 from jaxrep.workdir_lock import WorkdirLockedError
+
+
+# The entrypoints with a `distributed` sub-config: they run on every device of several processes.
+SCALES_OUT = ("train.diffusion", "train.evaluate", "train.prepare_latents", "train.sample")
 
 
 def _exit_for_unknown_field(error: Exception, argv: list[str]) -> None:
@@ -27,6 +36,11 @@ def _exit_for_unknown_field(error: Exception, argv: list[str]) -> None:
     path = re.search(r"lookup: ([\w.]+)", str(error))
     field = path.group(1) if path else str(error).strip("\"'")
     overrides = [arg.split("=", 1)[0] for arg in argv[1:] if re.match(rf"--\w+(\.\w+)*\.{re.escape(field)}(=|$)", arg)]
+    if field == "distributed" or field.startswith("distributed."):
+        flag = next(arg.split("=", 1)[0] for arg in argv[1:] if arg.startswith("--config.distributed"))
+        entrypoint = f"train.{os.path.splitext(os.path.basename(argv[0]))[0]}"
+        sys.exit(f"config error: {flag}: {entrypoint} runs on one process (no multi-host support); the entrypoints "
+                 f"that scale out over several processes are {', '.join(SCALES_OUT)}")
     sys.exit(f"config error: {overrides[0] if overrides else field}: no such field in the config")
 
 
@@ -67,16 +81,21 @@ def run_main(train_fn: Callable[[Any, str], Any], config: Any, workdir: str,
     or one of `expected_errors` (e.g. the loop's non-finite-loss error) becomes one line on stderr and exit
     status 1.
 
+    A config with a `distributed` sub-config starts `jax.distributed` first, before anything else touches JAX (the
+    guard below asks for the process count); processes that do not form their cluster end in one line.
+
     `preemptible`: hold a `PreemptionGuard` for the whole run, so a SIGTERM while building, compiling or
     between stages is kept for the training loop (which saves and returns) instead of killing the process.
     """
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO; keep the progress bar readable
     try:
+        if "distributed" in config:
+            initialize_from_config(config.distributed)
         with PreemptionGuard() if preemptible else contextlib.nullcontext():
             return train_fn(config, workdir)
     except ConfigError as error:
         sys.exit(f"config error: {error}")
-    except (CheckpointMismatchError, CheckpointSaveError, DamagedCheckpointError, WeightFileError,
+    except (CheckpointMismatchError, CheckpointSaveError, ClusterError, DamagedCheckpointError, WeightFileError,
             WorkdirLockedError, *expected_errors) as error:
         sys.exit(f"error: {error}")
 

@@ -279,11 +279,7 @@ def sample_writer(experiment: Experiment, workdir: str) -> Callable[[Any, int], 
 
 
 def main(argv) -> None:
-    def run(config, workdir: str):
-        parallel.initialize_from_config(config.distributed)
-        return train_and_evaluate(config, workdir)
-
-    run_entrypoint(argv, run, expected_errors=(NonFiniteLossError, MissingDatasetError, DatasetError),
+    run_entrypoint(argv, train_and_evaluate, expected_errors=(NonFiniteLossError, MissingDatasetError, DatasetError),
                    preemptible=True)
 
 

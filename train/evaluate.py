@@ -170,7 +170,6 @@ def evaluate(eval_config, workdir: str, *, show_progress: bool = True) -> dict |
 
 
 def run(eval_config, workdir: str) -> dict | None:
-    parallel.initialize_from_config(eval_config.distributed)
     results = evaluate(eval_config, workdir)
     parallel.barrier("jaxrep_evaluate_done")  # the other processes wait for process 0's scoring
     return results

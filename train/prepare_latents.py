@@ -187,6 +187,7 @@ def prepare(config, output_dir: str) -> dict:
                                 kill_counter)
         finally:
             bar.close()
+    print(f"process {process} of {processes}: wrote shards {todo} of {num_shards}", flush=True)
     parallel.barrier("jaxrep_prepare_latents_done")
     if process != 0:
         return {"written": todo, "manifest": None}
@@ -196,13 +197,8 @@ def prepare(config, output_dir: str) -> dict:
     return {"written": todo, "manifest": manifest}
 
 
-def run(config, workdir: str):
-    parallel.initialize_from_config(config.distributed)
-    return prepare(config, workdir)
-
-
 def main(argv) -> None:
-    run_entrypoint(argv, run, expected_errors=(DatasetError, ImageReadError))
+    run_entrypoint(argv, prepare, expected_errors=(DatasetError, ImageReadError))
 
 
 if __name__ == "__main__":

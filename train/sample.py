@@ -197,6 +197,8 @@ def sample(eval_config, workdir: str, output_dir: str = "", *, show_progress: bo
     if images is not None:
         np.savez(f"{share_path}.tmp.npz", images=images, labels=labels, indices=indices)
         os.replace(f"{share_path}.tmp.npz", share_path)
+    print(f"process {process} of {processes}: sampled {len(indices)} of {eval_config.num_samples} images",
+          flush=True)
     parallel.barrier("jaxrep_sample_shares_written")
     seconds["sampling"] = time.perf_counter() - tick
     result = {"config": config, "experiment": experiment, "step": step, "output_dir": output_dir, "seconds": seconds}
@@ -232,7 +234,6 @@ def default_output_dir(workdir: str, eval_config, sample_config, step: int) -> s
 
 
 def run(eval_config, workdir: str) -> dict:
-    parallel.initialize_from_config(eval_config.distributed)
     eval_config = eval_config.copy_and_resolve_references()
     eval_config.sample_only = True  # this entrypoint never scores: no feature extractor is needed
     result = sample(eval_config, workdir)

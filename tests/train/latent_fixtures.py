@@ -1,4 +1,4 @@
-"""Builders shared by the latent-pipeline tests and their multi-process worker (not a test module): a tiny image
+"""Builders shared by the latent-pipeline tests (not a test module): a tiny image
 folder, a tiny random-weight diffusers SD-VAE, the preparation / training / evaluation configs."""
 
 import os
@@ -44,9 +44,18 @@ def make_tiny_vae(directory: str) -> str:
     return directory
 
 
+PREPARE_VALUES = {"image_size": IMAGE_SIZE, "batch_size": 8, "records_per_shard": 8, "on_error": "skip",
+                  "show_progress": False, "read_threads": 2}
+SAMPLE_VALUES = {"num_samples": 12, "batch_size": 8, "sample.num_steps": 2, "grid_images": 12, "sample_only": True}
+
+
+def config_flags(values: dict) -> list[str]:
+    """`values` as the entrypoint's `--config.a.b=v` flags."""
+    return [f"--config.{key}={value}" for key, value in values.items()]
+
+
 def prepare_config(data_dir: str, vae_dir: str, **overrides):
-    values = {"data_dir": data_dir, "vae.path": vae_dir, "image_size": IMAGE_SIZE, "batch_size": 8,
-              "records_per_shard": 8, "on_error": "skip", "show_progress": False, "read_threads": 2}
+    values = {"data_dir": data_dir, "vae.path": vae_dir, **PREPARE_VALUES}
     config = prepare_configs.get_config("imagenet256")
     config.update_from_flattened_dict({**values, **overrides})
     return config
@@ -65,7 +74,6 @@ def train_config(dataset_dir: str, encoder_dir: str, **overrides):
 
 
 def sample_config(**overrides):
-    values = {"num_samples": 12, "batch_size": 8, "sample.num_steps": 2, "grid_images": 12, "sample_only": True}
     config = evaluate_configs.get_config("cpu")
-    config.update_from_flattened_dict({**values, **overrides})
+    config.update_from_flattened_dict({**SAMPLE_VALUES, **overrides})
     return config

@@ -1,10 +1,9 @@
 """The latent pipeline end to end on CPU: an image folder prepared with a tiny random-weight SD-VAE (skip / stop on a
 corrupt image, kill and resume, manifest and checksums), a tiny SiT trained with REPA on the prepared records,
-samples decoded to pixels and scored; and the same preparation and sampling on 2 processes (jax.distributed)."""
+samples decoded to pixels and scored; and the same preparation and sampling as 2 processes started from the command
+line (`--config.distributed.*`)."""
 
-import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -23,6 +22,7 @@ from jaxrep.metrics.features import save_eval_net
 from jaxrep.nn.autoencoder_kl import load_autoencoder_kl
 from jaxrep.nn.eval_net import EvalNet
 from jaxrep.nn.vit import ViT
+from tests.helpers import distributed_flags, finish_processes, free_port, start_processes
 from tests.train import latent_fixtures as fx
 from train import diffusion as train_diffusion
 from train import evaluate as train_evaluate
@@ -150,30 +150,33 @@ def samples_equal_decoded_latents(run_dir, vae_dir, npz_path) -> bool:
     return mismatch.max() <= 1 and (mismatch > 0).mean() < 0.01  # float rounding at a quantisation edge
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
-
-
-def _workers(num_processes, inputs, dataset_out, run_dir, samples_out):
-    port = _free_port()
-    worker = os.path.join(REPO, "tests", "train", "latent_multihost_worker.py")
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    processes = [subprocess.Popen([sys.executable, worker, str(port), str(i), str(num_processes), *inputs,
-                                   dataset_out, run_dir, samples_out], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True) for i in range(num_processes)]
-    for process in processes:
-        _, stderr = process.communicate(timeout=600)
-        assert process.returncode == 0, stderr[-3000:]
+def _run_cli(num_processes, inputs, dataset_out, run_dir, samples_out, logs):
+    """`train.prepare_latents` on `inputs`, then `train.sample` of `run_dir`, each as `num_processes` processes of a
+    local cluster started from the command line (2 CPU devices each); returns each process's two stdouts."""
+    images, vae = inputs
+    stages = {"prepare": [sys.executable, "-m", "train.prepare_latents", "--config=configs/prepare_latents.py:imagenet256",
+                          f"--config.data_dir={images}", f"--config.vae.path={vae}", f"--workdir={dataset_out}",
+                          *fx.config_flags(fx.PREPARE_VALUES)],
+              "sample": [sys.executable, "-m", "train.sample", "--config=configs/evaluate.py:cpu", f"--workdir={run_dir}",
+                         f"--config.output_dir={samples_out}", *fx.config_flags(fx.SAMPLE_VALUES)]}
+    stdouts = {}
+    for stage, command in stages.items():
+        port = free_port()
+        processes = start_processes([command + distributed_flags(port, num_processes, i) for i in range(num_processes)],
+                                    logs / f"{stage}{num_processes}")
+        stdouts[stage] = [out for out, _ in finish_processes(processes, logs / f"{stage}{num_processes}", timeout=600)]
+    return stdouts
 
 
 def test_two_processes_prepare_disjoint_complete_shards_and_sample_the_one_process_npz(inputs, dataset, run_dir,
                                                                                        tmp_path):
-    _workers(2, inputs, str(tmp_path / "data2"), run_dir, str(tmp_path / "samples2"))
-    _workers(1, inputs, str(tmp_path / "data1"), run_dir, str(tmp_path / "samples1"))
-    shares = [json.load(open(tmp_path / "data2" / f"process_{i}.json")) for i in range(2)]
-    assert shares == [[0, 2], [1]]  # disjoint, and together every shard
+    two_processes = _run_cli(2, inputs, tmp_path / "data2", run_dir, tmp_path / "samples2", tmp_path)
+    _run_cli(1, inputs, tmp_path / "data1", run_dir, tmp_path / "samples1", tmp_path)
+    # Disjoint shares that together make every shard and every sample.
+    assert [out.splitlines().count(f"process {i} of 2: wrote shards {shards} of 3")
+            for i, (out, shards) in enumerate(zip(two_processes["prepare"], ([0, 2], [1])))] == [1, 1]
+    assert [f"process {i} of 2: sampled {count} of 12 images" in out
+            for i, (out, count) in enumerate(zip(two_processes["sample"], (8, 4)))] == [True, True]
     two, one = read_manifest(str(tmp_path / "data2")), read_manifest(str(tmp_path / "data1"))
     assert [s["count"] for s in two["shards"]] == [s["count"] for s in one["shards"]] == [8, 7, 3]
     assert two["shards"] == one["shards"]  # the same records, byte for byte
