@@ -216,12 +216,15 @@ def image_size_of(config: ml_collections.ConfigDict) -> int | None:
     return {"shapes32": 32, "dsprites": 64, "fashion_mnist": 32}.get(config.data.source)
 
 
-def validate(config: ml_collections.ConfigDict, *, num_devices: int, image_size: int | None = None) -> None:
+def validate(config: ml_collections.ConfigDict, *, num_devices: int, image_size: int | None = None,
+             check_files: bool = True) -> None:
     """Checks the config before anything compiles; raises ConfigError naming the field.
 
     Args:
       num_devices: devices the mesh will use.
       image_size: spatial size of the data (for 'arrays', read from the file by the caller).
+      check_files: whether the data, statistics, encoder and image files must exist (False for an
+        ahead-of-time compile from shapes alone, `train.compile_check`).
     """
     require_positive(config, "batch_size", "total_steps", "log_every", "checkpoint_every", "keep_checkpoints",
                      "model.mlp_ratio", "sample.num_steps", "sample.num_images")
@@ -251,14 +254,16 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int, image_size:
     require_choice(config, "diffusion.time_weighting", ("uniform", "lognormal"))
     require_choice(config, "sample.sampler", ("ode", "sde"))
     require_choice(config, "sample.ode_method", ("euler", "heun"))
-    require(config.data.source != "arrays" or os.path.isfile(config.data.path), "data.path",
-            f"data.source='arrays' needs a .npy/.npz file of images or latents; no such file {config.data.path!r}")
-    require(config.data.source != "latent_records" or os.path.isfile(os.path.join(config.data.path, "manifest.json")),
-            "data.path", f"data.source='latent_records' needs a directory written by train.prepare_latents; no "
-            f"manifest.json in {config.data.path!r}")
+    if check_files:
+        require(config.data.source != "arrays" or os.path.isfile(config.data.path), "data.path",
+                f"data.source='arrays' needs a .npy/.npz file of images or latents; no such file {config.data.path!r}")
+        require(config.data.source != "latent_records"
+                or os.path.isfile(os.path.join(config.data.path, "manifest.json")), "data.path",
+                f"data.source='latent_records' needs a directory written by train.prepare_latents; no manifest.json "
+                f"in {config.data.path!r}")
+        require(not config.data.latent_stats_path or os.path.isfile(config.data.latent_stats_path),
+                "data.latent_stats_path", f"no such file {config.data.latent_stats_path!r}")
     require(config.data.latent_scale > 0, "data.latent_scale", f"must be > 0, got {config.data.latent_scale}")
-    require(not config.data.latent_stats_path or os.path.isfile(config.data.latent_stats_path),
-            "data.latent_stats_path", f"no such file {config.data.latent_stats_path!r}")
     require(config.data.num_workers >= 0, "data.num_workers", "must be >= 0 (0: no worker processes)")
     require(config.data.num_classes >= 1, "data.num_classes", "must be >= 1")
     require(0.0 <= config.sample.guidance_low <= config.sample.guidance_high <= 1.0, "sample.guidance_low",
@@ -274,7 +279,7 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int, image_size:
         require(not config.model.use_rope or (config.model.hidden_size // config.model.num_heads) % 4 == 0,
                 "model.use_rope", f"2-D RoPE needs a head dim divisible by 4, got "
                 f"{config.model.hidden_size // config.model.num_heads}")
-    validate_alignment(config)
+    validate_alignment(config, check_files)
     validate_image_size(config, image_size or image_size_of(config))
 
 
@@ -303,8 +308,9 @@ def encoder_specs(config: ml_collections.ConfigDict) -> list[tuple[str, str]]:
     return list(zip(paths, presets * len(paths) if len(presets) == 1 else presets))
 
 
-def validate_alignment(config: ml_collections.ConfigDict) -> None:
-    """The `align.*` checks of `validate` (files included: a missing encoder fails before compiling)."""
+def validate_alignment(config: ml_collections.ConfigDict, check_files: bool = True) -> None:
+    """The `align.*` checks of `validate` (files included unless `check_files` is False: a missing encoder fails
+    before compiling)."""
     require_choice(config, "align.method", ALIGN_METHODS)
     align = config.align
     if align.method == "none":
@@ -324,7 +330,7 @@ def validate_alignment(config: ml_collections.ConfigDict) -> None:
         if align.encoder.source == "dinov2":
             require(preset in ("S/14", "B/14", "L/14", "g/14"), "align.encoder.preset",
                     f"must be one of ('S/14', 'B/14', 'L/14', 'g/14') for each encoder, got {preset!r}")
-            require(bool(path) and os.path.isfile(path), "align.encoder.path",
+            require(not check_files or (bool(path) and os.path.isfile(path)), "align.encoder.path",
                     f"no DINOv2 weights file at {path!r} (a .safetensors/.pth; see docs/dinov2.md)")
         else:
             require(bool(path), "align.encoder.path", "empty; name the encoder checkpoint directory")
@@ -338,7 +344,7 @@ def validate_alignment(config: ml_collections.ConfigDict) -> None:
     if align.encoder.source == "dinov2":
         require(align.encoder.image_size % 14 == 0, "align.encoder.image_size",
                 f"{align.encoder.image_size} is not a multiple of the DINOv2 patch size 14")
-    require(not align.encoder.images_path or os.path.isfile(align.encoder.images_path),
+    require(not check_files or not align.encoder.images_path or os.path.isfile(align.encoder.images_path),
             "align.encoder.images_path", f"no such file {align.encoder.images_path!r}")
     if align.method == "erw":
         require(1 <= align.erw.l2r_depth <= depth, "align.erw.l2r_depth",

@@ -26,6 +26,9 @@ _flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_co
 if "--xla_backend_optimization_level" not in _flags:
     _flags += " --xla_backend_optimization_level=0"
 os.environ["XLA_FLAGS"] = _flags.strip()
+# The suite runs on the CPU, also where the `tpu` extra installs libtpu (the TPU compile tests use compile-only
+# topology devices): no process probes for a TPU or takes libtpu's lockfile.
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("MUJOCO_GL", "disable")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:

@@ -30,7 +30,7 @@ from configs import encoder as encoder_configs
 from configs._common import factor_preset_for_run
 from jaxrep import parallel
 from jaxrep.align.diagnostics import alignment_diagnostics
-from jaxrep.align.encoder import FrozenEncoder, load_encoder, make_target_fn
+from jaxrep.align.encoder import FrozenEncoder, abstract_encoder, load_encoder, make_target_fn
 from jaxrep.align.erw import transplant_blocks
 from jaxrep.align.objective import AlignmentTerm, Projector, make_alignment_term, make_projector
 from jaxrep.config_checks import ConfigError
@@ -136,23 +136,34 @@ def hog_encoder(image_size: int, model: SiT) -> FrozenEncoder:
     return load_encoder("hog", "", image_size=image_size, cell_size=image_size // model.grid_size)
 
 
-def build_alignment(config, model: SiT, image_shape: tuple[int, ...], mesh: jax.sharding.Mesh) -> Alignment | None:
-    """The alignment pieces for `config.align`, or None for align.method='none'."""
+def encoder_image_key(config, image_shape: tuple[int, ...]) -> str:
+    """The batch entry the alignment encoder reads: the training images, or the raw images behind latents."""
+    if config.align.encoder.images_path or config.data.source == "latent_records":
+        return ENCODER_IMAGE_KEY
+    if image_shape[-1] not in (1, 3):
+        raise ConfigError(f"align.encoder.images_path: the training data has {image_shape[-1]} channels "
+                          f"(latents?); give the raw (N, H, W, 3) uint8 images the encoder should see")
+    return "image"
+
+
+def build_alignment(config, model: SiT, image_shape: tuple[int, ...], mesh: jax.sharding.Mesh, *,
+                    abstract: bool = False) -> Alignment | None:
+    """The alignment pieces for `config.align`, or None for align.method='none'. `abstract`: encoder params as
+    sharded `jax.ShapeDtypeStruct`s and no file read or trained (`jaxrep.align.encoder.abstract_encoder`), for an
+    ahead-of-time compile."""
     align = config.align
     if align.method == "none":
         return None
-    image_key = (ENCODER_IMAGE_KEY if align.encoder.images_path or config.data.source == "latent_records"
-                 else "image")
-    if image_key == "image" and image_shape[-1] not in (1, 3):
-        raise ConfigError(f"align.encoder.images_path: the training data has {image_shape[-1]} channels "
-                          f"(latents?); give the raw (N, H, W, 3) uint8 images the encoder should see")
-    ensure_encoder(config)
+    image_key = encoder_image_key(config, image_shape)
+    if not abstract:
+        ensure_encoder(config)
     grid_hw = (model.grid_size, model.grid_size)
     if align.encoder.source == "hog":
         encoders = (hog_encoder(align.encoder.image_size or (image_shape[0] if image_key == "image" else 0), model),)
     else:
-        encoders = tuple(load_encoder(align.encoder.source, path, preset=preset, image_size=align.encoder.image_size,
-                                      dtype=jnp.dtype(align.encoder.dtype))
+        build = abstract_encoder if abstract else load_encoder
+        encoders = tuple(build(align.encoder.source, path, preset=preset, image_size=align.encoder.image_size,
+                               dtype=jnp.dtype(align.encoder.dtype))
                          for path, preset in diffusion_configs.encoder_specs(config))
     projectors = tuple(make_projector(align.method, out_dim=encoder.width, hidden_dim=align.projector_dim,
                                       kernel_size=align.conv_kernel, grid_hw=grid_hw, dtype=model.dtype)
@@ -168,7 +179,9 @@ def build_alignment(config, model: SiT, image_shape: tuple[int, ...], mesh: jax.
     all_targets = (target_fns[0] if len(encoders) == 1 else
                    lambda params, images: tuple(fn(p, images) for fn, p in zip(target_fns, params)))
     targets = jax.jit(all_targets, in_shardings=(replicated, batch_sharded), out_shardings=batch_sharded)
-    encoder_params = jax.device_put(one([encoder.params for encoder in encoders]), replicated)
+    encoder_params = one([encoder.params for encoder in encoders])
+    encoder_params = (jax.tree.map(lambda p: jax.ShapeDtypeStruct(p.shape, p.dtype, sharding=replicated), encoder_params)
+                      if abstract else jax.device_put(encoder_params, replicated))
     return Alignment(one(encoders), encoder_params, projector, term, targets, image_key)
 
 

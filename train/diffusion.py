@@ -161,20 +161,51 @@ def state_initializer(model: SiT, tx, image_shape: tuple[int, ...], init_key, tr
 
 
 def abstract_train_step(config, mesh: jax.sharding.Mesh, image_shape: tuple[int, ...]):
-    """(jitted step, abstract state, abstract batch) of the unaligned run `config` on `mesh`, for an
-    ahead-of-time `lower(...).compile()` or `jax.export` with nothing allocated: the state's ShapeDtypeStructs
-    carry the `param_sharding` layout, the batch's are split over `data`."""
+    """(jitted step, abstract state, abstract batch) of the run `config` on `mesh`, for an ahead-of-time
+    `lower(...).compile()` or `jax.export` with nothing allocated or read: the state's ShapeDtypeStructs carry the
+    `param_sharding` layout, the batch's are split over `data`. An aligned run's state holds its projector and its
+    batch the encoder targets `align_target` (B, N, D_enc), as `Alignment.prepare_batch` adds them; the targets'
+    own program is `abstract_alignment_targets`. ERW compiles its main stage."""
     model = build_model(config, image_shape)
+    alignment = build_alignment(config, model, image_shape, mesh, abstract=True)
     tx = optimizer(config)
-    keys = jax.random.split(jax.random.key(config.seed), 2)
-    shapes = jax.eval_shape(state_initializer(model, tx, image_shape, *keys))
-    shardings = parallel.state_shardings(shapes, mesh, config.param_sharding)
-    state = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, shardings)
+    state = abstract_state(config, mesh, model, tx, image_shape, alignment)
     split = parallel.batch_sharding(mesh)
     batch = {"image": jax.ShapeDtypeStruct((config.batch_size, *image_shape), jnp.float32, sharding=split),
              "label": jax.ShapeDtypeStruct((config.batch_size,), jnp.int32, sharding=split)}
-    step = make_train_step(make_loss(model, config), tx, ema_decay=config.ema_decay)
+    if config.data.source == "latent_records":
+        batch["latent_std"] = batch["image"]
+    if alignment is not None:
+        images, _ = abstract_encoder_images(config, alignment, image_shape, mesh)
+        batch["align_target"] = jax.eval_shape(alignment.targets, alignment.encoder_params, images)
+    step = make_train_step(make_loss(model, config, alignment), tx, ema_decay=config.ema_decay)
     return loop.jit_train_step(step, state, mesh), state, batch
+
+
+def abstract_state(config, mesh: jax.sharding.Mesh, model: SiT, tx, image_shape: tuple[int, ...], alignment=None):
+    """The run's TrainState as ShapeDtypeStructs carrying the `param_sharding` layout on `mesh` (nothing allocated)."""
+    keys = jax.random.split(jax.random.key(config.seed), 2)
+    shapes = jax.eval_shape(state_initializer(model, tx, image_shape, *keys, alignment))
+    shardings = parallel.state_shardings(shapes, mesh, config.param_sharding)
+    return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, shardings)
+
+
+def abstract_encoder_images(config, alignment, image_shape: tuple[int, ...], mesh: jax.sharding.Mesh):
+    """(abstract images the alignment encoder reads for one global batch, their side): the float training images,
+    or the uint8 raw images behind latents (8x the latent side: the SD-VAE's downsampling)."""
+    split = parallel.batch_sharding(mesh)
+    if alignment.image_key == "image":
+        return jax.ShapeDtypeStruct((config.batch_size, *image_shape), jnp.float32, sharding=split), image_shape[0]
+    side = 8 * image_shape[0]
+    return jax.ShapeDtypeStruct((config.batch_size, side, side, 3), jnp.uint8, sharding=split), side
+
+
+def abstract_alignment_targets(config, mesh: jax.sharding.Mesh, image_shape: tuple[int, ...]):
+    """(jitted targets, abstract encoder params, abstract images) of an aligned run: the frozen encoder's forward
+    that `Alignment.prepare_batch` runs before every step (its params replicated, the images split over `data`)."""
+    alignment = build_alignment(config, build_model(config, image_shape), image_shape, mesh, abstract=True)
+    return alignment.targets, alignment.encoder_params, abstract_encoder_images(config, alignment, image_shape,
+                                                                                mesh)[0]
 
 
 def latent_normalization(config) -> LatentNormalization:

@@ -46,6 +46,7 @@ __all__ = [
     "save_encoder",
     "read_encoder_metadata",
     "load_encoder",
+    "abstract_encoder",
     "to_unit_rgb",
     "make_target_fn",
 ]
@@ -168,6 +169,27 @@ def load_encoder(source: str, path: str, *, preset: str = "B/14", image_size: in
     else:
         raise ValueError(f"align.encoder.source: must be 'checkpoint', 'random', 'dinov2' or 'hog', got {source!r}")
     return dataclasses.replace(encoder, model=encoder.model.clone(dtype=dtype))
+
+
+def abstract_encoder(source: str, path: str, *, preset: str = "B/14", image_size: int = 0, cell_size: int = 0,
+                     dtype: Any = jnp.float32) -> FrozenEncoder:
+    """The encoder `load_encoder` would build, with `jax.ShapeDtypeStruct` params and no weights read: DINOv2 from
+    its preset, the in-repo encoder from its checkpoint's recorded architecture, HOG as it is (an ahead-of-time
+    compile, `train.compile_check`)."""
+    if source == "hog":
+        return load_encoder(source, path, image_size=image_size, cell_size=cell_size, dtype=dtype)
+    if source == "dinov2":
+        image_size = image_size or 224
+        model = vit_preset(preset)
+        model = model.clone(pos_embed_grid=image_size // model.patch_size)
+        metadata = {}
+    elif source in ("checkpoint", "random"):
+        metadata = read_encoder_metadata(path)
+        model, image_size = ViT(**metadata["vit"]), image_size or int(metadata["image_size"])
+    else:
+        raise ValueError(f"align.encoder.source: must be 'checkpoint', 'random', 'dinov2' or 'hog', got {source!r}")
+    params = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, image_size, image_size, 3)))["params"]
+    return FrozenEncoder(model.clone(dtype=dtype), params, image_size, metadata)
 
 
 def to_unit_rgb(images: jax.Array) -> jax.Array:

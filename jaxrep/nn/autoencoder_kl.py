@@ -30,7 +30,8 @@ from flax import traverse_util
 
 from jaxrep.nn.convert import MissingWeightsError, load_state_dict, match_params
 
-__all__ = ["AutoencoderKL", "SD_VAE_FT_MSE_CONFIG", "autoencoder_kl_params_from_state_dict", "load_autoencoder_kl"]
+__all__ = ["AutoencoderKL", "SD_VAE_FT_MSE_CONFIG", "abstract_autoencoder_kl", "autoencoder_kl_params_from_state_dict",
+           "load_autoencoder_kl"]
 
 # The architecture of `stabilityai/sd-vae-ft-mse` and `-ema` (their config.json; the rest are diffusers defaults),
 # used for a bare `.safetensors` file.
@@ -314,3 +315,16 @@ def load_autoencoder_kl(path: str | os.PathLike, *, dtype: Any = jnp.float32) ->
     state_dict = load_state_dict(weights)
     model = AutoencoderKL(**config, dtype=dtype)
     return model, autoencoder_kl_params_from_state_dict(state_dict, model)
+
+
+def abstract_autoencoder_kl(path: str | os.PathLike = "", *, latent_size: int = 32,
+                            dtype: Any = jnp.float32) -> tuple[AutoencoderKL, dict]:
+    """(model, variables as `jax.ShapeDtypeStruct`s) of the `AutoencoderKL` that `load_autoencoder_kl(path)` builds,
+    without reading weights: the architecture from a diffusers directory's `config.json`, else SD-VAE's
+    (`SD_VAE_FT_MSE_CONFIG`), for an ahead-of-time compile (`train.compile_check`)."""
+    path = os.fspath(path)
+    config = (_model_config(os.path.join(path, "config.json")) if path and os.path.isdir(path)
+              else SD_VAE_FT_MSE_CONFIG)
+    model = AutoencoderKL(**config, dtype=dtype)
+    side = latent_size * 2 ** (len(model.block_out_channels) - 1)  # the image side of `latent_size` latents
+    return model, jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, side, side, 3)))
