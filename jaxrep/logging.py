@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
+import time
 from typing import Any, Mapping, Sequence
 
 import jax
@@ -62,10 +64,95 @@ def read_metrics(workdir: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def progress_bar(total: int, initial: int = 0, desc: str = "train", unit: str = "step", show: bool = True) -> tqdm:
-    """A tqdm bar on the main process only (and only if `show`)."""
-    return tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True,
-                disable=not (show and is_main_process()))
+class LineProgress:
+    """Progress for a log that is not a terminal (a file, a pod's log collector): one plain line at most every
+    `interval` seconds and one when it closes, never tqdm's carriage-return redraws. tqdm's `update`,
+    `set_postfix` and `close`."""
+
+    def __init__(self, total: int, initial: int = 0, desc: str = "train", unit: str = "step",
+                 interval: float = 30.0, file: Any = None):
+        self.total, self.n, self.desc, self.unit, self.interval = total, initial, desc, unit, interval
+        self._file = file or sys.stderr
+        self._start_n, self._start = initial, time.perf_counter()
+        self._last = self._start
+        self._postfix: dict[str, Any] = {}
+        self._closed = False
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        if time.perf_counter() - self._last >= self.interval:
+            self._write()
+
+    def set_postfix(self, **fields: Any) -> None:
+        self._postfix = fields
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._write()
+
+    def _write(self) -> None:
+        now = time.perf_counter()
+        self._last = now
+        elapsed = now - self._start
+        rate = (self.n - self._start_n) / elapsed if elapsed > 0 else 0.0
+        fields = "".join(f", {name}={value}" for name, value in self._postfix.items())
+        print(f"{self.desc}: {self.n}/{self.total} {self.unit}s ({100 * self.n / max(self.total, 1):.0f} %), "
+              f"{rate:.2f} {self.unit}/s, {elapsed:.0f} s{fields}", file=self._file, flush=True)
+
+
+def progress_bar(total: int, initial: int = 0, desc: str = "train", unit: str = "step", show: bool = True):
+    """Progress on the main process only (and only if `show`): a tqdm bar on a terminal, plain periodic lines
+    (`LineProgress`) when stderr is redirected."""
+    show = show and is_main_process()
+    if show and not sys.stderr.isatty():
+        return LineProgress(total, initial, desc, unit)
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True, disable=not show)
+
+
+def workdir_summary(workdir: str, since: float, *, title: str, next_command: str = "") -> str:
+    """What a run left in `workdir`: the latest checkpoint step, the last logged metrics, the files written since
+    the time `since` (newest first), TensorBoard, and the next command."""
+    workdir = os.path.abspath(workdir)
+    lines = [title, f"  work directory: {workdir}"]
+    checkpoints = os.path.join(workdir, "checkpoints")
+    steps = sorted(int(name) for name in (os.listdir(checkpoints) if os.path.isdir(checkpoints) else ())
+                   if name.isdigit())
+    if steps:
+        lines.append(f"  checkpoints: {checkpoints} (latest step {steps[-1]})")
+    logged = [record for record in (read_metrics(workdir) if os.path.exists(os.path.join(workdir, "metrics.jsonl"))
+                                    else []) if "step" in record]
+    training = lambda name: name not in _BOOKKEEPING and not name.startswith("eval/")  # noqa: E731
+    for kind, marker, keep in (("training", "loss", training), ("evaluation", "eval/", lambda n: n.startswith("eval/"))):
+        record = next((r for r in reversed(logged) if any(name.startswith(marker) for name in r)), None)
+        values = [f"{name} {value:.4g}" for name, value in (record or {}).items()
+                  if name != "step" and keep(name) and isinstance(value, float)]
+        if values:
+            lines.append(f"  last {kind} metrics (step {record['step']}, metrics.jsonl): {', '.join(values[:8])}")
+    written = sorted(((os.path.getmtime(path), os.path.relpath(path, workdir)) for path in _files(workdir)
+                      if os.path.getmtime(path) >= since), reverse=True)
+    if written:
+        names = [name for _, name in written[:6]]
+        more = f" (+{len(written) - 6} more)" if len(written) > 6 else ""
+        lines.append(f"  written: {', '.join(names)}{more}")
+    if os.path.isdir(os.path.join(workdir, "tensorboard")):
+        lines.append(f"  curves: tensorboard --logdir {os.path.join(workdir, 'tensorboard')}")
+    if next_command:
+        lines.append(f"  next: {next_command}")
+    return "\n".join(lines)
+
+
+# Logged beside every training step, and of no interest in a run's summary.
+_BOOKKEEPING = ("learning_rate", "samples_per_s", "finite", "grad_norm")
+
+
+def _files(workdir: str):
+    """The run's own files: checkpoints' and TensorBoard's internals left out (summarised separately)."""
+    for root, dirs, files in os.walk(workdir):
+        dirs[:] = [d for d in dirs if d not in ("checkpoints", "tensorboard") and not d.startswith(".")]
+        for name in files:
+            if not name.startswith("."):
+                yield os.path.join(root, name)
 
 
 def save_config(workdir: str, config: Any) -> None:

@@ -15,6 +15,7 @@ import contextlib
 import os
 import re
 import sys
+import time
 from typing import Any, Callable
 
 from absl import app, flags, logging
@@ -23,12 +24,32 @@ from ml_collections import config_flags
 from jaxrep.checkpoint import CheckpointMismatchError, CheckpointSaveError, DamagedCheckpointError, PreemptionGuard
 from jaxrep.config_checks import ConfigError
 from jaxrep.distributed import ClusterError, initialize_from_config
+from jaxrep.logging import is_main_process, workdir_summary
 from jaxrep.nn.convert import WeightFileError
 from jaxrep.workdir_lock import WorkdirLockedError
 
 
 # The entrypoints with a `distributed` sub-config: they run on every device of several processes.
 SCALES_OUT = ("train.diffusion", "train.evaluate", "train.prepare_latents", "train.sample")
+# What a newcomer runs after each entrypoint ({workdir}: the one just used; RUN: a new work directory).
+NEXT_COMMANDS = {
+    "train.diffusion": "python -m train.evaluate --config=configs/evaluate.py:cpu --workdir={workdir}",
+    "train.sample": "python -m train.evaluate --config=configs/evaluate.py:cpu --workdir={workdir}",
+    "train.import_checkpoint": "python -m train.evaluate --config=configs/evaluate.py:fid50k --workdir={workdir}",
+    "train.prepare_latents": "python -m train.diffusion --config=configs/diffusion.py:b2_repa "
+                             "--config.data.source=latent_records --config.data.path={workdir} --workdir=RUN",
+    "train.encoder": "python -m train.diffusion --config=configs/diffusion.py:cpu_repa "
+                     "--config.align.encoder.path={workdir} --workdir=RUN",
+    "train.eval_net": "python -m train.evaluate --config=configs/evaluate.py:cpu "
+                      "--config.features.eval_net_path={workdir} --workdir=RUN",
+    "train.vae": "python -m train.traversal --config=configs/traversal.py:potential --config.vae.workdir={workdir} "
+                 "--workdir=RUN",
+}
+
+
+def entrypoint_name(argv: list[str]) -> str:
+    """`train.<module>` of the running program (`python -m train.<module>` puts the module's path in argv[0])."""
+    return f"train.{os.path.splitext(os.path.basename(argv[0]))[0]}"
 
 
 def _exit_for_unknown_field(error: Exception, argv: list[str]) -> None:
@@ -38,7 +59,7 @@ def _exit_for_unknown_field(error: Exception, argv: list[str]) -> None:
     overrides = [arg.split("=", 1)[0] for arg in argv[1:] if re.match(rf"--\w+(\.\w+)*\.{re.escape(field)}(=|$)", arg)]
     if field == "distributed" or field.startswith("distributed."):
         flag = next(arg.split("=", 1)[0] for arg in argv[1:] if arg.startswith("--config.distributed"))
-        entrypoint = f"train.{os.path.splitext(os.path.basename(argv[0]))[0]}"
+        entrypoint = entrypoint_name(argv)
         sys.exit(f"config error: {flag}: {entrypoint} runs on one process (no multi-host support); the entrypoints "
                  f"that scale out over several processes are {', '.join(SCALES_OUT)}")
     sys.exit(f"config error: {overrides[0] if overrides else field}: no such field in the config")
@@ -76,7 +97,8 @@ def run_program(main: Callable[[list[str]], Any], *, config: str, workdir: str |
 
 def run_main(train_fn: Callable[[Any, str], Any], config: Any, workdir: str,
              expected_errors: tuple[type[Exception], ...] = (), preemptible: bool = False) -> Any:
-    """Returns train_fn(config, workdir); a ConfigError, a checkpoint that does not fit, is damaged or failed to
+    """Returns train_fn(config, workdir) after printing what the run left in `workdir` (`workdir_summary`: outputs,
+    last metrics, the next command); a ConfigError, a checkpoint that does not fit, is damaged or failed to
     save, a weight file that is missing, unreadable or of another model, a work directory held by another job,
     or one of `expected_errors` (e.g. the loop's non-finite-loss error) becomes one line on stderr and exit
     status 1.
@@ -88,16 +110,22 @@ def run_main(train_fn: Callable[[Any, str], Any], config: Any, workdir: str,
     between stages is kept for the training loop (which saves and returns) instead of killing the process.
     """
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO; keep the progress bar readable
+    started = time.time()
     try:
         if "distributed" in config:
             initialize_from_config(config.distributed)
         with PreemptionGuard() if preemptible else contextlib.nullcontext():
-            return train_fn(config, workdir)
+            result = train_fn(config, workdir)
     except ConfigError as error:
         sys.exit(f"config error: {error}")
     except (CheckpointMismatchError, CheckpointSaveError, ClusterError, DamagedCheckpointError, WeightFileError,
             WorkdirLockedError, *expected_errors) as error:
         sys.exit(f"error: {error}")
+    if workdir and is_main_process():
+        entrypoint = entrypoint_name(sys.argv)
+        print(workdir_summary(workdir, started, title=f"{entrypoint} ended after {time.time() - started:.0f} s",
+                              next_command=NEXT_COMMANDS.get(entrypoint, "").format(workdir=workdir)), flush=True)
+    return result
 
 
 def run_entrypoint(argv: list[str], train_fn: Callable[[Any, str], Any],

@@ -274,9 +274,12 @@ def run_stage(experiment: Experiment, workdir: str, total_steps: int, start=None
     hooks = () if experiment.sampler is None else (loop.Hook(sample_writer(experiment, workdir), config.sample_every),)
     if experiment.sampler is not None and experiment.alignment is not None and config.align.diagnostics_every:
         hooks += (loop.Hook(alignment_probe(experiment, dataset), config.align.diagnostics_every),)
+    # An aligned loss is the flow-matching loss plus lambda times a negative cosine: show the two terms, not the sum.
+    terms = ("loss",) if experiment.alignment is None else ("flow_loss", "align_loss")
     result = loop.fit_in_workdir(config, workdir, state, experiment.jitted_step, next_batch,
                                  checkpointer=checkpointer, total_steps=total_steps, data_state=iterator.get_state,
-                                 hooks=hooks, desc="train" if experiment.sampler else "erw warmup")
+                                 hooks=hooks, desc="train" if experiment.sampler else "erw warmup",
+                                 progress_metrics=terms if experiment.sampler else ("align_loss",))
     return result.state, iterator.get_state(), result.preempted
 
 

@@ -49,7 +49,7 @@ from jaxrep.nn.vit import ViT
 from jaxrep.supervised import coverage_loss, factor_classification_loss
 from jaxrep.training import NonFiniteLossError, make_optimizer
 from train.cli import run_entrypoint, run_program
-from train.factor_training import build_source, fit_on_factors
+from train.factor_training import build_source, describe_holdout_accuracy, fit_on_factors
 
 class TokenHeads(nn.Module):
     """Per-token linear heads: logits for each factor (B, N, K_f) and a coverage logit (B, N)."""
@@ -123,8 +123,10 @@ def train_encoder(config, workdir: str, *, show_progress: bool = True) -> Frozen
         print(f"encoder: linear-probe accuracy {info['linear_probe_accuracy']:.4f} on the 10,000 test images",
               flush=True)
     save_encoder(workdir, vit, fit.ema_params["vit"], image_size=config.image_size, info=info)
-    print(f"encoder: {config.total_steps} steps in {fit.seconds:.0f} s; held-out factor accuracy "
-          f"{fit.holdout_metrics['holdout_factor_accuracy']:.3f}; saved to {os.path.abspath(workdir)}", flush=True)
+    accuracy = describe_holdout_accuracy(source, [fit.holdout_metrics["holdout_factor_accuracy"]], fit.holdout_count,
+                                         kind="per-token ")
+    print(f"encoder: {config.total_steps} steps in {fit.seconds:.0f} s; {accuracy}; saved to "
+          f"{os.path.abspath(workdir)}", flush=True)
     return FrozenEncoder(vit, fit.ema_params["vit"], config.image_size, {"info": info})
 
 

@@ -26,7 +26,7 @@ from jaxrep.nn.eval_net import EvalNet
 from jaxrep.supervised import factor_classification_loss
 from jaxrep.training import NonFiniteLossError, make_optimizer
 from train.cli import run_entrypoint, run_program
-from train.factor_training import build_source, fit_on_factors
+from train.factor_training import build_source, describe_holdout_accuracy, fit_on_factors
 
 
 def make_factor_loss(model: EvalNet):
@@ -62,10 +62,10 @@ def train_eval_net(config, workdir: str, *, show_progress: bool = True) -> tuple
             **fit.holdout_metrics}
     save_eval_net(workdir, model, fit.ema_params, image_shape=source.image_shape, data_source=config.data_source,
                   info=info)
-    per_factor = ", ".join(f"{name} {fit.holdout_metrics[f'holdout_accuracy_{index}']:.3f}"
-                           for index, name in enumerate(source.factor_names))
-    print(f"eval net: {config.total_steps} steps in {fit.seconds:.0f} s; held-out accuracy {per_factor}; "
-          f"saved to {os.path.abspath(workdir)}", flush=True)
+    accuracies = [fit.holdout_metrics[f"holdout_accuracy_{index}"] for index in range(len(source.factor_names))]
+    print(f"eval net: {config.total_steps} steps in {fit.seconds:.0f} s; "
+          f"{describe_holdout_accuracy(source, accuracies, fit.holdout_count)}; saved to {os.path.abspath(workdir)}",
+          flush=True)
     return model, fit.ema_params
 
 

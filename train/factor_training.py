@@ -35,6 +35,19 @@ class FitResult:
     ema_params: Any  # on the host
     holdout_metrics: dict[str, float]  # the loss's metrics on the held-out images, names prefixed "holdout_"
     seconds: float  # wall-clock of the training loop (compile included)
+    holdout_count: int  # images held out of training
+
+
+def describe_holdout_accuracy(source, accuracies: list[float], count: int, *, kind: str = "") -> str:
+    """The held-out accuracies (one per factor, or one mean over the factors) in the dataset's words:
+    Fashion-MNIST's one factor is its class. `kind` qualifies the accuracy (e.g. "per-token ")."""
+    if tuple(source.factor_names) == ("class",):
+        return f"{kind}class accuracy {accuracies[0]:.3f} on {count} held-out training images"
+    if len(accuracies) == 1:
+        return (f"{kind}factor accuracy {accuracies[0]:.3f} (mean over {', '.join(source.factor_names)}) on "
+                f"{count} held-out images")
+    per_factor = ", ".join(f"{name} {value:.3f}" for name, value in zip(source.factor_names, accuracies))
+    return f"{kind}factor accuracy on {count} held-out images: {per_factor}"
 
 
 def fit_on_factors(loss_fn: LossFn, params: Any, tx: optax.GradientTransformation, train_key: jax.Array, config,
@@ -68,4 +81,4 @@ def fit_on_factors(loss_fn: LossFn, params: Any, tx: optax.GradientTransformatio
     result = loop.fit_in_workdir(config, workdir, state, step_fn, lambda step: next(iterator), checkpointer=None,
                                  tensorboard=False, hooks=(loop.Hook(holdout_evaluation),), desc=description,
                                  show_progress=show_progress)
-    return FitResult(jax.device_get(result.state.ema_params), result.metrics, result.seconds)
+    return FitResult(jax.device_get(result.state.ema_params), result.metrics, result.seconds, holdout_count)

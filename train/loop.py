@@ -126,7 +126,7 @@ def _run_hooks(hooks: Sequence[Hook], state: Any, step: int, logger: MetricLogge
 def fit(state: Any, step_fn: Callable, next_batch: Callable[[int], Any], *, total_steps: int,
         logger: MetricLogger, log_every: int, batch_size: int, checkpointer: Checkpointer | None = None,
         checkpoint_every: int = 0, data_state: Callable[[], Any] = dict, hooks: Sequence[Hook] = (),
-        desc: str = "train", show_progress: bool = True) -> FitResult:
+        desc: str = "train", show_progress: bool = True, progress_metrics: Sequence[str] = ("loss",)) -> FitResult:
     """Runs `step_fn` from `state.step` to `total_steps` (module docstring).
 
     Args:
@@ -135,6 +135,7 @@ def fit(state: Any, step_fn: Callable, next_batch: Callable[[int], Any], *, tota
       next_batch: next_batch(step) -> the global batch of step `step` + 1 (the iterator advances on call).
       data_state: the input pipeline's state after the batches consumed so far (saved as `extra["data"]`).
       checkpointer: where to save; None saves nothing (the caller keeps the result).
+      progress_metrics: the logged metrics the progress display shows (e.g. a loss's terms rather than their sum).
     """
     kill_at = int(os.environ.get(KILL_AT_STEP_ENV, "-1"))
     step = int(state.step)
@@ -142,7 +143,7 @@ def fit(state: Any, step_fn: Callable, next_batch: Callable[[int], Any], *, tota
     if step >= total_steps:
         return FitResult(state, False, _run_hooks(hooks, state, step, logger, end=True), 0.0)
     saving = checkpointer is not None
-    bar = progress_bar(total_steps, initial=step, desc=desc, show=show_progress)
+    bar = None  # made after compiling, so the compiled step's memory line stands on its own line
     try:
         with (PreemptionGuard() if saving else contextlib.nullcontext()) as preemption:
             batch, pending = next_batch(step), None
@@ -153,6 +154,7 @@ def fit(state: Any, step_fn: Callable, next_batch: Callable[[int], Any], *, tota
                 checkpointer.wait()
                 print(f"SIGTERM before training: saved step {step}, exiting", flush=True)
                 return FitResult(state, True, {}, time.perf_counter() - started)
+            bar = progress_bar(total_steps, initial=step, desc=desc, show=show_progress)
             last_log, last_log_step = time.perf_counter(), step
             while step < total_steps:
                 state, metrics = step_fn(state, batch)
@@ -172,7 +174,8 @@ def fit(state: Any, step_fn: Callable, next_batch: Callable[[int], Any], *, tota
                     speed = batch_size * (step - last_log_step) / (now - last_log)
                     scalars = logger.log(step, dict(metrics, learning_rate=current_learning_rate(state.opt_state),
                                                     samples_per_s=speed))
-                    bar.set_postfix(loss=f"{scalars['loss']:.4f}", samples_s=f"{speed:.0f}")
+                    bar.set_postfix(**{name: f"{scalars[name]:.4f}" for name in progress_metrics if name in scalars},
+                                    samples_s=f"{speed:.0f}")
                     last_log, last_log_step = now, step
                 if saving and (step % checkpoint_every == 0 or stop):
                     check_finite(jax.device_get(metrics))
@@ -196,7 +199,8 @@ def fit(state: Any, step_fn: Callable, next_batch: Callable[[int], Any], *, tota
                     checkpointer.save(step, state, {"data": data_state()}, force=True)
                 checkpointer.wait()
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
     seconds = time.perf_counter() - started
     return FitResult(state, False, _run_hooks(hooks, state, step, logger, end=True), seconds)
 
@@ -206,7 +210,7 @@ def fit_in_workdir(config, workdir: str, state: Any, step_fn: Callable, next_bat
                    **options) -> FitResult:
     """Writes `workdir/config.json` and runs `fit` on the config's schedule (total_steps unless given,
     log_every, checkpoint_every, batch_size), logging to `workdir`; closes the logger and `checkpointer`.
-    `options`: fit's data_state, hooks, desc, show_progress."""
+    `options`: fit's data_state, hooks, desc, show_progress, progress_metrics."""
     save_config(workdir, config)
     logger = MetricLogger(workdir, tensorboard=tensorboard)
     try:

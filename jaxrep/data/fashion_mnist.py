@@ -45,8 +45,8 @@ def _find(directory: str, stem: str) -> str:
         if os.path.isfile(os.path.join(directory, name)):
             return os.path.join(directory, name)
     raise MissingDatasetError(
-        f"data.path: no Fashion-MNIST file {stem}(.gz) in {directory!r}; install it with `sudo apt install "
-        f"dataset-fashion-mnist` (files in {DEBIAN_DIR}) or put the four IDX files of "
+        f"data.path: no Fashion-MNIST file {stem}(.gz) in {directory!r}; install it with `apt-get install "
+        f"dataset-fashion-mnist` (as root, or with sudo; files in {DEBIAN_DIR}) or put the four IDX files of "
         "github.com/zalandoresearch/fashion-mnist there")
 
 

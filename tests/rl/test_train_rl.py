@@ -155,6 +155,10 @@ def test_evaluation_films_its_first_episode_to_mp4_with_egl(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     import imageio.v3 as iio
 
+    # The run ends with its summary: the checkpoint and the video it wrote, and where the curves are.
+    summary = result.stdout[result.stdout.index("train.rl ended after "):]
+    assert f"  checkpoints: {tmp_path / 'checkpoints'} (latest step 60)" in summary
+    assert "videos/00000060.mp4" in summary and f"tensorboard --logdir {tmp_path / 'tensorboard'}" in summary
     frames = iio.imread(tmp_path / "videos" / "00000060.mp4")
     assert frames.shape == (26, 48, 48, 3)  # the reset frame and 25 agent steps (100 control steps / 4)
     assert frames.std() > 5  # a rendered scene, not a blank frame

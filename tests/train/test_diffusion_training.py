@@ -49,6 +49,13 @@ def test_killed_run_resumes_bitwise(tmp_path):
     resumed = run_cli(tmp_path / "killed")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "restored step 3" in resumed.stdout
+    # A redirected log: plain progress lines, no carriage-return redraws; then the run's summary.
+    assert "\r" not in resumed.stderr and "train: 6/6 steps (100 %)" in resumed.stderr
+    summary = resumed.stdout[resumed.stdout.index("train.diffusion ended after "):].splitlines()
+    workdir = tmp_path / "killed"
+    assert f"  checkpoints: {workdir / 'checkpoints'} (latest step 6)" in summary
+    assert any(line.startswith("  written: ") and "samples_0000006.png" in line for line in summary)
+    assert summary[-1] == f"  next: python -m train.evaluate --config=configs/evaluate.py:cpu --workdir={workdir}"
     state, _ = restore_latest(str(tmp_path / "killed"), tiny_config())
     assert int(state.step) == 6
     assert_trees_equal(state.params, reference.params)

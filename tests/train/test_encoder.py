@@ -17,6 +17,7 @@ from jaxrep.logging import read_metrics
 from jaxrep.nn.vit import ViT
 from tests.helpers import tiny_diffusion_config as tiny_config
 from train import encoder as train_encoder_module
+from train.factor_training import describe_holdout_accuracy
 from train import diffusion as train_diffusion
 
 
@@ -80,3 +81,19 @@ def test_shapes32_preset_learns_the_factors(tmp_path):
     """The preset's wall-clock (<= 3 min on 2 cores) is a benchmark figure, not asserted here."""
     train_encoder_module.train_encoder(encoder_configs.get_config("shapes32"), str(tmp_path), show_progress=False)
     assert read_encoder_metadata(str(tmp_path))["info"]["holdout_factor_accuracy"] > 0.6  # chance: ~0.26
+
+
+def test_held_out_accuracy_is_named_in_the_datasets_words():
+    class FashionLike:
+        factor_names = ("class",)
+
+    assert describe_holdout_accuracy(FashionLike(), [0.925], 6000) == (
+        "class accuracy 0.925 on 6000 held-out training images")
+    assert describe_holdout_accuracy(FashionLike(), [0.8], 6000, kind="per-token ") == (
+        "per-token class accuracy 0.800 on 6000 held-out training images")
+    shapes = ColoredShapes()
+    assert describe_holdout_accuracy(shapes, [0.5], 10, kind="per-token ") == (
+        f"per-token factor accuracy 0.500 (mean over {', '.join(shapes.factor_names)}) on 10 held-out images")
+    per_factor = describe_holdout_accuracy(shapes, [0.9, 0.8, 0.7, 0.6, 0.5], 10)
+    assert per_factor == ("factor accuracy on 10 held-out images: shape 0.900, color 0.800, scale 0.700, "
+                          "pos_x 0.600, pos_y 0.500")

@@ -92,6 +92,7 @@ def test_evaluate_writes_adm_npz_results_and_grid_and_reuses_the_reference_cache
     completed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "FD" in completed.stdout and "precision" in completed.stdout and "recall" in completed.stdout
+    assert "train.evaluate ended after " in completed.stdout and f"  work directory: {workdir}" in completed.stdout
     with open(cli_output / "results.json") as file:
         again = json.load(file)
     assert again["reference"]["cache_hit"] is True and again["reference"]["cache"] == written["reference"]["cache"]

@@ -1,8 +1,10 @@
 """The shared host loop `train.loop.fit`: a non-finite step is never saved, hooks run on their cadence and once
 at the end, and a run without a checkpointer saves nothing."""
 
+import io
 import os
 import signal
+import sys
 import time
 
 import jax
@@ -10,7 +12,7 @@ import jax.numpy as jnp
 import pytest
 
 from jaxrep.checkpoint import Checkpointer, CheckpointSaveError, PreemptionGuard, abstract_like, verify_checksums
-from jaxrep.logging import MetricLogger, read_metrics
+from jaxrep.logging import LineProgress, MetricLogger, read_metrics, workdir_summary
 from jaxrep.training import NonFiniteLossError, create_train_state, make_optimizer
 from train import loop
 
@@ -154,3 +156,68 @@ def test_the_learning_rate_is_logged(tmp_path):
     loop.fit(fresh_state(), counting_step(), lambda step: {}, total_steps=2, logger=logger, log_every=1, batch_size=2)
     logger.close()
     assert [r["learning_rate"] for r in read_metrics(str(tmp_path))] == pytest.approx([1e-3, 1e-3])
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_on_a_terminal_the_compiled_steps_memory_line_comes_before_the_progress_bar(tmp_path, monkeypatch):
+    terminal = FakeTerminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    monkeypatch.setattr(sys, "stderr", terminal)
+    logger = MetricLogger(str(tmp_path), tensorboard=False)
+    loop.fit(fresh_state(), jax.jit(counting_step()), lambda step: {}, total_steps=3, logger=logger, log_every=1,
+             batch_size=2)
+    logger.close()
+    before, memory_line, after = terminal.getvalue().partition("compiled step memory per device")
+    assert memory_line and before == ""  # on its own line, not inside a bar drawn before compiling
+    assert "\r" in after and "train:" in after  # then the bar redraws in place
+
+
+def test_a_redirected_log_gets_plain_lines_with_the_chosen_metrics(tmp_path, capsys):
+    def step_fn(state, batch):  # an aligned loss: its terms are what the display shows, not the negative sum
+        return state.replace(step=state.step + 1), {"loss": -0.2, "flow_loss": 0.5, "align_loss": -0.7,
+                                                     "grad_norm": 0.0, "finite": 1.0}
+
+    logger = MetricLogger(str(tmp_path), tensorboard=False)
+    loop.fit(fresh_state(), step_fn, lambda step: {}, total_steps=4, logger=logger, log_every=2, batch_size=2,
+             progress_metrics=("flow_loss", "align_loss"))
+    logger.close()
+    err = capsys.readouterr().err  # pytest's capture is not a terminal
+    assert "\r" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("train: 4/4 steps (100 %), ") and "flow_loss=0.5000, align_loss=-0.7000" in last
+    assert " loss=" not in last
+
+
+def test_line_progress_writes_at_most_one_line_per_interval_and_one_at_the_end():
+    out = io.StringIO()
+    progress = LineProgress(10, desc="encode", unit="img", interval=3600.0, file=out)
+    for _ in range(10):
+        progress.update(1)
+    progress.close()
+    progress.close()
+    assert out.getvalue().count("\n") == 1 and out.getvalue().startswith("encode: 10/10 imgs (100 %), ")
+
+
+def test_the_run_summary_names_the_checkpoint_metrics_new_files_and_next_command(tmp_path):
+    since = time.time() - 1
+    (tmp_path / "checkpoints" / "6").mkdir(parents=True)
+    (tmp_path / "tensorboard").mkdir()
+    (tmp_path / "samples_0000006.png").write_bytes(b"png")
+    (tmp_path / "metrics.jsonl").write_text('{"step": 6, "loss": 0.25, "flow_loss": 0.5, "learning_rate": 0.001}\n'
+                                            '{"step": 6, "align_cka": 0.2}\n{"step": 6, "eval/fd": 31.5}\n')
+    old = tmp_path / "config.json"
+    old.write_text("{}")
+    os.utime(old, (since - 100, since - 100))
+    summary = workdir_summary(str(tmp_path), since, title="train.x ended after 3 s", next_command="python -m next")
+    assert summary.splitlines() == [
+        "train.x ended after 3 s", f"  work directory: {tmp_path}",
+        f"  checkpoints: {tmp_path / 'checkpoints'} (latest step 6)",
+        "  last training metrics (step 6, metrics.jsonl): loss 0.25, flow_loss 0.5",
+        "  last evaluation metrics (step 6, metrics.jsonl): eval/fd 31.5",
+        f"  written: {summary.split('written: ')[1].splitlines()[0]}",
+        f"  curves: tensorboard --logdir {tmp_path / 'tensorboard'}", "  next: python -m next"]
+    assert set(summary.split("written: ")[1].splitlines()[0].split(", ")) == {"samples_0000006.png", "metrics.jsonl"}
