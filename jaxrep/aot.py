@@ -271,5 +271,6 @@ def shortfall(report: ProgramReport, chip: Chip) -> int:
     return report.total_bytes - int(chip.hbm_gib * GIB)
 
 
-__all__ = ["CHIPS", "Chip", "ProgramReport", "ProgramTooLarge", "Roofline", "Topology", "TopologyError", "abstract_bytes", "collectives",
+__all__ = ["CHIPS", "Chip", "ProgramReport", "ProgramTooLarge", "Roofline", "Topology", "TopologyError",
+           "abstract_bytes", "collectives",
            "compile_report", "describe", "resolve_topology", "shortfall"]

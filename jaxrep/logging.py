@@ -102,9 +102,10 @@ class LineProgress:
 
 
 def progress_bar(total: int, initial: int = 0, desc: str = "train", unit: str = "step", show: bool = True):
-    """Progress on the main process only (and only if `show`): a tqdm bar on a terminal, plain periodic lines
-    (`LineProgress`) when stderr is redirected."""
-    show = show and is_main_process()
+    """Progress if `show`: a tqdm bar on the main process's terminal; plain periodic lines (`LineProgress`) when
+    stderr is redirected, and on every other process of a multi-process run (named by its index)."""
+    if show and not is_main_process():
+        return LineProgress(total, initial, f"process {jax.process_index()} {desc}", unit)
     if show and not sys.stderr.isatty():
         return LineProgress(total, initial, desc, unit)
     return tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True, disable=not show)
@@ -123,7 +124,8 @@ def workdir_summary(workdir: str, since: float, *, title: str, next_command: str
     logged = [record for record in (read_metrics(workdir) if os.path.exists(os.path.join(workdir, "metrics.jsonl"))
                                     else []) if "step" in record]
     training = lambda name: name not in _BOOKKEEPING and not name.startswith("eval/")  # noqa: E731
-    for kind, marker, keep in (("training", "loss", training), ("evaluation", "eval/", lambda n: n.startswith("eval/"))):
+    evaluation = lambda name: name.startswith("eval/")  # noqa: E731
+    for kind, marker, keep in (("training", "loss", training), ("evaluation", "eval/", evaluation)):
         record = next((r for r in reversed(logged) if any(name.startswith(marker) for name in r)), None)
         values = [f"{name} {value:.4g}" for name, value in (record or {}).items()
                   if name != "step" and keep(name) and isinstance(value, float)]

@@ -180,8 +180,9 @@ def build_alignment(config, model: SiT, image_shape: tuple[int, ...], mesh: jax.
                    lambda params, images: tuple(fn(p, images) for fn, p in zip(target_fns, params)))
     targets = jax.jit(all_targets, in_shardings=(replicated, batch_sharded), out_shardings=batch_sharded)
     encoder_params = one([encoder.params for encoder in encoders])
-    encoder_params = (jax.tree.map(lambda p: jax.ShapeDtypeStruct(p.shape, p.dtype, sharding=replicated), encoder_params)
-                      if abstract else jax.device_put(encoder_params, replicated))
+    abstract_param = lambda p: jax.ShapeDtypeStruct(p.shape, p.dtype, sharding=replicated)  # noqa: E731
+    encoder_params = (jax.tree.map(abstract_param, encoder_params) if abstract
+                      else jax.device_put(encoder_params, replicated))
     return Alignment(one(encoders), encoder_params, projector, term, targets, image_key)
 
 

@@ -35,7 +35,7 @@ SCALES_OUT = ("train.diffusion", "train.evaluate", "train.prepare_latents", "tra
 NEXT_COMMANDS = {
     "train.diffusion": "python -m train.evaluate --config=configs/evaluate.py:cpu --workdir={workdir}",
     "train.sample": "python -m train.evaluate --config=configs/evaluate.py:cpu --workdir={workdir}",
-    "train.import_checkpoint": "python -m train.evaluate --config=configs/evaluate.py:fid50k --workdir={workdir}",
+    "train.import_checkpoint": "python -m train.sample --config=configs/evaluate.py:fid50k --workdir={workdir}",
     "train.prepare_latents": "python -m train.diffusion --config=configs/diffusion.py:b2_repa "
                              "--config.data.source=latent_records --config.data.path={workdir} --workdir=RUN",
     "train.encoder": "python -m train.diffusion --config=configs/diffusion.py:cpu_repa "

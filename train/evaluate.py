@@ -13,9 +13,9 @@ Steps (all outputs in one directory, `<workdir>/eval/<description>/` unless `out
    recall / density / coverage (k = 5) on up to `prdc_max_samples`.
 5. `results.json` (metrics, settings, paths, timings) and one printed line with FD/P/R/D/C.
 
-The eval net for the procedural datasets is trained on first use (train/eval_net.py, about a minute). Sampling runs
-on all devices of all processes (`distributed.*`); the features and metrics are computed on process 0. A latent
-run's reference images are the crops stored in its prepared dataset.
+The eval net for the procedural datasets is trained on first use (train/eval_net.py; a few minutes on 2 cores).
+Sampling runs on all devices of all processes (`distributed.*`); the features and metrics are computed on process 0.
+A latent run's reference images are the crops stored in its prepared dataset.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def feature_extractor_for(eval_config, run_config, show_progress: bool = True):
         if source_name not in FACTOR_SOURCES:
             raise FileNotFoundError(f"features.eval_net_path: no eval net at {path!r}; for user data train one "
                                     "on it or use features.extractor='inception'")
-        print(f"no eval net at {path}: training one (python -m train.eval_net, about a minute)", flush=True)
+        print(f"no eval net at {path}: training one (python -m train.eval_net; a few minutes on 2 cores)", flush=True)
         train_eval_net.train_eval_net(factor_preset_for_run(eval_net_configs.get_config, run_config.data), path,
                                       show_progress=show_progress)
     extractor = load_feature_extractor("eval_net", path)

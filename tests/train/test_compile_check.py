@@ -106,7 +106,8 @@ def test_fsdp_splits_the_state_over_a_multi_host_slice_with_the_collectives_fsdp
     assert split + batch_bytes <= reports["fsdp"].argument_bytes <= 1.1 * (split + batch_bytes)
     assert reports["replicate"].argument_bytes / reports["fsdp"].argument_bytes > 0.9 * whole / split > 5
     # Replicated data parallelism all-reduces the gradients and gathers nothing; FSDP gathers every split weight.
-    assert reports["replicate"].collectives["all-reduce"][0] >= 1 and "all-gather" not in reports["replicate"].collectives
+    replicated = reports["replicate"].collectives
+    assert replicated["all-reduce"][0] >= 1 and "all-gather" not in replicated
     gathered = reports["fsdp"].collectives["all-gather"]
     assert gathered[0] >= sum(1 for leaf in jax.tree.leaves(states["fsdp"].params)
                               if math.prod(leaf.sharding.shard_shape(leaf.shape)) < leaf.size)

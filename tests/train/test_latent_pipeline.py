@@ -154,11 +154,12 @@ def _run_cli(num_processes, inputs, dataset_out, run_dir, samples_out, logs):
     """`train.prepare_latents` on `inputs`, then `train.sample` of `run_dir`, each as `num_processes` processes of a
     local cluster started from the command line (2 CPU devices each); returns each process's two stdouts."""
     images, vae = inputs
-    stages = {"prepare": [sys.executable, "-m", "train.prepare_latents", "--config=configs/prepare_latents.py:imagenet256",
-                          f"--config.data_dir={images}", f"--config.vae.path={vae}", f"--workdir={dataset_out}",
-                          *fx.config_flags(fx.PREPARE_VALUES)],
-              "sample": [sys.executable, "-m", "train.sample", "--config=configs/evaluate.py:cpu", f"--workdir={run_dir}",
-                         f"--config.output_dir={samples_out}", *fx.config_flags(fx.SAMPLE_VALUES)]}
+    stages = {"prepare": [sys.executable, "-m", "train.prepare_latents",
+                          "--config=configs/prepare_latents.py:imagenet256", f"--config.data_dir={images}",
+                          f"--config.vae.path={vae}", f"--workdir={dataset_out}", *fx.config_flags(fx.PREPARE_VALUES)],
+              "sample": [sys.executable, "-m", "train.sample", "--config=configs/evaluate.py:cpu",
+                         f"--workdir={run_dir}", f"--config.output_dir={samples_out}",
+                         *fx.config_flags(fx.SAMPLE_VALUES)]}
     stdouts = {}
     for stage, command in stages.items():
         port = free_port()

@@ -45,7 +45,10 @@ def restore_state(workdir):
 def test_two_processes_train_to_completion_as_one_process_on_their_four_devices(tmp_path):
     workdir = tmp_path / "run"
     processes = start_processes(cluster_commands(workdir, total_steps=2, checkpoint_every=2), tmp_path / "logs")
-    finish_processes(processes, tmp_path / "logs")
+    (_, main_log), (_, other_log) = finish_processes(processes, tmp_path / "logs")
+    # Process 0 reports progress, process 1 plain lines naming itself (both logs redirected: no redraws).
+    assert "train: 2/2 steps (100 %)" in main_log and "process 1 train: 2/2 steps (100 %)" in other_log
+    assert "\r" not in main_log + other_log
     assert Checkpointer(workdir / "checkpoints", save_every=1).all_steps() == [2]
     trained = restore_state(str(workdir))
 
