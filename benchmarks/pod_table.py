@@ -40,17 +40,22 @@ def compile_row(row: str) -> dict:
     config = diffusion_configs.get_config(preset)
     config.update_from_flattened_dict({"param_sharding": layout, "model.dtype": "bfloat16", "batch_size": 256,
                                        "align.encoder.dtype": "bfloat16"})
+    config = compile_check.as_compiled(config)
     topology = aot.resolve_topology(topology_name)
     devices = topology.devices()
     image_shape = (64, 64, 4) if "_512" in preset else (32, 32, 4)
     diffusion_configs.validate(config, num_devices=len(devices), image_size=image_shape[0], check_files=False)
     start = time.perf_counter()
-    targets, step = compile_check.train_programs(config, devices, image_shape)
+    row_info = {"row": row, "preset": preset, "layout": layout, "topology": topology_name, "chip": topology.chip.name,
+                "devices": len(devices), "hosts": len({d.process_index for d in devices}),
+                "hbm_gib": topology.chip.hbm_gib}
+    try:
+        targets, step = compile_check.train_programs(config, devices, image_shape)
+    except aot.ProgramTooLarge as error:  # the compiler's own refusal: the row records it
+        return {**row_info, "fits": False, "refusal": str(error), "compile_s": time.perf_counter() - start}
     seconds = sum(aot.Roofline.of(r.flops, r.bytes_accessed, topology.chip).seconds for r in (targets, step))
-    return {"row": row, "preset": preset, "layout": layout, "topology": topology_name, "chip": topology.chip.name,
-            "devices": len(devices), "hosts": len({d.process_index for d in devices}),
-            "arguments_gib": step.argument_bytes / aot.GIB, "total_gib": step.total_bytes / aot.GIB,
-            "hbm_gib": topology.chip.hbm_gib, "fits": aot.shortfall(step, topology.chip) <= 0,
+    return {**row_info, "arguments_gib": step.argument_bytes / aot.GIB, "total_gib": step.total_bytes / aot.GIB,
+            "fits": aot.shortfall(step, topology.chip) <= 0,
             "step_tflop_per_device": (targets.flops + step.flops) / 1e12, "estimated_step_s": seconds,
             "estimated_images_per_s": config.batch_size / seconds,
             "estimated_chip_hours_4m": REPA_STEPS * seconds * len(devices) / 3600,
@@ -59,10 +64,15 @@ def compile_row(row: str) -> dict:
 
 
 def render(rows: list[dict]) -> str:
-    lines = ["| run | layout | slice (devices, hosts) | arguments + temporaries per device (GiB) | fits HBM | "
+    lines = ["| run | layout | slice (devices, hosts) | memory per device (GiB) | fits HBM | "
              "TFLOP per device per step | est. step (ms) | est. images/s | est. chip-hours, 4M steps | "
              "collectives in the step | compile (s) |", "|" + "---|" * 11]
     for r in rows:
+        if "refusal" in r:
+            needed = r["refusal"].split("does not fit: ")[-1]
+            lines.append(f"| {r['preset']} | {r['layout']} | {r['topology']} ({r['devices']}, {r['hosts']}) | "
+                         f"refused by the compiler: {needed} | **no** | | | | | | {r['compile_s']:.0f} |")
+            continue
         ops = ", ".join(f"{op} {count}" for op, count in sorted(r["collectives"].items())) or "none"
         lines.append(f"| {r['preset']} | {r['layout']} | {r['topology']} ({r['devices']}, {r['hosts']}) | "
                      f"{r['total_gib']:.2f} of {r['hbm_gib']:g} | {'yes' if r['fits'] else '**no**'} | "

@@ -15,7 +15,8 @@ training builds it over real ones, with the run's `param_sharding`. Programs (`-
   config.json, else SD-VAE's);
 - `encode`: `train.prepare_latents`' SD-VAE encode of one batch (`configs/prepare_latents.py:imagenet256`, or
   `imagenet512` for 64 x 64 latents) on one host's devices.
-Each prints per-device memory against the chip's HBM, FLOPs and bytes, the collectives, and a roofline ESTIMATE.
+Latent runs compile as pods train them, on prepared records (`as_compiled`). Each prints per-device memory against
+the chip's HBM, FLOPs and bytes, the collectives, and a roofline ESTIMATE.
 A program that does not fit ends the run with one line naming the shortfall and the fixes (exit status 1); a
 global batch the slice's devices do not divide, or an unknown topology, is one line before compiling.
 """
@@ -51,6 +52,16 @@ def model_input_shape(config) -> tuple[int, int, int]:
         return (side, side, 1 if config.data.source in ("dsprites", "fashion_mnist") else 3)
     side = _IMAGE_SIZE.value or (64 if config.preset.endswith("_512") or "_512_" in config.preset else 32)
     return (side, side, 4)
+
+
+def as_compiled(config):
+    """`config` as a pod trains it: latents without raw images beside them (`data.source='arrays'`) become the
+    prepared records of docs/imagenet.md, whose stored crops the alignment encoder reads."""
+    if config.data.source != "arrays" or config.align.encoder.images_path:
+        return config
+    config = config.copy_and_resolve_references()
+    config.data.source = "latent_records"
+    return config
 
 
 def train_programs(config, devices, image_shape) -> list[aot.ProgramReport]:
@@ -127,6 +138,7 @@ def check(config, eval_config, topology_name: str, programs: list[str]) -> int:
         raise ConfigError(f"programs: unknown {unknown}; choose from train, sample, decode, encode")
     topology = aot.resolve_topology(topology_name)
     devices = topology.devices()
+    config = as_compiled(config)
     host_devices = [d for d in devices if d.process_index == 0]
     image_shape = model_input_shape(config)
     diffusion_configs.validate(config, num_devices=len(devices), image_size=image_shape[0], check_files=False)
