@@ -65,7 +65,7 @@ def test_source_pads_scales_and_concatenates_the_splits(tmp_path, compress):
 
 
 def test_missing_files_say_how_to_get_them(tmp_path):
-    with pytest.raises(MissingDatasetError, match="apt install dataset-fashion-mnist"):
+    with pytest.raises(MissingDatasetError, match="apt-get install dataset-fashion-mnist"):
         FashionMNIST(str(tmp_path))
 
 
