@@ -38,15 +38,14 @@ class Chip:
     bf16_tflops: float  # peak dense bf16 TFLOP/s
     hbm_gib: float  # HBM capacity
     hbm_gb_per_s: float  # HBM bandwidth, GB/s
-    topology_prefix: str  # libtpu's topology-string prefix
     megacore: bool  # two TensorCores presented as one device (v4, v5p)
 
 
 CHIPS = {
-    "v4": Chip("v4", 275.0, 32.0, 1200.0, "v4", True),
-    "v5e": Chip("v5e", 197.0, 16.0, 819.0, "v5e", False),
-    "v5p": Chip("v5p", 459.0, 95.0, 2765.0, "v5p", True),
-    "v6e": Chip("v6e", 918.0, 32.0, 1640.0, "v6e", False),
+    "v4": Chip("v4", 275.0, 32.0, 1200.0, True),
+    "v5e": Chip("v5e", 197.0, 16.0, 819.0, False),
+    "v5p": Chip("v5p", 459.0, 95.0, 2765.0, True),
+    "v6e": Chip("v6e", 918.0, 32.0, 1640.0, False),
 }
 # Slice shapes by chip count: 3-D tori (v4, v5p) and 2-D meshes (v5e, v6e).
 _SHAPES_3D = {4: (2, 2, 1), 8: (2, 2, 2), 16: (2, 2, 4), 32: (2, 4, 4), 64: (4, 4, 4), 128: (4, 4, 8),
@@ -74,8 +73,13 @@ class Topology:
     chips_per_host: tuple[int, int, int]
 
     @property
+    def dims(self) -> tuple[int, ...]:
+        """Chips along each axis of the slice (3-D tori for v4 and v5p, 2-D meshes for v5e and v6e)."""
+        return tuple(int(n) for n in self.topology_name.split(":")[1].split("x"))
+
+    @property
     def num_chips(self) -> int:
-        return math.prod(int(n) for n in self.topology_name.split(":")[1].split("x"))
+        return math.prod(self.dims)
 
     @property
     def accelerator_type(self) -> str:
@@ -98,8 +102,7 @@ class Topology:
                 platform="tpu", topology_name=self.topology_name,
                 chip_config_name="megacore" if self.chip.megacore else "default",
                 chips_per_host_bounds=self.chips_per_host, num_slices=1,
-                wrap=(self.num_chips >= 64,) * 3 if len(self.topology_name.split(":")[1].split("x")) == 3
-                else (False,) * 3)
+                wrap=(len(self.dims) == 3 and self.num_chips >= 64,) * 3)
         except Exception as error:  # noqa: BLE001 - libtpu missing or refusing the topology: one line
             raise TopologyError(f"topology: the TPU compiler could not describe {self.name} "
                                 f"({str(error).splitlines()[0] if str(error) else type(error).__name__}); it comes "
@@ -107,10 +110,13 @@ class Topology:
         return list(description.devices)
 
 
-def _host_bounds(prefix: str, num_chips: int) -> tuple[int, int, int]:
-    if prefix in ("v5e", "v6e") and num_chips <= 8:
-        return {1: (1, 1, 1), 4: (2, 2, 1), 8: (2, 4, 1)}[num_chips]
-    return (2, 2, 1) if num_chips >= 4 else (1, 1, 1)
+def _host_bounds(dims: tuple[int, ...]) -> tuple[int, int, int]:
+    """Chips per host along each axis: a 2-D slice of up to 8 chips is one host (v5e / v6e 8-chip VMs); otherwise
+    hosts of 2 x 2 chips (v4, v5p, larger v5e / v6e), or the whole slice where it is smaller."""
+    if len(dims) == 2 and math.prod(dims) <= 8:
+        return (dims[0], dims[1], 1)
+    padded = (*dims, 1)[:3]
+    return tuple(min(2, d) for d in padded[:2]) + (1,)
 
 
 def resolve_topology(name: str) -> Topology:
@@ -125,7 +131,7 @@ def resolve_topology(name: str) -> Topology:
             raise TopologyError(f"topology: {name!r} is not a slice this planner knows; known sizes: "
                                 f"{', '.join(f'{cloud.group(1)}-{c * (2 if chip.megacore else 1)}' for c in shapes)}")
         shape = "x".join(map(str, shapes[chips]))
-        return Topology(name, chip, f"{prefix}:{shape}", _host_bounds(prefix, chips))
+        return Topology(name, chip, f"{prefix}:{shape}", _host_bounds(shapes[chips]))
     spec = re.fullmatch(r"(v4|v5p|v5e|v6e):(\d+(?:x\d+){1,2})", name)
     if not spec:
         raise TopologyError(f"topology: {name!r} is neither a Cloud TPU name (v4-8, v5p-64, v5litepod-16, v6e-8) "
@@ -134,7 +140,7 @@ def resolve_topology(name: str) -> Topology:
     dims = [int(n) for n in spec.group(2).split("x")]
     if len(dims) != (3 if chip.megacore else 2):
         raise TopologyError(f"topology: {chip.name} slices are {3 if chip.megacore else 2}-D, got {name!r}")
-    return Topology(name, chip, name, _host_bounds(chip.name, math.prod(dims)))
+    return Topology(name, chip, name, _host_bounds(tuple(dims)))
 
 
 @dataclasses.dataclass(frozen=True)
