@@ -5,7 +5,7 @@
 
 The step is `train.diffusion`'s (SiT on 32x32x4 latents, 1000 classes, AdamW, EMA, `--attention_impl`,
 `--param_sharding` over all local devices) on a fixed random batch; MFU is XLA's FLOP count of the compiled
-step per second over the devices' datasheet bf16 peak (`jaxrep.profiling.ACCELERATOR_PEAKS`). Sampling is
+step per second over the devices' datasheet bf16 peak (`benchmarks.tools.profiling.ACCELERATOR_PEAKS`). Sampling is
 the run's sampler (Euler ODE, `--sample_steps`, CFG 4: two forward passes per step) on `--sample_batch` labels.
 Memory: the compiled step's analysis per device and the device's peak bytes in use.
 """
@@ -18,10 +18,10 @@ import jax
 import numpy as np
 from absl import app, flags
 
+from benchmarks.tools.profiling import compiled_flops, theoretical_peak
 from configs import diffusion as diffusion_configs
 from jaxrep import parallel
-from jaxrep.profiling import compiled_flops, theoretical_peak
-from train import diffusion as train_diffusion
+from jaxrep.experiments import diffusion as diffusion_experiment
 
 _PRESET = flags.DEFINE_string("preset", "XL/2", "SiT preset.")
 _BATCH = flags.DEFINE_integer("batch", 256, "Global train batch.")
@@ -52,10 +52,10 @@ def main(argv) -> None:
     config.model.attention_impl, config.param_sharding = _ATTENTION.value, _SHARDING.value
     config.batch_size, config.sample.num_steps = _BATCH.value, _SAMPLE_STEPS.value
     mesh = parallel.make_mesh(jax.local_devices())
-    jitted, abstract_state, abstract_batch = train_diffusion.abstract_train_step(config, mesh, LATENTS)
-    model = train_diffusion.build_model(config, LATENTS)
-    tx = train_diffusion.optimizer(config)
-    init = train_diffusion.state_initializer(model, tx, LATENTS, *jax.random.split(jax.random.key(0)))
+    jitted, abstract_state, abstract_batch = diffusion_experiment.abstract_train_step(config, mesh, LATENTS)
+    model = diffusion_experiment.build_model(config, LATENTS)
+    tx = diffusion_experiment.optimizer(config)
+    init = diffusion_experiment.state_initializer(model, tx, LATENTS, *jax.random.split(jax.random.key(0)))
     state = jax.jit(init, out_shardings=parallel.shardings_of(abstract_state))()
     rng = np.random.default_rng(0)
     batch = parallel.global_batch({"image": rng.normal(size=(config.batch_size, *LATENTS)).astype(np.float32),
@@ -74,7 +74,7 @@ def main(argv) -> None:
     peak, how = theoretical_peak("bfloat16")
     memory = compiled.memory_analysis()
 
-    sampler = jax.jit(train_diffusion.make_sampler(model, config))
+    sampler = jax.jit(diffusion_experiment.make_sampler(model, config))
     labels = jax.numpy.arange(_SAMPLE_BATCH.value, dtype=jax.numpy.int32) % 1000
     sample_s = timed(lambda: jax.block_until_ready(sampler(holder["state"].ema_params, labels, jax.random.key(1))), 1)
     stats = jax.local_devices()[0].memory_stats() or {}

@@ -10,12 +10,12 @@ t = 0.25 with the null label, fitted on 5,000 training images, scored on 5,000 t
 method needs to reach the reference FD (vanilla's mean final FD; bootstrap CIs over seeds; the verdict names the
 aligned methods whose CI lies wholly below vanilla's) and the alignment
 diagnostics against steps: those logged during training (aligned methods, against their own targets) and those of
-every checkpoint against the trained encoder's tokens (`train.checkpoint_diagnostics`, all methods, vanilla
+every checkpoint against the trained encoder's tokens (`jaxrep.experiments.checkpoint_diagnostics`, all methods, vanilla
 included). `--controls=repa_random,repa_hog` adds REPA against a randomly initialised encoder of the same
 architecture and against HOG cells, on seed 0 (iREPA's spatial-structure controls).
 
 Every method trains `configs/diffusion.py:cpu` / `cpu_{repa,irepa,erw}` with the same seeds, step budget,
-batch and optimizer (`train.diffusion.train_and_evaluate`, in `--runs_dir/<method>/seed<k>`; runs resume from
+batch and optimizer (`jaxrep.experiments.diffusion.train_and_evaluate`, in `--runs_dir/<method>/seed<k>`; runs resume from
 their checkpoints, so an interrupted study continues where it stopped). ERW's warmup steps count in the budget
 (its global step includes them, as the ERW paper's compute comparison does), and its warmup and half-life are
 set to 1/6 of the budget like the preset. Every `--eval_every` steps the checkpoint is evaluated with
@@ -45,20 +45,20 @@ from absl import app, flags, logging
 from configs import diffusion as diffusion_configs
 from configs import evaluate as evaluate_configs
 from jaxrep import parallel
-from jaxrep.active_clock import ActiveClock
-from jaxrep.checkpoint import Checkpointer
 from jaxrep.data import FashionMNIST, make_iterator
 from jaxrep.data.fashion_mnist import DEBIAN_DIR as FASHION_MNIST_DIR
 from jaxrep.diffusion import linear_interpolant
-from jaxrep.logging import read_metrics
-from jaxrep.metrics import bootstrap_mean_ci, frechet_distance, linear_probe_accuracy, prdc, steps_to_reach
+from jaxrep.experiments import diffusion as diffusion_experiment
+from jaxrep.experiments import evaluate as evaluate_experiment
+from jaxrep.experiments import sample as sample_experiment
+from jaxrep.experiments.checkpoint_diagnostics import checkpoint_diagnostics
+from jaxrep.experiments.run_config import load_run_config, sampling_config
+from jaxrep.metrics import bootstrap_mean_ci, frechet_distance, linear_probe_accuracy, prdc
 from jaxrep.metrics.convergence import faster_than_baseline, steps_to_reference
-from jaxrep.metrics.features import cached_reference_features, extract_features
-from train import diffusion as train_diffusion
-from train import evaluate as train_evaluate
-from train import sample as train_sample
-from train.checkpoint_diagnostics import checkpoint_diagnostics
-from train.run_config import load_run_config, sampling_config
+from jaxrep.run.active_clock import ActiveClock
+from jaxrep.run.checkpoint import Checkpointer
+from jaxrep.run.logging import read_metrics
+from jaxrep.weights.features import cached_reference_features, extract_features
 
 _METHODS = flags.DEFINE_list("methods", ["none", "repa", "irepa", "erw"], "Methods ('none' = vanilla SiT).")
 _SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds per method (0 .. seeds-1).")
@@ -120,7 +120,7 @@ def run_config(method: str, seed: int, steps: int, eval_every: int):
 def evaluate_checkpoints(workdir: str, eval_every: int) -> dict[int, dict]:
     """FD, precision, recall, density, coverage of the run's main-stage checkpoints at multiples of `eval_every`
     (not those a preempted piece saved in between), with the pieces of
-    `train.evaluate` (preset `cpu` settings; the same numbers as `train.evaluate.evaluate` per checkpoint), but
+    `train.evaluate` (preset `cpu` settings; the same numbers as `jaxrep.experiments.evaluate.evaluate` per checkpoint), but
     one experiment and one compiled sampler for all checkpoints of the run."""
     eval_config = evaluate_configs.get_config("cpu")
     eval_config.num_samples = _NUM_SAMPLES.value
@@ -128,22 +128,22 @@ def evaluate_checkpoints(workdir: str, eval_every: int) -> dict[int, dict]:
         eval_config.sample.num_steps = _SAMPLE_STEPS.value
     run_config = load_run_config(workdir)
     config = sampling_config(run_config, eval_config)
-    experiment = train_diffusion.build_experiment(config)
-    sampler = train_sample.make_sharded_sampler(experiment)
-    extractor = train_evaluate.feature_extractor_for(eval_config, run_config, show_progress=False)
-    indices = train_evaluate.reference_selection(experiment.source, eval_config.reference.num_images)
+    experiment = diffusion_experiment.build_experiment(config)
+    sampler = sample_experiment.make_sharded_sampler(experiment)
+    extractor = evaluate_experiment.feature_extractor_for(eval_config, run_config, show_progress=False)
+    indices = evaluate_experiment.reference_selection(experiment.source, eval_config.reference.num_images)
     batch_size, keep = eval_config.features.batch_size, eval_config.prdc_max_samples
     real, _, _ = cached_reference_features(
-        extractor, lambda: train_evaluate.uint8_batches(experiment.source, indices, batch_size),
-        cache_dir=eval_config.reference.cache_dir, description=train_evaluate.reference_description(config, indices),
+        extractor, lambda: evaluate_experiment.uint8_batches(experiment.source, indices, batch_size),
+        cache_dir=eval_config.reference.cache_dir, description=evaluate_experiment.reference_description(config, indices),
         batch_size=batch_size, mesh=experiment.mesh, keep=keep)
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), save_every=1)
     steps = [step for step in checkpointer.all_steps() if step % eval_every == 0]
     checkpointer.close()
     results = {}
     for step in steps:
-        params, _ = train_sample.restore_params(experiment, workdir, step, use_ema=True)
-        images, _, _ = train_sample.generate_samples(
+        params, _ = sample_experiment.restore_params(experiment, workdir, step, use_ema=True)
+        images, _, _ = sample_experiment.generate_samples(
             sampler, params, num_samples=eval_config.num_samples, batch_size=eval_config.batch_size,
             num_classes=config.data.num_classes, key=jax.random.key(eval_config.seed), mesh=experiment.mesh,
             show_progress=False)
@@ -160,8 +160,8 @@ def block_probe(workdir: str) -> float:
     t = PROBE_TIME (fixed noise) with the null label (the label would leak the class), probe fitted on the first
     PROBE_IMAGES Fashion-MNIST training images and scored on the first PROBE_IMAGES test images."""
     config = load_run_config(workdir)
-    experiment = train_diffusion.build_experiment(config)
-    params, _ = train_sample.restore_params(experiment, workdir, -1, use_ema=True)
+    experiment = diffusion_experiment.build_experiment(config)
+    params, _ = sample_experiment.restore_params(experiment, workdir, -1, use_ema=True)
 
     @jax.jit
     def features(images, key):
@@ -241,8 +241,8 @@ def time_per_step(method: str, steps: int) -> dict[str, float]:
     stages = ["erw_warmup", "main"] if method == "erw" else ["main"]
     timings = {}
     for stage in stages:
-        experiment = train_diffusion.build_experiment(config, stage=stage)
-        raw = parallel.global_batch(next(make_iterator(train_diffusion.training_dataset(experiment))), experiment.mesh)
+        experiment = diffusion_experiment.build_experiment(config, stage=stage)
+        raw = parallel.global_batch(next(make_iterator(diffusion_experiment.training_dataset(experiment))), experiment.mesh)
         compiled = experiment.jitted_step.lower(experiment.state, experiment.prepare_batch(raw)).compile()
         state, metrics = compiled(experiment.state, experiment.prepare_batch(raw))
         jax.block_until_ready(metrics)
@@ -319,7 +319,7 @@ def run(method: str, seed: int, steps: int, eval_every: int) -> dict:
     latest = latest_step(workdir)
     if latest != steps:
         with ActiveClock() as clock:
-            train_diffusion.train_and_evaluate(run_config(method, seed, steps, eval_every), workdir)
+            diffusion_experiment.train_and_evaluate(run_config(method, seed, steps, eval_every), workdir)
         tally(record, "train_seconds", clock.seconds, fresh=latest is None)
         record.pop("results", None)
         save_record(path, record)
@@ -429,7 +429,7 @@ def append_fmnist_sections(checkpoints, curves, records, diagnostics_png) -> Non
               "their effective rank. Top row: logged every `align.diagnostics_every` steps during training, "
               "against each run's own targets (vanilla SiT has no encoder in its run and logs none). Bottom row: "
               "every checkpoint's raw weights against the trained encoder's tokens, the same probe for every "
-              "method (`train.checkpoint_diagnostics`)."]
+              "method (`jaxrep.experiments.checkpoint_diagnostics`)."]
     with open(output_path(), "a") as f:
         f.write("\n".join(lines) + "\n")
 

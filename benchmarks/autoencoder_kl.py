@@ -25,8 +25,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see benchmarks.torch_ddpg
 import jax
 import numpy as np
 
-from jaxrep.nn.autoencoder_kl import SD_VAE_FT_MSE_CONFIG, AutoencoderKL, autoencoder_kl_params_from_state_dict
-from jaxrep.profiling import compiled_flops
+from benchmarks.tools.profiling import compiled_flops
+from jaxrep.nn.autoencoder_kl import SD_VAE_FT_MSE_CONFIG, AutoencoderKL
+from jaxrep.weights.autoencoder_kl import autoencoder_kl_params_from_state_dict
 
 
 def _images_per_second(call, batch, repeats):

@@ -3,7 +3,7 @@
   python -m benchmarks.beer_study                     # the study as specified: 100k env steps, 3 seeds
   python -m benchmarks.beer_study --env_steps=20000 --start_steps=2000 --eval_every=2000 --eval_episodes=5
 
-Each run is `train.rl.train_and_evaluate` with the task's paper preset and the overrides below, in
+Each run is `jaxrep.experiments.rl.train_and_evaluate` with the task's paper preset and the overrides below, in
 `--workdir/<task>/<method>/seed<k>`; runs resume from their checkpoints, so an interrupted study continues
 where it stopped. The report states the budget that was actually run.
 """
@@ -22,8 +22,8 @@ import numpy as np
 from absl import app, flags, logging
 
 from configs.rl import get_config
-from jaxrep.logging import read_metrics
-from train.rl import train_and_evaluate
+from jaxrep.experiments.rl import train_and_evaluate
+from jaxrep.run.logging import read_metrics
 
 _TASKS = flags.DEFINE_list("tasks", ["cheetah-run", "cartpole-swingup"], "dm-control tasks.")
 _METHODS = flags.DEFINE_list("methods", ["beer", "ddpg"], "Methods to compare.")

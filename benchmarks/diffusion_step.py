@@ -16,11 +16,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.tools.profiling import compiled_flops, op_kind_report, op_kind_times, peak_report
 from configs import diffusion as diffusion_configs
 from jaxrep import parallel
 from jaxrep.diffusion.objective import make_diffusion_loss
 from jaxrep.nn.sit import SiT, sit_preset
-from jaxrep.profiling import compiled_flops, op_kind_report, op_kind_times, peak_report
 from jaxrep.training import create_train_state, make_optimizer, make_train_step
 
 

@@ -5,7 +5,7 @@
 
 Weights are random (the cost of a forward pass does not depend on them): the eval net has the architecture of
 `configs/eval_net.py:shapes32`, Inception is pytorch-fid's FID network, the SiT is the `cpu` preset's. Feature
-extraction goes through `jaxrep.metrics.features.extract_features` on uint8 32x32x3 batches (Inception resizes to
+extraction goes through `jaxrep.weights.features.extract_features` on uint8 32x32x3 batches (Inception resizes to
 299), sampling through the jitted, mesh-sharded sampler of `train.evaluate` with Euler ODE, 50 steps, at the
 preset's guidance scale (two network passes per step) and without guidance. Compile time is reported apart.
 """
@@ -25,10 +25,10 @@ from configs import diffusion as diffusion_configs
 from configs import eval_net as eval_net_configs
 from jaxrep import parallel
 from jaxrep.data import ColoredShapes
-from jaxrep.metrics.features import eval_net_extractor, extract_features, inception_extractor
+from jaxrep.experiments import diffusion as diffusion_experiment
 from jaxrep.nn.eval_net import EvalNet
 from jaxrep.nn.inception import FIDInceptionV3
-from train import diffusion as train_diffusion
+from jaxrep.weights.features import eval_net_extractor, extract_features, inception_extractor
 
 RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "results",
                        "evaluation.md")
@@ -71,11 +71,11 @@ def sampling_rows(mesh, batch_size: int, repeats: int) -> list[tuple]:
     for cfg_scale in (base.sample.cfg_scale, 1.0):
         config = diffusion_configs.get_config("cpu")
         config.sample.update(sampler="ode", ode_method="euler", num_steps=50, cfg_scale=cfg_scale)
-        model = train_diffusion.build_model(config, (32, 32, 3))
-        params = jax.device_put(train_diffusion.init_params(model, jax.random.key(0), (32, 32, 3)),
+        model = diffusion_experiment.build_model(config, (32, 32, 3))
+        params = jax.device_put(diffusion_experiment.init_params(model, jax.random.key(0), (32, 32, 3)),
                                 parallel.replicated_sharding(mesh))
         replicated, sharded = parallel.replicated_sharding(mesh), parallel.batch_sharding(mesh)
-        sample = jax.jit(train_diffusion.make_sampler(model, config), in_shardings=(replicated, sharded, replicated),
+        sample = jax.jit(diffusion_experiment.make_sampler(model, config), in_shardings=(replicated, sharded, replicated),
                          out_shardings=sharded)
         labels = jax.device_put(np.arange(batch_size, dtype=np.int32) % config.data.num_classes, sharded)
         run = lambda: jax.block_until_ready(sample(params, labels, jax.random.key(1)))

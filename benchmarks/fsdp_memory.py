@@ -3,7 +3,7 @@
   XLA_FLAGS=--xla_force_host_platform_device_count=8 python -m benchmarks.fsdp_memory --preset=XL/2
 
 Builds the `configs/diffusion.py` step (SiT `--preset` on 32x32x4 latents, 1000 classes, AdamW, EMA) with
-`train.diffusion.abstract_train_step` (the experiment's step on `jax.eval_shape` of its state), lowers it for
+`jaxrep.experiments.diffusion.abstract_train_step` (the experiment's step on `jax.eval_shape` of its state), lowers it for
 the mesh over all devices with the state replicated and FSDP-split (`jaxrep.parallel.state_shardings`),
 compiles, and prints XLA's memory analysis per device: arguments (the state plus the batch shard),
 temporaries (activations, gradients, the gathered weights) and the state's own bytes. On fake CPU devices the
@@ -21,7 +21,7 @@ from absl import app, flags
 
 from configs import diffusion as diffusion_configs
 from jaxrep import parallel
-from train import diffusion as train_diffusion
+from jaxrep.experiments import diffusion as diffusion_experiment
 
 _PRESET = flags.DEFINE_string("preset", "XL/2", "SiT preset: S/2, B/2, L/2 or XL/2.")
 _BATCH = flags.DEFINE_integer("batch_size", 256, "Global batch.")
@@ -43,7 +43,7 @@ def main(argv) -> None:
     print("|---|---|---|---|---|")
     for layout in _LAYOUTS.value:
         config.param_sharding = layout
-        jitted, state, batch = train_diffusion.abstract_train_step(config, mesh, (32, 32, 4))
+        jitted, state, batch = diffusion_experiment.abstract_train_step(config, mesh, (32, 32, 4))
         memory = jitted.lower(state, batch).compile().memory_analysis()
         state_bytes = sum(s.dtype.itemsize * math.prod(s.sharding.shard_shape(s.shape)) for s in jax.tree.leaves(state))
         print(f"| {layout} | {state_bytes / GIB:.2f} | {memory.argument_size_in_bytes / GIB:.2f} | "

@@ -4,11 +4,11 @@
 
 Both loops run BEER-DDPG at the paper's settings (256-256 nets, batch 256, one update per env step) on the
 same task (action repeat 1, 1000-step episodes), on whatever JAX device is the default (CPU here):
-- fused (`train.rl_mjx.make_fused`): `num_envs` MJX envs (`impl=--impl`) stepped together; one jitted chunk
+- fused (`jaxrep.experiments.rl_mjx.make_fused`): `num_envs` MJX envs (`impl=--impl`) stepped together; one jitted chunk
   of `--iterations` loop iterations is compiled once and called repeatedly. The first `--random_chunks`
   timed chunks are in the uniform-random phase (act + env + replay insert; the update `lax.cond` skips),
   the next `--train_chunks` in the training phase (`num_envs` updates per iteration, UTD 1).
-- host (`benchmarks.rl_throughput.loop_steps_per_second`, i.e. `train.rl.train_and_evaluate`): one dm-control
+- host (`benchmarks.rl_throughput.loop_steps_per_second`, i.e. `jaxrep.experiments.rl.train_and_evaluate`): one dm-control
   env stepped from Python with a jitted act, replay add and a jitted update per env step.
 Also printed: raw dm-control env steps/s (no agent), the fused chunk's compile time, and the updates alone
 (`updates_per_second`, same task, BEER, batch 256, `--seconds` each: 1 update per call, as the host loop
@@ -28,10 +28,16 @@ import jax
 from absl import app, flags, logging
 
 # rl_throughput defines --task, --batch_size, --fused, --seconds and --loop_steps at import; shared here.
-from benchmarks.rl_throughput import (_LOOP_STEPS, _SECONDS, _TASK, loop_steps_per_second, raw_env_steps_per_second,
-                                      updates_per_second)
+from benchmarks.rl_throughput import (
+    _LOOP_STEPS,
+    _SECONDS,
+    _TASK,
+    loop_steps_per_second,
+    raw_env_steps_per_second,
+    updates_per_second,
+)
 from configs.rl_mjx import get_config
-from train.rl_mjx import make_fused
+from jaxrep.experiments.rl_mjx import make_fused
 
 _NUM_ENVS = flags.DEFINE_integer("num_envs", 32, "MJX envs stepped together.")
 _ITERATIONS = flags.DEFINE_integer("iterations", 100, "Loop iterations per jitted chunk.")

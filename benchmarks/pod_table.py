@@ -19,7 +19,7 @@ import time
 from absl import app, flags
 
 from configs import diffusion as diffusion_configs
-from jaxrep import aot
+from jaxrep.run import aot
 
 DEFAULT_ROWS = [f"{preset}:{layout}:{topology}" for preset in ("b2_repa", "l2_repa", "xl2_repa")
                 for topology in ("v4-8", "v5e-8", "v5p-8", "v5p-64") for layout in ("replicate", "fsdp")]
@@ -34,7 +34,7 @@ _PERFORMANCE = flags.DEFINE_string("performance", "docs/results/performance.md",
 
 
 def compile_row(row: str) -> dict:
-    from train import compile_check
+    from jaxrep.experiments import compile_check
 
     preset, layout, topology_name = row.split(":")
     config = diffusion_configs.get_config(preset)

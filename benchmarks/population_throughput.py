@@ -4,7 +4,7 @@
   python -m benchmarks.population_throughput --num_seeds=1,8,64 --num_envs=16   # on a GPU
 
 Every run is BEER-DDPG at the paper's settings (256-256 nets, batch 256, one update per env step) with
-`--num_envs` MJX envs per seed (`train.rl_mjx.make_population`). Measured in the training phase, after a
+`--num_envs` MJX envs per seed (`jaxrep.experiments.rl_mjx.make_population`). Measured in the training phase, after a
 compile-and-warm-up chunk: the summed env steps/s of all seeds. N separate runs of the 1-seed program take N
 times as long as one, so their summed throughput is the 1-seed figure whatever N is; the ratio column is the
 speed-up of running the N seeds as one program. On CPU the cores are shared by the N seeds either way, so the
@@ -23,7 +23,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from configs.rl_mjx import get_config
-from train.rl_mjx import make_population
+from jaxrep.experiments.rl_mjx import make_population
 
 _TASK = flags.DEFINE_string("task", "cartpole-balance", "DM Control Suite task in MuJoCo Playground.")
 _NUM_SEEDS = flags.DEFINE_list("num_seeds", ["1", "2", "4", "8"], "Population sizes to measure.")

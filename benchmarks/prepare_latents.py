@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from configs import prepare_latents as prepare_configs
-from train import prepare_latents
+from jaxrep.experiments import prepare_latents
 
 
 def _write_images(root: str, count: int, rng) -> None:

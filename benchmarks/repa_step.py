@@ -26,11 +26,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.tools.profiling import op_times, times_by_kind, times_by_source
 from benchmarks.torch_sit import torch_sit
 from jaxrep.align.objective import make_alignment_term, make_projector
 from jaxrep.diffusion.objective import make_diffusion_loss
 from jaxrep.nn.sit import PRESETS, SiT
-from jaxrep.profiling import op_times, times_by_kind, times_by_source
 from jaxrep.training import create_train_state, make_optimizer, make_train_step
 
 SHAPES = {  # SiT shape, aligned block, projector width, target tokens (N, D_enc)
@@ -68,7 +68,7 @@ def jax_step_inputs(shape: dict, depth: int, width: int, target: tuple[int, int]
 def jax_step(train_step, state, batch):
     """(step(), profile()) of `jax_step_inputs`' step, jitted and donating the state: the step, and from one
     profiled call its op-time shares outside matmuls and in layout copies, and its layout copies' times by source
-    (`jaxrep.profiling.times_by_source`)."""
+    (`benchmarks.tools.profiling.times_by_source`)."""
     compiled = jax.jit(train_step, donate_argnums=0).lower(state, batch).compile()
     holder = {"state": state}
 
@@ -148,7 +148,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds (one step of each per round)")
     parser.add_argument("--impls", default="xla,cpu_layout", help="jaxrep attention implementations")
     parser.add_argument("--sources", type=int, default=0, help="also list each jaxrep step's N largest layout "
-                        "copies by source (jaxrep.profiling.times_by_source)")
+                        "copies by source (benchmarks.tools.profiling.times_by_source)")
     args = parser.parse_args()
     print(f"{len(jax.devices())} {jax.devices()[0].platform} device(s), JAX {jax.__version__}; batch {args.batch}")
     for name in [args.only] if args.only else SHAPES:

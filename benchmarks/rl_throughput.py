@@ -6,7 +6,7 @@
 Prints, for the task's observation/action sizes and the paper's networks (256-256) at batch 256:
 1. updates/s of the jitted update: one `train(..., num_updates=1)` call per update (sampling included), and
    `num_updates` fused by `lax.scan` per call; DDPG and BEER.
-2. env steps/s of the whole training loop (`train.rl.train_and_evaluate`), in the uniform-random phase
+2. env steps/s of the whole training loop (`jaxrep.experiments.rl.train_and_evaluate`), in the uniform-random phase
    (act + env + replay add) and in the training phase (one update per env step, as in the paper).
 3. raw dm-control steps/s on the same task (`suite.load`, uniform random actions), and through `envs.dmc.DMCEnv`;
    and the median time of one `DMCEnv` step alone against right after an update (cold caches).
@@ -26,12 +26,12 @@ import jax
 import numpy as np
 from absl import app, flags, logging
 
+from benchmarks.tools.profiling import compiled_flops, op_kind_report, op_kind_times
 from configs.rl import get_config
 from envs.dmc import DMCEnv, parse_task_name
-from jaxrep.logging import read_metrics
-from jaxrep.profiling import compiled_flops, op_kind_report, op_kind_times
+from jaxrep.experiments.rl import make_agent, train_and_evaluate
 from jaxrep.rl import replay
-from train.rl import make_agent, train_and_evaluate
+from jaxrep.run.logging import read_metrics
 
 _TASK = flags.DEFINE_string("task", "cheetah-run", "dm-control task.")
 _BATCH = flags.DEFINE_integer("batch_size", 256, "Batch size of the update benchmark.")

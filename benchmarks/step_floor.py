@@ -3,7 +3,7 @@
     python -m benchmarks.step_floor                       # the BEER update, the cpu_repa and SiT-S/2 REPA steps
     python -m benchmarks.step_floor --only beer --rounds 5
 
-For each step, every `dot_general` of jaxrep's program (forward and backward, as traced: `jaxrep.matmul_floor`)
+For each step, every `dot_general` of jaxrep's program (forward and backward, as traced: `benchmarks.tools.matmul_floor`)
 is timed alone at its shapes and the times are summed: what the step would take if it did nothing but its
 matmuls, each at the rate XLA reaches for that shape alone.
 jaxrep's step and the PyTorch step (`benchmarks.torch_ddpg`'s official BEER.py update; `benchmarks.repa_step`'s
@@ -29,7 +29,7 @@ os.environ.setdefault("MUJOCO_GL", "disable")
 
 import jax
 
-from jaxrep.matmul_floor import matmul_floor, program_dots
+from benchmarks.tools.matmul_floor import matmul_floor, program_dots
 
 TARGETS = {"beer": 2.5, "cpu_repa": 1.0, "s2": 1.1}  # issue 18: speed-up (BEER) or step-time ratio (REPA)
 ATTENTION = {"cpu_repa": "xla", "s2": "cpu_layout"}  # the faster `model.attention_impl` at each shape (section 8b)

@@ -44,8 +44,8 @@ _MATMUL_REPEATS = 200  # calls per timing of the hidden-layer matmul
 def torch_update(observation_size: int, action_size: int, beer: bool, batch_size: int, threads: int):
     """update(): one PyTorch DDPG(+BEER) update, batch sampling included, with fresh networks and random data."""
     import torch
-    from torch import nn
     import torch.nn.functional as F
+    from torch import nn
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

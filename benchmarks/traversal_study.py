@@ -33,10 +33,10 @@ from absl import app, flags, logging
 
 from configs import traversal as traversal_configs
 from configs import vae as vae_configs
-from jaxrep.checkpoint import Checkpointer, abstract_like
-from jaxrep.logging import read_metrics
-from train import traversal as train_traversal
-from train import vae as train_vae
+from jaxrep.experiments import traversal as traversal_experiment
+from jaxrep.experiments import vae as vae_experiment
+from jaxrep.run.checkpoint import Checkpointer, abstract_like
+from jaxrep.run.logging import read_metrics
 
 _SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds (root keys 0 .. seeds - 1).")
 _VAE_STEPS = flags.DEFINE_integer("vae_steps", 500, "Steps per VAE run, plain and regularised alike.")
@@ -49,7 +49,7 @@ TRAVERSAL_METRICS = ("vp", "latent_change", "image_change", "train_accuracy")
 
 
 def finished(workdir: str, total_steps: int) -> dict | None:
-    path = os.path.join(workdir, train_vae.FINAL_METRICS)
+    path = os.path.join(workdir, vae_experiment.FINAL_METRICS)
     if not os.path.isfile(path):
         return None
     with open(path) as f:
@@ -89,12 +89,12 @@ def matched_linear(config, workdir: str, potential_change: float, output: str) -
         return metrics
     config = copy.deepcopy(config)
     config.eval.step_size = potential_change / config.traversal.num_steps
-    experiment = train_traversal.build_experiment(config)
+    experiment = traversal_experiment.build_experiment(config)
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), save_every=1)
     state, _ = checkpointer.restore(abstract_like(experiment.state))
     checkpointer.close()
     os.makedirs(output, exist_ok=True)
-    return train_traversal.evaluate(experiment, state.ema_params, output, int(state.step))
+    return traversal_experiment.evaluate(experiment, state.ema_params, output, int(state.step))
 
 
 def cpu_name() -> str:
@@ -128,7 +128,7 @@ def main(argv):
             config.seed = seed
             config.total_steps = _VAE_STEPS.value
             configs[method] = config
-            vae_results[method].append(run(train_vae.train_and_evaluate, config, os.path.join(base, f"vae_{method}"),
+            vae_results[method].append(run(vae_experiment.train_and_evaluate, config, os.path.join(base, f"vae_{method}"),
                                            timings, f"seed{seed}/vae_{method}"))
         for family in ("potential", "linear"):
             config = traversal_configs.get_config(family)
@@ -137,7 +137,7 @@ def main(argv):
             config.total_steps = _TRAVERSAL_STEPS.value or config.total_steps
             configs[family] = config
             workdir = os.path.join(base, f"traversal_{family}")
-            metrics = run(train_traversal.train_and_evaluate, config, workdir, timings, f"seed{seed}/{family}")
+            metrics = run(traversal_experiment.train_and_evaluate, config, workdir, timings, f"seed{seed}/{family}")
             traversal_results[family].append(dict(metrics, train_accuracy=final_accuracy(workdir)))
         linear = traversal_results["linear"][-1]
         matched = matched_linear(configs["linear"], os.path.join(base, "traversal_linear"),

@@ -27,7 +27,7 @@ def preset_base(preset: str, presets: Iterable[str],
 
 
 def distributed_config() -> ml_collections.ConfigDict:
-    """The `distributed` sub-config of the entrypoints that run on several processes (`jaxrep.distributed`)."""
+    """The `distributed` sub-config of the entrypoints that run on several processes (`jaxrep.run.distributed`)."""
     distributed = ml_collections.ConfigDict()
     distributed.enabled = False  # call jax.distributed.initialize() before anything else (multi-host)
     distributed.coordinator_address = ""  # process 0's host:port; empty lets JAX detect the cluster (TPU pod, SLURM)
@@ -63,7 +63,7 @@ FACTOR_SOURCES = ("shapes32", "dsprites", "fashion_mnist")  # datasets with grou
 
 def factor_training_config(*, seed: int, total_steps: int, optim: ml_collections.ConfigDict
                            ) -> ml_collections.ConfigDict:
-    """The fields `train.factor_training.fit_on_factors` reads; the caller adds `model`."""
+    """The fields `jaxrep.experiments.factor_training.fit_on_factors` reads; the caller adds `model`."""
     config = ml_collections.ConfigDict()
     config.preset = ""  # name of the preset this config came from
     config.seed = seed  # root PRNG seed: init, holdout split, data order

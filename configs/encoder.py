@@ -14,8 +14,14 @@ from __future__ import annotations
 
 import ml_collections
 
-from configs._common import (ACTIVATION_DTYPES, FACTOR_SOURCES, factor_preset, factor_training_config, optim_config,
-                             validate_factor_training)
+from configs._common import (
+    ACTIVATION_DTYPES,
+    FACTOR_SOURCES,
+    factor_preset,
+    factor_training_config,
+    optim_config,
+    validate_factor_training,
+)
 from jaxrep.config_checks import ConfigError, require, require_choice, require_positive
 
 PRESETS = FACTOR_SOURCES

@@ -15,7 +15,13 @@ from __future__ import annotations
 
 import ml_collections
 
-from configs._common import FACTOR_SOURCES, factor_preset, factor_training_config, optim_config, validate_factor_training
+from configs._common import (
+    FACTOR_SOURCES,
+    factor_preset,
+    factor_training_config,
+    optim_config,
+    validate_factor_training,
+)
 from jaxrep.config_checks import ConfigError, require, require_positive
 
 PRESETS = FACTOR_SOURCES

@@ -21,8 +21,8 @@ import ml_collections
 from configs._common import optim_config, preset_base, validate_optim
 from jaxrep.config_checks import ConfigError, require, require_choice, require_positive
 from jaxrep.data.procedural import DSprites
+from jaxrep.data.traversal_sequences import OFFICIAL_STARTS, OFFICIAL_STOP, OFFICIAL_STRIDES
 from jaxrep.traversal import EQUATIONS, SPATIAL_OPERATORS
-from jaxrep.traversal.sequences import OFFICIAL_STARTS, OFFICIAL_STOP, OFFICIAL_STRIDES
 
 PRESETS = ("plain", "regularized", "plain_paper", "regularized_paper")
 METHODS = ("plain", "regularized")

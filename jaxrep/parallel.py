@@ -2,7 +2,7 @@
 
 The mesh has one `data` axis with `AxisType.Auto` (classic compiler-chosen sharding): `jax.make_mesh`
 defaults to Explicit axes, on which linen embeddings inside a batch-sharded jit fail. The same code runs on 1
-device, 8 fake CPU devices, 8 GPUs, and a multi-host TPU pod after `jaxrep.distributed.initialize_from_config`.
+device, 8 fake CPU devices, 8 GPUs, and a multi-host TPU pod after `jaxrep.run.distributed.initialize_from_config`.
 Train states are replicated over it or, with `param_sharding="fsdp"`, split over the same axis
 (`state_shardings`).
 """

@@ -63,7 +63,7 @@ def assert_sigterm_saves_and_exits_zero(command: list[str], workdir) -> str:
     import subprocess
     import time
 
-    from jaxrep.checkpoint import Checkpointer
+    from jaxrep.run.checkpoint import Checkpointer
 
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     metrics = workdir / "metrics.jsonl"
@@ -83,9 +83,9 @@ def first_batches(config: Any, mesh: jax.sharding.Mesh, count: int) -> list:
     """The first `count` global batches of a diffusion config's data, as the entrypoint shards them."""
     from jaxrep import parallel
     from jaxrep.data import make_dataset, make_iterator
-    from train import diffusion as train_diffusion
+    from jaxrep.experiments import diffusion as diffusion_experiment
 
-    dataset = make_dataset(train_diffusion.build_source(config), global_batch_size=config.batch_size,
+    dataset = make_dataset(diffusion_experiment.build_source(config), global_batch_size=config.batch_size,
                            root_key=jax.random.key(0))
     iterator = make_iterator(dataset)
     return [parallel.global_batch(next(iterator), mesh) for _ in range(count)]
@@ -125,7 +125,7 @@ def strip_grid_shape(rows: int, columns: int, pad: int = 1) -> tuple[int, int]:
 
 def losses(workdir) -> dict[int, float]:
     """{step: loss} of a run's metrics.jsonl."""
-    from jaxrep.logging import read_metrics
+    from jaxrep.run.logging import read_metrics
 
     return {r["step"]: r["loss"] for r in read_metrics(str(workdir)) if "loss" in r}
 

@@ -4,11 +4,11 @@ import subprocess
 import sys
 import time
 
-from jaxrep.active_clock import ActiveClock
+from jaxrep.run.active_clock import ActiveClock
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 2 s of work in short sleeps (one long sleep would end during the stop: its deadline is wall-clock)
-TIMED = ("from jaxrep.active_clock import ActiveClock\nimport time\nwith ActiveClock(tick=0.1, gap=1.0) as c:\n"
+TIMED = ("from jaxrep.run.active_clock import ActiveClock\nimport time\nwith ActiveClock(tick=0.1, gap=1.0) as c:\n"
          "    print('started', flush=True)\n    for _ in range(40):\n        time.sleep(0.05)\nprint(c.seconds, c.stopped)")
 
 

@@ -7,7 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrep.checkpoint import CHECKSUMS, Checkpointer, CheckpointMismatchError, DamagedCheckpointError, abstract_like
+from jaxrep.run.checkpoint import (
+    CHECKSUMS,
+    Checkpointer,
+    CheckpointMismatchError,
+    DamagedCheckpointError,
+    abstract_like,
+)
 
 
 def _state(step):

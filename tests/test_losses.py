@@ -20,7 +20,7 @@ def test_importing_the_losses_loads_no_heavy_dependency():
 
 
 def test_lazy_package_names_still_resolve():
-    from jaxrep.metrics import extract_features, mig
+    from jaxrep.metrics import linear_probe_accuracy, mig
     from jaxrep.rl import DDPG, beer_loss
 
-    assert all(callable(f) for f in (extract_features, mig, beer_loss)) and DDPG.__name__ == "DDPG"
+    assert all(callable(f) for f in (linear_probe_accuracy, mig, beer_loss)) and DDPG.__name__ == "DDPG"

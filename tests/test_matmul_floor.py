@@ -1,10 +1,10 @@
-"""`jaxrep.matmul_floor`: a program's dots from its jaxpr, with counts and FLOPs against closed forms."""
+"""`benchmarks.tools.matmul_floor`: a program's dots from its jaxpr, with counts and FLOPs against closed forms."""
 
 import jax
 import jax.numpy as jnp
 import pytest
 
-from jaxrep.matmul_floor import Dot, dot_seconds, matmul_floor, program_dots
+from benchmarks.tools.matmul_floor import Dot, dot_seconds, matmul_floor, program_dots
 
 
 def _mlp_loss(params, x):

@@ -6,8 +6,15 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from jaxrep.profiling import (compiled_flops, op_kind, op_kind_report, op_kind_times, op_source_times, op_times,
-                              theoretical_peak)
+from benchmarks.tools.profiling import (
+    compiled_flops,
+    op_kind,
+    op_kind_report,
+    op_kind_times,
+    op_source_times,
+    op_times,
+    theoretical_peak,
+)
 
 
 def test_compiled_flops_of_a_matmul_is_2mkn():

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from jaxrep.workdir_lock import LOCK_FILE, WorkdirLockedError, locks_workdir, workdir_lock
+from jaxrep.run.workdir_lock import LOCK_FILE, WorkdirLockedError, locks_workdir, workdir_lock
 
 
 def _hold(path, pid, host=None):

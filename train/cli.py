@@ -21,13 +21,12 @@ from typing import Any, Callable
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxrep.checkpoint import CheckpointMismatchError, CheckpointSaveError, DamagedCheckpointError, PreemptionGuard
 from jaxrep.config_checks import ConfigError
-from jaxrep.distributed import ClusterError, initialize_from_config
-from jaxrep.logging import is_main_process, workdir_summary
-from jaxrep.nn.convert import WeightFileError
-from jaxrep.workdir_lock import WorkdirLockedError
-
+from jaxrep.run.checkpoint import CheckpointMismatchError, CheckpointSaveError, DamagedCheckpointError, PreemptionGuard
+from jaxrep.run.distributed import ClusterError, initialize_from_config
+from jaxrep.run.logging import is_main_process, workdir_summary
+from jaxrep.run.workdir_lock import WorkdirLockedError
+from jaxrep.weights.convert import WeightFileError
 
 # The entrypoints with a `distributed` sub-config: they run on every device of several processes.
 SCALES_OUT = ("train.diffusion", "train.evaluate", "train.prepare_latents", "train.sample")
@@ -136,3 +135,10 @@ def run_entrypoint(argv: list[str], train_fn: Callable[[Any, str], Any],
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     return run_main(train_fn, flags.FLAGS.config, flags.FLAGS.workdir, expected_errors, preemptible)
+
+
+def run_rl_entrypoint(argv: list[str], train_fn: Callable[[Any, str], dict]) -> None:
+    """The body of an RL entrypoint's absl `main`: `run_entrypoint` (preemptible), then a one-line summary."""
+    summary = run_entrypoint(argv, train_fn, preemptible=True)
+    print(f"done: {summary['env_steps']} env steps, {summary['updates']} updates, final eval return "
+          f"{summary['final_eval_return']:.2f}, {summary['env_steps_per_s']:.0f} env steps/s", flush=True)

@@ -2,195 +2,26 @@
 
   python -m train.compile_check --config=configs/diffusion.py:xl2_repa --topology=v5p-64 [--config.a.b=value ...]
 
-No TPU and no weight or data file is needed: libtpu's compiler (the `tpu` extra) compiles for the slice's
-compile-only devices (`jaxrep.aot`), from abstract shapes. The mesh is built over the slice's devices exactly as
-training builds it over real ones, with the run's `param_sharding`. Programs (`--programs`):
-- `train`: the train step on every device of the slice (an aligned run's projector and loss included, its
-  encoder targets as the step's input), and for an aligned run `targets`, the frozen encoder's forward (DINOv2
-  from its preset) that runs before every step; the encoder's params stay resident during the step;
-- `sample`: the EMA sampler on one host's devices at the evaluation batch (`--eval_config`, default
-  `configs/evaluate.py:fid50k`); sampling fields it leaves to the run take REPA's final evaluation
-  (`PAPER_EVALUATION`: SDE 250 steps, CFG 1.8 for t in [0, 0.7]);
-- `decode`: the SD-VAE decode of one evaluation batch (latent runs; the architecture of `eval_config.vae.path`'s
-  config.json, else SD-VAE's);
-- `encode`: `train.prepare_latents`' SD-VAE encode of one batch (`configs/prepare_latents.py:imagenet256`, or
-  `imagenet512` for 64 x 64 latents) on one host's devices.
-Latent runs compile as pods train them, on prepared records (`as_compiled`). Each prints per-device memory against
-the chip's HBM, FLOPs and bytes, the collectives, and a roofline ESTIMATE.
-A program that does not fit ends the run with one line naming the shortfall and the fixes (exit status 1); a
-global batch the slice's devices do not divide, or an unknown topology, is one line before compiling.
+The experiment is `jaxrep.experiments.compile_check` (what is compiled and printed is described there).
 """
-
-from __future__ import annotations
 
 import sys
 
 from absl import app, flags
 from ml_collections import config_flags
 
-from configs import diffusion as diffusion_configs
-from configs import evaluate as evaluate_configs
-from configs import prepare_latents as prepare_configs
-from jaxrep import aot
-from jaxrep.config_checks import ConfigError, require
-
-# REPA's final evaluation (README: `--mode sde --num-steps 250 --cfg-scale 1.8 --guidance-high 0.7`), for every
-# sampling field the evaluation config leaves to the run.
-PAPER_EVALUATION = {"sampler": "sde", "num_steps": 250, "cfg_scale": 1.8, "guidance_low": 0.0, "guidance_high": 0.7}
-
-_TOPOLOGY = flags.DEFINE_string("topology", None, "Cloud TPU name (v5p-64, v5litepod-16) or topology (v5p:4x4x2).")
-_PROGRAMS = flags.DEFINE_list("programs", ["train", "sample", "decode", "encode"],
-                              "Programs to compile: train (with targets when aligned), sample, decode, encode.")
-_IMAGE_SIZE = flags.DEFINE_integer("image_size", 0, "Side of the model's input: 0 means the data's (32 x 32 x 4 "
-                                   "latents; 64 for the *_512 presets).")
-
-
-def model_input_shape(config) -> tuple[int, int, int]:
-    """The SiT's input (H, W, C): the procedural / Fashion-MNIST images, else SD-VAE latents."""
-    side = diffusion_configs.image_size_of(config)
-    if side is not None:
-        return (side, side, 1 if config.data.source in ("dsprites", "fashion_mnist") else 3)
-    side = _IMAGE_SIZE.value or (64 if config.preset.endswith("_512") or "_512_" in config.preset else 32)
-    return (side, side, 4)
-
-
-def as_compiled(config):
-    """`config` as a pod trains it: latents without raw images beside them (`data.source='arrays'`) become the
-    prepared records of docs/imagenet.md, whose stored crops the alignment encoder reads."""
-    if config.data.source != "arrays" or config.align.encoder.images_path:
-        return config
-    config = config.copy_and_resolve_references()
-    config.data.source = "latent_records"
-    return config
-
-
-def train_programs(config, devices, image_shape) -> list[aot.ProgramReport]:
-    from jaxrep import parallel
-    from train import diffusion as train_diffusion
-
-    mesh = parallel.make_mesh(devices)
-    reports = []
-    resident = 0
-    if config.align.method != "none":
-        targets, encoder_params, images = train_diffusion.abstract_alignment_targets(config, mesh, image_shape)
-        resident = aot.abstract_bytes(encoder_params)
-        reports.append(aot.compile_report("targets (alignment encoder forward)", targets, encoder_params, images))
-    step, state, batch = train_diffusion.abstract_train_step(config, mesh, image_shape)
-    reports.append(aot.compile_report(f"train step ({config.param_sharding}, global batch {config.batch_size})",
-                                      step, state, batch, resident_bytes=resident))
-    return reports
-
-
-def sample_programs(config, eval_config, host_devices, image_shape, programs) -> list[aot.ProgramReport]:
-    import jax
-    import jax.numpy as jnp
-
-    from jaxrep import parallel
-    from jaxrep.nn.autoencoder_kl import abstract_autoencoder_kl
-    from train import diffusion as train_diffusion
-    from train.run_config import sampling_config
-
-    mesh = parallel.make_mesh(host_devices)
-    split, replicated = parallel.batch_sharding(mesh), parallel.replicated_sharding(mesh)
-    batch = eval_config.batch_size
-    reports = []
-    if "sample" in programs:
-        run = sampling_config(config, eval_config)
-        model = train_diffusion.build_model(run, image_shape)
-        # The EMA weights in the run's layout; the sampler reads the SiT's, not an aligned run's projector.
-        params = {"sit": train_diffusion.abstract_state(run, mesh, model, train_diffusion.optimizer(run),
-                                                        image_shape).ema_params["sit"]}
-        sample = jax.jit(train_diffusion.make_sampler(model, run),
-                         in_shardings=(parallel.shardings_of(params), split, replicated), out_shardings=split)
-        labels = jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=split)
-        key = jax.eval_shape(lambda: jax.random.key(0))
-        sampler = f"{run.sample.sampler} {run.sample.num_steps} steps, cfg {run.sample.cfg_scale:g}"
-        reports.append(aot.compile_report(f"sample ({sampler}, {batch} images per host)", sample, params,
-                                          labels, jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=replicated)))
-    latent = image_shape[-1] == 4
-    if latent and ("decode" in programs or "encode" in programs):
-        vae, variables = abstract_autoencoder_kl(eval_config.vae.path, latent_size=image_shape[0],
-                                                 dtype=jnp.dtype(eval_config.vae.dtype))
-        side = image_shape[0] * 2 ** (len(vae.block_out_channels) - 1)  # the VAE's downsampling (SD-VAE: 8)
-        variables = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=replicated), variables)
-        if "decode" in programs:
-            decode = jax.jit(lambda v, z: vae.apply(v, z, method="decode"), out_shardings=split)
-            latents = jax.ShapeDtypeStruct((batch, *image_shape), jnp.float32, sharding=split)
-            reports.append(aot.compile_report(f"decode (SD-VAE, {batch} latents per host)", decode, variables,
-                                              latents))
-        if "encode" in programs:
-            prepare = prepare_configs.get_config("imagenet512" if side == 512 else "imagenet256")
-            require(prepare.batch_size % len(host_devices) == 0, "batch_size",
-                    f"prepare_latents' {prepare.batch_size} images per call do not split over the "
-                    f"{len(host_devices)} devices of a host")
-            encode = jax.jit(lambda v, x: vae.apply(v, x.astype(jnp.float32) / 127.5 - 1.0, method="encode"),
-                             out_shardings=split)
-            images = jax.ShapeDtypeStruct((prepare.batch_size, side, side, 3), jnp.uint8, sharding=split)
-            reports.append(aot.compile_report(f"encode (prepare_latents, {prepare.batch_size} images per host)",
-                                              encode, variables, images))
-    return reports
-
-
-def check(config, eval_config, topology_name: str, programs: list[str]) -> int:
-    """Compiles `programs` of `config` for `topology_name`, prints each report; returns the exit status."""
-    unknown = sorted(set(programs) - {"train", "sample", "decode", "encode"})
-    if unknown:
-        raise ConfigError(f"programs: unknown {unknown}; choose from train, sample, decode, encode")
-    topology = aot.resolve_topology(topology_name)
-    devices = topology.devices()
-    config = as_compiled(config)
-    host_devices = [d for d in devices if d.process_index == 0]
-    image_shape = model_input_shape(config)
-    diffusion_configs.validate(config, num_devices=len(devices), image_size=image_shape[0], check_files=False)
-    eval_config = eval_config.copy_and_resolve_references()
-    eval_config.sample_only = True  # only the sampler is compiled: no feature extractor is needed
-    for field, value in PAPER_EVALUATION.items():
-        if eval_config.sample[field] is None:
-            eval_config.sample[field] = value
-    evaluate_configs.validate(eval_config, num_devices=len(host_devices))
-    chip = topology.chip
-    hosts = len({d.process_index for d in devices})
-    print(f"{topology.name} = {topology.topology_name}: {len(devices)} {devices[0].device_kind} devices on {hosts} "
-          f"host(s), {chip.hbm_gib:g} GiB HBM each; SiT input {image_shape}, {config.model.dtype} activations",
-          flush=True)
-    try:
-        reports = train_programs(config, devices, image_shape) if "train" in programs else []
-        reports += sample_programs(config, eval_config, host_devices, image_shape, programs)
-    except aot.ProgramTooLarge as error:
-        print(f"error: {error} (a {chip.name} on {topology.name}); fixes: {_fixes(config)}", file=sys.stderr,
-              flush=True)
-        return 1
-    for report in reports:
-        print(aot.describe(report, chip, images=_images_per_call(report, config, eval_config)), flush=True)
-    over = [report for report in reports if aot.shortfall(report, chip) > 0]
-    if over:
-        report = max(over, key=lambda r: aot.shortfall(r, chip))
-        print(f"error: {report.name} needs {report.total_bytes / aot.GIB:.2f} GiB per device, "
-              f"{aot.shortfall(report, chip) / aot.GIB:.2f} GiB more than the {chip.hbm_gib:g} GiB of a {chip.name} "
-              f"on {topology.name}; fixes: {_fixes(config)}", file=sys.stderr, flush=True)
-        return 1
-    return 0
-
-
-def _fixes(config) -> str:
-    """The changes that shrink a run's per-device memory and that it has not made yet."""
-    return ", ".join(fix for fix, applies in (("--config.param_sharding=fsdp", config.param_sharding != "fsdp"),
-                                              ("a smaller per-device batch (--config.batch_size)", True),
-                                              ("--config.model.dtype=bfloat16", config.model.dtype != "bfloat16"))
-                     if applies)
-
-
-def _images_per_call(report: aot.ProgramReport, config, eval_config) -> int | None:
-    if report.name.startswith("train"):
-        return config.batch_size
-    return eval_config.batch_size if report.name.startswith(("sample", "decode")) else None
+from jaxrep.config_checks import ConfigError
+from jaxrep.experiments import compile_check
+from jaxrep.run import aot
+from train import cli
 
 
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     try:
-        status = check(flags.FLAGS.config, flags.FLAGS.eval_config, _TOPOLOGY.value, _PROGRAMS.value)
+        status = compile_check.check(flags.FLAGS.config, flags.FLAGS.eval_config, flags.FLAGS.topology,
+                                     flags.FLAGS.programs, flags.FLAGS.image_size)
     except ConfigError as error:
         sys.exit(f"config error: {error}")
     except aot.TopologyError as error:
@@ -201,10 +32,13 @@ def main(argv) -> None:
 if __name__ == "__main__":
     import jax
 
-    from train.cli import parse_flags
-
     jax.config.update("jax_platforms", "cpu")  # the slice's devices are compile-only; nothing runs on a TPU
+    flags.DEFINE_string("topology", None, "Cloud TPU name (v5p-64, v5litepod-16) or topology (v5p:4x4x2).",
+                        required=True)
+    flags.DEFINE_list("programs", list(compile_check.PROGRAMS),
+                      "Programs to compile: train (with targets when aligned), sample, decode, encode.")
+    flags.DEFINE_integer("image_size", 0, "Side of the model's input: 0 means the data's (32 x 32 x 4 latents; 64 "
+                         "for the *_512 presets).")
     config_flags.DEFINE_config_file("config", "configs/diffusion.py:cpu", "Diffusion config file and preset.")
     config_flags.DEFINE_config_file("eval_config", "configs/evaluate.py:fid50k", "Evaluation config (sampling).")
-    flags.mark_flag_as_required("topology")
-    app.run(main, flags_parser=parse_flags)
+    app.run(main, flags_parser=cli.parse_flags)

@@ -1,93 +1,23 @@
 """Turn an official REPA / iREPA / ERW SiT checkpoint into a jaxrep work directory:
 
-  python -m train.import_checkpoint --checkpoint=PATH --workdir=DIR --config=configs/diffusion.py:xl2_repa \
-      [--weights=ema|model] [--step=N] [--keep_projector] [--config.a.b=value ...]
+  python -m train.import_checkpoint --checkpoint=PATH --workdir=DIR --config=configs/diffusion.py:xl2_repa
 
-The run is built from the config as `train.diffusion` builds it (data source included: sampling rebuilds it
-from DIR/config.json); the SiT shape read from the file must be the config's. The converted weights
-(`jaxrep.nn.convert_sit`; `--weights` picks the training container's 'ema', the default and what REPA's
-generate.py samples, or 'model') go into both `params` and `ema_params` of the run's fresh TrainState, at step
-`--step` (default: the file's `steps`, else 0), with a fresh optimizer state; it is saved to DIR/checkpoints
-and the config to DIR/config.json, so `train.sample` / `train.evaluate --workdir=DIR` sample it and
-`train.diffusion --workdir=DIR` fine-tunes it.
-
-The alignment is stripped by default (`align.method='none'`, no projector): sampling never uses the projector,
-and an aligned preset needs its target encoder (the DINOv2 file) just to be built. `--keep_projector` keeps the
-config's alignment and imports the file's projector too (to continue aligned training; needs the encoder).
+The experiment is `jaxrep.experiments.import_checkpoint`.
 """
 
-from __future__ import annotations
-
 import functools
-import os
-import re
 
 from absl import flags
 
-import jax
-import jax.numpy as jnp
-
-from jaxrep import parallel
-from jaxrep.checkpoint import Checkpointer
-from jaxrep.config_checks import ConfigError
-from jaxrep.logging import save_config
-from jaxrep.nn.convert import CheckpointMismatchError
-from jaxrep.nn.convert_projector import projector_params_from_state_dict
-from jaxrep.nn.convert_sit import infer_sit_shape, read_sit_checkpoint, sit_params_from_state_dict
-from jaxrep.nn.sit import PRESETS, SiT
-from train.cli import run_entrypoint, run_program
-from train.diffusion import build_experiment
-
-
-def check_shape(checkpoint, model: SiT) -> None:
-    """Raises CheckpointMismatchError naming every SiT field where the file and the config differ."""
-    found = infer_sit_shape(checkpoint.state_dict, num_heads=model.num_heads)
-    preset = re.fullmatch(r"SiT-(S|B|L|XL)/\d", str((checkpoint.args or {}).get("model", "")))
-    if preset:  # heads are not in the weights, but the training run's --model names them
-        found["num_heads"] = PRESETS[preset.group(1)]["num_heads"]
-    differ = [f"{name}: file {value}, config {getattr(model, name)}" for name, value in found.items()
-              if value != getattr(model, name)]
-    if differ:
-        raise CheckpointMismatchError("the checkpoint's SiT differs from the config's (pick the matching preset "
-                                      "or override --config.model.* / data.*): " + "; ".join(differ))
-
-
-def import_checkpoint(config, workdir: str, *, checkpoint_path: str, weights: str = "ema", step: int = -1,
-                      keep_projector: bool = False):
-    """Writes the converted checkpoint into `workdir` (module docstring); returns the saved TrainState."""
-    checkpoint = read_sit_checkpoint(checkpoint_path, weights)
-    directory = os.path.join(workdir, "checkpoints")
-    if os.path.isdir(directory) and os.listdir(directory):
-        raise FileExistsError(f"{directory} already holds checkpoints; import into a new work directory")
-    config = config.copy_and_resolve_references()
-    if not keep_projector:
-        config.align.method = "none"
-    elif config.align.method == "none":
-        raise ConfigError("align.method: --keep_projector needs an aligned config (repa, irepa or erw)")
-    experiment = build_experiment(config)
-    model = experiment.model
-    check_shape(checkpoint, model)
-    params = {"sit": sit_params_from_state_dict(checkpoint.state_dict, model)}
-    if keep_projector:
-        params["projector"] = projector_params_from_state_dict(
-            checkpoint.state_dict, experiment.alignment.projector, hidden_size=model.hidden_size)
-    params = jax.device_put(params, parallel.shardings_of(experiment.state.params))
-    step = step if step >= 0 else (checkpoint.step or 0)
-    state = experiment.state.replace(
-        step=jax.device_put(jnp.asarray(step, experiment.state.step.dtype), experiment.state.step.sharding),
-        params=params, ema_params=params)
-    checkpointer = Checkpointer(directory, save_every=1)
-    checkpointer.save(step, state, {}, force=True)
-    checkpointer.close()
-    save_config(workdir, config)
-    print(f"imported {checkpoint_path} ({checkpoint.weights} weights) as step {step} of {workdir}", flush=True)
-    return state
+from jaxrep.experiments import import_checkpoint
+from train import cli
 
 
 def main(argv) -> None:
-    run = functools.partial(import_checkpoint, checkpoint_path=flags.FLAGS.checkpoint, weights=flags.FLAGS.weights,
-                            step=flags.FLAGS.step, keep_projector=flags.FLAGS.keep_projector)
-    run_entrypoint(argv, run, expected_errors=(FileExistsError,))
+    run = functools.partial(import_checkpoint.import_checkpoint, checkpoint_path=flags.FLAGS.checkpoint,
+                            weights=flags.FLAGS.weights, step=flags.FLAGS.step,
+                            keep_projector=flags.FLAGS.keep_projector)
+    cli.run_entrypoint(argv, run, expected_errors=(FileExistsError,))
 
 
 if __name__ == "__main__":
@@ -95,4 +25,4 @@ if __name__ == "__main__":
     flags.DEFINE_enum("weights", "ema", ["ema", "model"], "Training-container entry to import.")
     flags.DEFINE_integer("step", -1, "Step to save at; -1: the file's 'steps', else 0.")
     flags.DEFINE_bool("keep_projector", False, "Keep the alignment and import the projector (needs the encoder).")
-    run_program(main, config="configs/diffusion.py:xl2", workdir=None, workdir_help="New work directory to write.")
+    cli.run_program(main, config="configs/diffusion.py:xl2", workdir=None, workdir_help="New work directory to write.")

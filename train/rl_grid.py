@@ -1,205 +1,24 @@
-"""Run a grid of tasks x methods x seeds (DDPG / BEER-DDPG) and write one results table.
+"""Run a grid of tasks x methods x seeds (DDPG / BEER-DDPG) and write one results table:
 
-  python -m train.rl_grid --config=configs/rl_grid.py:cpu --workdir=/tmp/rl_grid
-  python -m train.rl_grid --config=configs/rl_grid.py:study --workdir=/work/beer_study
+  python -m train.rl_grid --config=configs/rl_grid.py:cpu --workdir=DIR
 
-Cells run one after another. On MJX (`loop=mjx`, or `auto` where MuJoCo Playground has the task and `host_tasks`
-does not name it) a cell's seeds
-are one vmapped program (`train.rl_mjx`, `num_seeds`) in `<workdir>/<task>/<method>/mjx`; on the host loop
-(`train.rl`) each seed runs in `<workdir>/<task>/<method>/seed<k>`. Every run resumes from its checkpoints, a
-finished run leaves `result.json` and is skipped when the grid is started again, and a SIGTERM stops the grid
-after the running cell saved its state (exit 0; rerun the same command to continue). After each run the grid
-rewrites `results.json` (every run's evaluations and wall-clock, summed over its pieces) and `results.md`
-(final evaluation return per task, method and seed, with the mean over seeds).
+The experiment is `jaxrep.experiments.rl_grid`.
 """
 
-from __future__ import annotations
-
-import json
 import os
 
-import numpy as np
 from absl import flags
 
-from configs import rl as rl_configs
-from configs import rl_grid as grid_configs
-from configs import rl_mjx as mjx_configs
-from jaxrep.active_clock import ActiveClock
-from jaxrep.checkpoint import PreemptionGuard
-from jaxrep.config_checks import ConfigError
-from jaxrep.logging import save_config
-from train.cli import run_entrypoint, run_program
+from jaxrep.experiments import rl_grid
+from train import cli
 
 
-def mjx_tasks() -> tuple[str, ...]:
-    """The "domain-task" names MuJoCo Playground provides; none without the `playground` extra."""
-    try:
-        from envs.mjx import playground_name
-    except ImportError:
-        return ()
-    from envs.dmc import task_names
-
-    def in_playground(task: str) -> bool:
-        try:
-            return bool(playground_name(task))
-        except ValueError:
-            return False
-
-    return tuple(task for task in task_names() if in_playground(task))
-
-
-def loop_of(config, task: str, available: tuple[str, ...]) -> str:
-    if config.loop == "auto":
-        return "mjx" if task in available and task not in grid_configs.names(config.host_tasks) else "host"
-    if config.loop == "mjx" and task not in available:
-        raise ConfigError(f"loop: no MuJoCo Playground env for {task!r} (or the playground extra is not installed); "
-                          "use loop='host' or 'auto'")
-    return config.loop
-
-
-def host_run_config(grid, task: str, method: str, seed: int):
-    config = rl_configs.get_config(task)
-    config.method, config.seed = method, seed
-    config.beer.coef = grid.beer_coef
-    if grid.action_repeat:
-        config.env.action_repeat = grid.action_repeat
-    config.total_env_steps, config.start_steps = grid.total_env_steps, grid.start_steps
-    config.updates_per_step, config.update_every = grid.updates_per_step, 1
-    config.batch_size = grid.batch_size
-    config.replay_capacity = min(grid.replay_capacity, grid.total_env_steps)
-    config.eval_every, config.eval_episodes = grid.eval_every, grid.eval_episodes
-    config.checkpoint_every, config.log_every = grid.eval_every, max(grid.eval_every // 2, 1)
-    return config
-
-
-def mjx_run_config(grid, task: str, method: str):
-    config = mjx_configs.get_config(task)
-    config.method, config.seed, config.num_seeds = method, grid.seed, grid.num_seeds
-    config.beer.coef = grid.beer_coef
-    if grid.action_repeat:
-        config.env.action_repeat = grid.action_repeat
-    config.env.num_envs = grid.num_envs
-    config.total_env_steps, config.start_steps = grid.total_env_steps, grid.start_steps
-    config.updates_per_iteration = grid.updates_per_step * grid.num_envs
-    config.batch_size = grid.batch_size
-    config.iterations_per_chunk = grid.eval_every // grid.num_envs
-    config.eval_every_chunks = config.checkpoint_every_chunks = 1
-    config.replay_capacity = min(grid.replay_capacity, grid.total_env_steps)
-    return config
-
-
-def cells(grid) -> list[dict]:
-    """Every run of the grid: {task, method, loop, seeds, workdir, config}, in task-major order."""
-    available = mjx_tasks() if grid.loop != "host" else ()
-    runs = []
-    for task in grid_configs.names(grid.tasks):
-        loop = loop_of(grid, task, available)
-        for method in grid_configs.names(grid.methods):
-            if loop == "mjx":
-                runs.append({"task": task, "method": method, "loop": loop,
-                             "seeds": [grid.seed + i for i in range(grid.num_seeds)], "workdir": f"{task}/{method}/mjx",
-                             "config": mjx_run_config(grid, task, method)})
-            else:
-                runs += [{"task": task, "method": method, "loop": loop, "seeds": [seed],
-                          "workdir": f"{task}/{method}/seed{seed}", "config": host_run_config(grid, task, method, seed)}
-                         for seed in range(grid.seed, grid.seed + grid.num_seeds)]
-    return runs
-
-
-def run_cell(cell: dict, workdir: str) -> dict | None:
-    """Trains (or resumes) one run; its per-seed evaluations, or None if it was preempted."""
-    result_path = os.path.join(workdir, "result.json")
-    if os.path.exists(result_path):
-        with open(result_path) as f:
-            return json.load(f)
-    with ActiveClock() as clock:
-        summary, evals = train_cell(cell, workdir)
-    os.makedirs(workdir, exist_ok=True)
-    seconds = add_seconds(workdir, clock.seconds)
-    if summary["preempted"]:
-        return None
-    result = {"task": cell["task"], "method": cell["method"], "loop": cell["loop"], "seeds": cell["seeds"],
-              "env_steps": summary["env_steps"], "evals": evals, "seconds": seconds}
-    with open(result_path, "w") as f:
-        json.dump(result, f, indent=1)
-    return result
-
-
-def train_cell(cell: dict, workdir: str) -> tuple[dict, list]:
-    """Runs the cell's entrypoint; (its summary, per-seed evaluations [[step, return], ...])."""
-    if cell["loop"] == "mjx":
-        from train import rl_mjx
-
-        summary = rl_mjx.train_and_evaluate(cell["config"], workdir)
-        evals = [[[step, returns[m]] for step, returns in summary["member_evals"]] for m in range(len(cell["seeds"]))]
-    else:
-        from train import rl
-
-        summary = rl.train_and_evaluate(cell["config"], workdir)
-        evals = [[list(e) for e in summary["evals"]]]
-    return summary, evals
-
-
-def add_seconds(workdir: str, seconds: float) -> float:
-    """Adds one piece's wall-clock (time the process was stopped left out, `jaxrep.active_clock`) to the run's
-    total in `grid_seconds.json` (a resumed run counts every piece)."""
-    path = os.path.join(workdir, "grid_seconds.json")
-    total = seconds + (json.load(open(path))["seconds"] if os.path.exists(path) else 0.0)
-    with open(path, "w") as f:
-        json.dump({"seconds": total}, f)
-    return total
-
-
-def write_tables(workdir: str, results: list[dict]) -> None:
-    """`results.json` (one entry per task, method and seed) and `results.md` (final returns)."""
-    rows = [{"task": r["task"], "method": r["method"], "seed": seed, "loop": r["loop"], "env_steps": r["env_steps"],
-             "evals": evals, "run_seconds": r.get("seconds")} for r in results
-            for seed, evals in zip(r["seeds"], r["evals"])]
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-        json.dump(rows, f, indent=1)
-    lines = ["| task | method | loop | env steps | final eval return per seed | mean |", "|---|---|---|---|---|---|"]
-    for r in results_by_cell(rows):
-        finals = [row["evals"][-1][1] for row in r]
-        per_seed = ", ".join(f"{row['seed']}: {v:.1f}" for row, v in zip(r, finals))
-        lines.append(f"| {r[0]['task']} | {r[0]['method']} | {r[0]['loop']} | {r[0]['env_steps']} | {per_seed} | "
-                     f"{np.mean(finals):.1f} |")
-    with open(os.path.join(workdir, "results.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-
-
-def results_by_cell(rows: list[dict]) -> list[list[dict]]:
-    groups: dict[tuple, list[dict]] = {}
-    for row in rows:
-        groups.setdefault((row["task"], row["method"]), []).append(row)
-    return list(groups.values())
-
-
-def run_grid(grid, workdir: str) -> dict:
-    """Runs (or resumes) every cell of the grid; {"results": rows done, "preempted": bool}."""
-    grid_configs.validate(grid)
-    runs = cells(grid)
-    os.makedirs(workdir, exist_ok=True)
-    save_config(workdir, grid)
-    results = []
-    with PreemptionGuard() as guard:
-        for cell in runs:
-            result = run_cell(cell, os.path.join(workdir, cell["workdir"]))
-            if result is None or guard.requested:
-                if result is not None:
-                    results.append(result)
-                write_tables(workdir, results)
-                return {"results": results, "preempted": True}
-            results.append(result)
-            write_tables(workdir, results)
-    return {"results": results, "preempted": False}
-
-
-def main(argv):
-    summary = run_entrypoint(argv, run_grid, preemptible=True)
+def main(argv) -> None:
+    summary = cli.run_entrypoint(argv, rl_grid.run_grid, preemptible=True)
     state = "stopped (SIGTERM; rerun the same command to continue)" if summary["preempted"] else "done"
     print(f"{state}: {len(summary['results'])} runs; {os.path.join(flags.FLAGS.workdir, 'results.md')}", flush=True)
 
 
 if __name__ == "__main__":
-    run_program(main, config="configs/rl_grid.py:cpu", workdir=None,
-                workdir_help="Root of the grid's runs and its results table.", lock_config=True)
+    cli.run_program(main, config="configs/rl_grid.py:cpu", workdir=None,
+                    workdir_help="Root of the grid's runs and its results table.", lock_config=True)

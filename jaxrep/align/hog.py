@@ -11,9 +11,9 @@ gives one `orientations`-d token per patch, so the tokens live on the patch grid
 
 from __future__ import annotations
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import flax.linen as nn
 
 __all__ = ["hog_cells", "HOG"]
 

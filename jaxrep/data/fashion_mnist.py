@@ -53,7 +53,7 @@ def _find(directory: str, stem: str) -> str:
 class FashionMNIST:
     """Random-access source: {"image": (32, 32, 1) float32 in [-1, 1], "label": int32 class in [0, 10),
     "factors": (1,) int32, the label again} (`factors`/`factor_sizes`: the class is the one factor the
-    factor-trained encoder and eval net learn, `train.factor_training`).
+    factor-trained encoder and eval net learn, `jaxrep.experiments.factor_training`).
 
     Args:
       directory: folder with the IDX files (default: Debian's).

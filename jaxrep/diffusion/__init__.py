@@ -1,8 +1,13 @@
 """Flow-matching diffusion: interpolants, loss, samplers and guidance, as pure functions."""
 
 from jaxrep.diffusion.guidance import GuidedVelocity, classifier_free_guidance
-from jaxrep.diffusion.interpolants import (INTERPOLANTS, PATH_COEFFICIENTS, gvp_interpolant, linear_interpolant,
-                                           sample_time)
+from jaxrep.diffusion.interpolants import (
+                                           INTERPOLANTS,
+                                           PATH_COEFFICIENTS,
+                                           gvp_interpolant,
+                                           linear_interpolant,
+                                           sample_time,
+)
 from jaxrep.diffusion.loss import flow_matching_loss
 from jaxrep.diffusion.samplers import ode_sample, score_from_velocity, sde_sample
 

@@ -10,7 +10,6 @@ from a file: z = (x - latents_bias) * latents_scale, decoded as z / latents_scal
 
 from __future__ import annotations
 
-import os
 from typing import NamedTuple
 
 import jax
@@ -32,21 +31,6 @@ class LatentNormalization(NamedTuple):
 
     def denormalize(self, latents: jax.Array) -> jax.Array:
         return latents / jnp.asarray(self.scale, jnp.float32) + jnp.asarray(self.bias, jnp.float32)
-
-
-def load_latent_stats(path: str) -> LatentNormalization:
-    """Per-channel statistics from a file holding `latents_scale` and `latents_bias` (C,): iREPA's
-    `sdvae-ft-mse-f8d4-latents-stats.pt` (read with `weights_only=True`), a `.safetensors` or an `.npz`."""
-    from jaxrep.nn.convert import load_state_dict
-
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"data.latent_stats_path: no such file {path!r}")
-    arrays = dict(np.load(path, allow_pickle=False)) if path.endswith(".npz") else load_state_dict(path)
-    missing = [key for key in ("latents_scale", "latents_bias") if key not in arrays]
-    if missing:
-        raise ValueError(f"data.latent_stats_path: {path!r} lacks {missing} (has {sorted(arrays)})")
-    scale, bias = (np.asarray(arrays[key], np.float32).reshape(-1) for key in ("latents_scale", "latents_bias"))
-    return LatentNormalization(scale, bias)
 
 
 def sample_posterior(mean: jax.Array, std: jax.Array, keys: jax.Array,

@@ -9,7 +9,7 @@ REPA-family term aligns, and the loss is L_velocity + lambda(step) * L_REPA.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -19,8 +19,15 @@ from jaxrep.diffusion.latents import LatentNormalization, clean_input
 from jaxrep.diffusion.loss import flow_matching_loss
 from jaxrep.nn.sit import SiT
 
-if TYPE_CHECKING:
-    from jaxrep.align.objective import AlignmentTerm
+
+class HiddenStateTerm(Protocol):
+    """A loss term on the SiT's hidden state after block `depth` (`jaxrep.align.objective.AlignmentTerm` is one):
+    term(projector_params, hidden (B, N, D), target, step) -> (weighted loss, metrics)."""
+
+    depth: int
+
+    def __call__(self, projector_params: Any, hidden: jax.Array, target: Any,
+                 step: jax.Array) -> tuple[jax.Array, dict]: ...
 
 
 def draw_training_noise(keys: jax.Array, sample_shape: tuple[int, ...], *, time_weighting: str,
@@ -38,7 +45,7 @@ def draw_training_noise(keys: jax.Array, sample_shape: tuple[int, ...], *, time_
 
 
 def make_diffusion_loss(model: SiT, *, path: str = "linear", time_weighting: str = "uniform",
-                        class_dropout_prob: float = 0.1, alignment: AlignmentTerm | None = None,
+                        class_dropout_prob: float = 0.1, alignment: HiddenStateTerm | None = None,
                         latent_normalization: LatentNormalization = LatentNormalization()):
     """Returns loss_fn(params, batch, keys, step) -> (loss, metrics) with params = {"sit": ...}.
 

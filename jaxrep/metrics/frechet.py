@@ -25,7 +25,6 @@ FID is reported at.
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import chex
 import numpy as np
@@ -37,7 +36,7 @@ def _symmetric_psd_sqrt(matrix: np.ndarray) -> np.ndarray:
     return (eigenvectors * np.sqrt(np.clip(eigenvalues, 0.0, None))) @ eigenvectors.T
 
 
-def _as_float64_statistics(mu, sigma) -> tuple[np.ndarray, np.ndarray]:
+def as_float64_statistics(mu, sigma) -> tuple[np.ndarray, np.ndarray]:
     mu = np.asarray(mu, dtype=np.float64)
     sigma = np.asarray(sigma, dtype=np.float64)
     chex.assert_rank(mu, 1)
@@ -54,8 +53,8 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     Returns:
       The distance as a Python float (>= 0 up to rounding; FID when the features are Inception pool3).
     """
-    mu1, sigma1 = _as_float64_statistics(mu1, sigma1)
-    mu2, sigma2 = _as_float64_statistics(mu2, sigma2)
+    mu1, sigma1 = as_float64_statistics(mu1, sigma1)
+    mu2, sigma2 = as_float64_statistics(mu2, sigma2)
     chex.assert_equal_shape([mu1, mu2])
     # np.cov output is symmetric only up to rounding; eigh reads one triangle, so symmetrise explicitly.
     sigma1, sigma2 = 0.5 * (sigma1 + sigma1.T), 0.5 * (sigma2 + sigma2.T)
@@ -131,15 +130,3 @@ def statistics(features) -> tuple[np.ndarray, np.ndarray]:
     features = np.asarray(features, dtype=np.float64)
     chex.assert_rank(features, 2)
     return features.mean(axis=0), np.cov(features, rowvar=False)
-
-
-def save_statistics(path: str | os.PathLike, mu, sigma) -> None:
-    """Writes `mu`, `sigma` to an `.npz`, the layout of pytorch-fid's `--save-stats` and ADM's reference batches."""
-    mu, sigma = _as_float64_statistics(mu, sigma)
-    np.savez(path, mu=mu, sigma=sigma)
-
-
-def load_statistics(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """Reads (mu, sigma) from an `.npz` with `mu` and `sigma` keys (pytorch-fid stats, ADM reference batches)."""
-    with np.load(path) as data:
-        return _as_float64_statistics(data["mu"], data["sigma"])

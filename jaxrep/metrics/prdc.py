@@ -22,7 +22,6 @@ import functools
 import chex
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 
 def _squared_distances(queries: jax.Array, points: jax.Array) -> jax.Array:

@@ -15,10 +15,7 @@ GroupNorm and a residual connection. Parameters are named after the diffusers mo
 
 from __future__ import annotations
 
-import json
-import os
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import chex
@@ -26,19 +23,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import traverse_util
 
-from jaxrep.nn.convert import MissingWeightsError, load_state_dict, match_params
-
-__all__ = ["AutoencoderKL", "SD_VAE_FT_MSE_CONFIG", "abstract_autoencoder_kl", "autoencoder_kl_params_from_state_dict",
-           "load_autoencoder_kl"]
+__all__ = ["AutoencoderKL", "SD_VAE_FT_MSE_CONFIG"]
 
 # The architecture of `stabilityai/sd-vae-ft-mse` and `-ema` (their config.json; the rest are diffusers defaults),
 # used for a bare `.safetensors` file.
 SD_VAE_FT_MSE_CONFIG = dict(in_channels=3, out_channels=3, block_out_channels=(128, 256, 512, 512), layers_per_block=2,
                             latent_channels=4, norm_num_groups=32, use_quant_conv=True, use_post_quant_conv=True,
                             mid_block_add_attention=True, scaling_factor=0.18215)
-_SUPPORTED_ONLY = {"act_fn": "silu", "down_block_types": "DownEncoderBlock2D", "up_block_types": "UpDecoderBlock2D"}
 
 
 class _Settings(nn.Module):
@@ -217,114 +209,3 @@ class AutoencoderKL(nn.Module):
 
     def __call__(self, images: jax.Array) -> jax.Array:
         return self.decode(self.encode(images)[0])
-
-
-def _expected_shapes(model: AutoencoderKL) -> dict[tuple[str, ...], tuple[int, ...]]:
-    side = 2 ** (len(model.block_out_channels) - 1)
-    images = jax.ShapeDtypeStruct((1, side, side, model.in_channels), jnp.float32)
-    variables = jax.eval_shape(model.init, jax.random.key(0), images)
-    return {path: leaf.shape for path, leaf in traverse_util.flatten_dict(variables["params"]).items()}
-
-
-# The released sd-vae-ft-mse files carry the names of diffusers' pre-0.17 `AttentionBlock` (nn.Linear, so (C, C)
-# weights); diffusers renames them one to one on load (`_convert_deprecated_attention_blocks`, now
-# `_fix_state_dict_keys_on_load`), with no reshaping.
-_DEPRECATED_ATTENTION = re.compile(r"(\.attentions\.\d+\.)(query|key|value|proj_attn)\.")
-_CURRENT_ATTENTION = {"query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out.0"}
-
-
-def _flax_path(module: str) -> tuple[str, ...]:
-    """'encoder.down_blocks.0.resnets.1.conv1' -> ('encoder', 'down_blocks_0', 'resnets_1', 'conv1')."""
-    return tuple(re.sub(r"\.(\d+)(?=\.|$)", r"_\1", module).split("."))
-
-
-def _diffusers_name(path: tuple[str, ...]) -> str:
-    """(..., 'resnets_1', 'conv1', 'kernel') -> '....resnets.1.conv1.weight', for error messages."""
-    module = re.sub(r"_(\d+)(?=\.|$)", r".\1", ".".join(path[:-1]))
-    return f"{module}.{'bias' if path[-1] == 'bias' else 'weight'}"
-
-
-def autoencoder_kl_params_from_state_dict(state_dict: Mapping[str, Any], model: AutoencoderKL) -> dict:
-    """Converts a diffusers `AutoencoderKL` state dict (current or deprecated attention names) to `{"params": ...}`.
-
-    Conv weights (O, I, kh, kw) become (kh, kw, I, O) kernels, linear (O, I) become (I, O), GroupNorm weights
-    become scales. Raises `CheckpointMismatchError` listing every missing, unexpected or mis-shaped key.
-    """
-    expected = _expected_shapes(model)
-
-    def to_flax(name, value):
-        value = np.asarray(value, np.float32)
-        current = _DEPRECATED_ATTENTION.sub(lambda m: m.group(1) + _CURRENT_ATTENTION[m.group(2)] + ".", name)
-        module, _, kind = current.rpartition(".")
-        prefix = _flax_path(module)
-        if kind == "bias":
-            return prefix + ("bias",), value
-        if kind == "weight" and prefix + ("scale",) in expected:
-            return prefix + ("scale",), value
-        if kind == "weight" and prefix + ("kernel",) in expected:
-            # conv (O, I, kh, kw) -> (kh, kw, I, O); linear (O, I) -> (I, O)
-            return prefix + ("kernel",), value.transpose(2, 3, 1, 0) if value.ndim == 4 else value.T
-        return None
-
-    config = {field: getattr(model, field) for field in SD_VAE_FT_MSE_CONFIG}
-    params = match_params(state_dict.items(), expected, to_flax, missing_name=_diffusers_name,
-                          header=f"checkpoint does not match the AutoencoderKL {config}")
-    return {"params": traverse_util.unflatten_dict(jax.tree.map(jnp.asarray, params))}
-
-
-def _model_config(config_path: str) -> dict:
-    with open(config_path) as file:
-        config = json.load(file)
-    for field, required in _SUPPORTED_ONLY.items():
-        values = config.get(field, required)
-        if any(value != required for value in ([values] if isinstance(values, str) else values)):
-            raise ValueError(f"{config_path}: {field}={values!r} is not supported (only {required!r})")
-    fields = {field: config[field] for field in SD_VAE_FT_MSE_CONFIG if field in config}
-    # a field left out of config.json takes diffusers' default, which differs from sd-vae-ft-mse for these two
-    fields = {**SD_VAE_FT_MSE_CONFIG, "block_out_channels": (64,), "layers_per_block": 1, **fields}
-    return {**fields, "block_out_channels": tuple(fields["block_out_channels"])}
-
-
-def load_autoencoder_kl(path: str | os.PathLike, *, dtype: Any = jnp.float32) -> tuple[AutoencoderKL, dict]:
-    """Builds the `AutoencoderKL` and its float32 variables from diffusers weights.
-
-    Args:
-      path: a diffusers model directory (`config.json` and `diffusion_pytorch_model.safetensors`, or `.bin`,
-        read with `weights_only=True`), or a single weights file, which gets `SD_VAE_FT_MSE_CONFIG`.
-      dtype: compute dtype of the model (params stay float32).
-
-    Returns:
-      (model, variables): use as `model.apply(variables, images, method="encode")`.
-
-    Raises:
-      MissingWeightsError (a FileNotFoundError): no such file, or a directory without config or weights.
-      UnreadableWeightsError (an OSError): the weights file cannot be read (truncated, corrupt, wrong format).
-      CheckpointMismatchError: the weights do not fit the configured architecture (keys listed).
-    """
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        config = _model_config(os.path.join(path, "config.json"))
-        candidates = [os.path.join(path, f"diffusion_pytorch_model.{ext}") for ext in ("safetensors", "bin")]
-        weights = next((file for file in candidates if os.path.exists(file)), None)
-        if weights is None:
-            raise MissingWeightsError(f"{path}: no diffusion_pytorch_model.safetensors or .bin")
-    elif os.path.exists(path):
-        config, weights = SD_VAE_FT_MSE_CONFIG, path
-    else:
-        raise MissingWeightsError(f"no SD-VAE weights at {path!r}")
-    state_dict = load_state_dict(weights)
-    model = AutoencoderKL(**config, dtype=dtype)
-    return model, autoencoder_kl_params_from_state_dict(state_dict, model)
-
-
-def abstract_autoencoder_kl(path: str | os.PathLike = "", *, latent_size: int = 32,
-                            dtype: Any = jnp.float32) -> tuple[AutoencoderKL, dict]:
-    """(model, variables as `jax.ShapeDtypeStruct`s) of the `AutoencoderKL` that `load_autoencoder_kl(path)` builds,
-    without reading weights: the architecture from a diffusers directory's `config.json`, else SD-VAE's
-    (`SD_VAE_FT_MSE_CONFIG`), for an ahead-of-time compile (`train.compile_check`)."""
-    path = os.fspath(path)
-    config = (_model_config(os.path.join(path, "config.json")) if path and os.path.isdir(path)
-              else SD_VAE_FT_MSE_CONFIG)
-    model = AutoencoderKL(**config, dtype=dtype)
-    side = latent_size * 2 ** (len(model.block_out_channels) - 1)  # the image side of `latent_size` latents
-    return model, jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, side, side, 3)))

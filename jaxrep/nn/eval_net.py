@@ -1,7 +1,7 @@
 """The in-repo evaluation network: a small pre-activation ResNet that classifies the procedural data's factors.
 
 Its penultimate features play the part of Inception pool3 for Frechet distance and precision/recall on CPU
-(train/eval_net.py trains it in about a minute on CPU; `jaxrep.metrics.features` loads it). It is deliberately unlike
+(train/eval_net.py trains it in about a minute on CPU; `jaxrep.weights.features` loads it). It is deliberately unlike
 the alignment encoder (a ViT, `jaxrep.nn.vit`): a convolutional network, trained from another seed, so a model
 aligned to the encoder is not graded by the encoder's own representation.
 """

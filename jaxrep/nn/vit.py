@@ -8,7 +8,7 @@ The model returns the patch tokens after the final LayerNorm ("x_norm_patchtoken
 CLS and registers dropped.
 
 Parameter names follow the torch-hub layout (`patch_embed`, `blocks_{i}/attn/qkv`, `ls1`, `norm`, ...) so
-that `jaxrep.nn.convert` maps checkpoints one to one.
+that `jaxrep.weights.convert` maps checkpoints one to one.
 
 Resampling follows PyTorch, not `jax.image.resize`: `F.interpolate(mode="bicubic")` uses the cubic
 convolution kernel with a = -0.75 and clamped (edge-replicated) taps, whereas `jax.image.resize` uses Keys

@@ -17,7 +17,7 @@ interface: `num_envs`, `observation_size`, `action_size`, `steps_per_episode`, p
 obs)` and `step(env_state, action) -> (env_state, StepResult)`.
 
 Checkpoints: MJX data holds zero-size arrays (no contacts, no activations), which orbax refuses to save;
-save `jaxrep.checkpoint.without_empty(state)` and rebuild with `with_empty(restored, like=state)`.
+save `jaxrep.run.checkpoint.without_empty(state)` and rebuild with `with_empty(restored, like=state)`.
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrep.align.encoder import load_encoder, make_target_fn
+from jaxrep.align.encoder import make_target_fn
 from jaxrep.align.hog import HOG, hog_cells
+from jaxrep.weights.encoder import load_encoder
 
 skimage_feature = pytest.importorskip("skimage.feature")
 

@@ -14,7 +14,7 @@ import pytest
 from configs import diffusion as diffusion_configs
 from jaxrep.data import make_dataset, make_iterator
 from jaxrep.data.fashion_mnist import FashionMNIST, MissingDatasetError, read_idx
-from train import diffusion as train_diffusion
+from jaxrep.experiments import diffusion as diffusion_experiment
 
 
 def _write_idx(path, array, compress):
@@ -91,7 +91,7 @@ def test_diffusion_builds_a_grey_32px_sit_on_it_and_the_cli_names_a_missing_data
                                        "data.num_classes": 10, "num_devices": 1, "batch_size": 4,
                                        "model.patch_size": 8, "model.hidden_size": 32, "model.depth": 1,
                                        "model.num_heads": 2})
-    experiment = train_diffusion.build_experiment(config)
+    experiment = diffusion_experiment.build_experiment(config)
     assert (experiment.model.input_size, experiment.model.in_channels, experiment.model.num_classes) == (32, 1, 10)
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     result = subprocess.run([sys.executable, "-m", "train.diffusion", "--config=configs/diffusion.py:cpu",

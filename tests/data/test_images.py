@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from jaxrep.config_checks import ConfigError
-from jaxrep.data.images import (ImageReadError, center_crop_adm, decode_image, encode_image, list_images, read_rgb)
+from jaxrep.data.images import ImageReadError, center_crop_adm, decode_image, encode_image, list_images, read_rgb
 from jaxrep.data.latent_records import decode_record, encode_record
 
 

@@ -4,10 +4,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrep.diffusion.latents import SD_VAE_SCALE, LatentNormalization, clean_input, load_latent_stats, sample_posterior
+from jaxrep.diffusion.latents import SD_VAE_SCALE, LatentNormalization, clean_input, sample_posterior
 from jaxrep.diffusion.objective import make_diffusion_loss
 from jaxrep.nn.sit import SiT
 from jaxrep.training import example_keys
+from jaxrep.weights.autoencoder_kl import load_latent_stats
 
 ROOT = jax.random.key_data(jax.random.key(0))
 

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from tests.extras import import_extra
+
 import_extra("mujoco_playground", "playground")
 
 from envs.mjx import MJXEnv, playground_name, task_names  # noqa: E402
-from jaxrep.checkpoint import Checkpointer, abstract_like, with_empty, without_empty  # noqa: E402
+from jaxrep.run.checkpoint import Checkpointer, abstract_like, with_empty, without_empty  # noqa: E402
 
 NUM_ENVS, ACTION_REPEAT, EPISODE_LENGTH = 2, 2, 6  # 3 agent steps per episode
 

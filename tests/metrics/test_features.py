@@ -9,14 +9,24 @@ import numpy as np
 import pytest
 
 from jaxrep import parallel
-from jaxrep.align.encoder import save_encoder
-from jaxrep.frozen_weights import FrozenWeightsError
-from jaxrep.metrics import (FeatureSet, cached_reference_features, eval_net_extractor, extract_features,
-                            inception_extractor, load_eval_net, load_feature_extractor, load_feature_set,
-                            load_statistics, save_eval_net, statistics)
+from jaxrep.metrics import statistics
 from jaxrep.nn.eval_net import EvalNet
-from jaxrep.nn.vit import ViT
 from jaxrep.nn.inception import FIDInceptionV3
+from jaxrep.nn.vit import ViT
+from jaxrep.weights.encoder import save_encoder
+from jaxrep.weights.features import (
+    FeatureSet,
+    cached_reference_features,
+    eval_net_extractor,
+    extract_features,
+    inception_extractor,
+    load_eval_net,
+    load_feature_extractor,
+    load_feature_set,
+    load_statistics,
+    save_eval_net,
+)
+from jaxrep.weights.frozen import FrozenWeightsError
 
 FACTOR_SIZES = (3, 6, 3, 5, 5)
 IMAGE_SHAPE = (32, 32, 3)

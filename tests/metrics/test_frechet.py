@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from jaxrep.metrics import FeatureStatistics, frechet_distance, load_statistics, save_statistics, statistics
+from jaxrep.metrics import FeatureStatistics, frechet_distance, statistics
+from jaxrep.weights.features import load_statistics, save_statistics
 
 
 def _random_statistics(rng, dim, num_samples):

@@ -12,13 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrep.nn.autoencoder_kl import (
-    SD_VAE_FT_MSE_CONFIG,
-    AutoencoderKL,
-    autoencoder_kl_params_from_state_dict,
-    load_autoencoder_kl,
-)
-from jaxrep.nn.convert import CheckpointMismatchError, load_state_dict
+from jaxrep.nn.autoencoder_kl import SD_VAE_FT_MSE_CONFIG, AutoencoderKL
+from jaxrep.weights.autoencoder_kl import autoencoder_kl_params_from_state_dict, load_autoencoder_kl
+from jaxrep.weights.convert import CheckpointMismatchError, load_state_dict
 from tests.extras import import_extra
 
 torch = import_extra("torch", "ref")

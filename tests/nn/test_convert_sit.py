@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 
 from jaxrep.align import ConvProjector, MLPProjector
-from jaxrep.nn.convert import CheckpointMismatchError, UnreadableWeightsError
-from jaxrep.nn.convert_projector import projector_from_state_dict, projector_params_from_state_dict
-from jaxrep.nn.convert_sit import (
+from jaxrep.nn.sit import SiT
+from jaxrep.weights.convert import CheckpointMismatchError, UnreadableWeightsError
+from jaxrep.weights.convert_projector import projector_from_state_dict, projector_params_from_state_dict
+from jaxrep.weights.convert_sit import (
     infer_sit_shape,
     load_sit_params,
     read_sit_checkpoint,
     sit_params_from_state_dict,
 )
-from jaxrep.nn.sit import SiT
 from tests.extras import import_extra
 
 torch = import_extra("torch", "ref")

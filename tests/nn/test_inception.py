@@ -14,15 +14,16 @@ import numpy as np
 import pytest
 
 from tests.extras import import_extra
+
 torch = import_extra("torch", "ref")
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 from jaxrep import parallel  # noqa: E402
-from jaxrep.metrics.features import extract_features, inception_extractor  # noqa: E402
-from jaxrep.nn.convert import CheckpointMismatchError, UnreadableWeightsError  # noqa: E402
-from jaxrep.nn.inception import (FID_FEATURE_DIM, FIDInceptionV3, inception_variables_from_state_dict,  # noqa: E402
-                                 load_inception_variables)
+from jaxrep.nn.inception import FID_FEATURE_DIM, FIDInceptionV3  # noqa: E402
+from jaxrep.weights.convert import CheckpointMismatchError, UnreadableWeightsError  # noqa: E402
+from jaxrep.weights.features import extract_features, inception_extractor  # noqa: E402
+from jaxrep.weights.inception import inception_variables_from_state_dict, load_inception_variables  # noqa: E402
 
 
 class BasicConv2d(nn.Module):

@@ -7,13 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrep.nn.convert import (
+from jaxrep.nn.vit import ViT, ViTBlock, resample_pos_embed, resize_like_torch, vit_preset
+from jaxrep.weights.convert import (
     CheckpointMismatchError,
     dinov2_params_from_state_dict,
     load_dinov2_params,
     load_state_dict,
 )
-from jaxrep.nn.vit import ViT, ViTBlock, resample_pos_embed, resize_like_torch, vit_preset
 from tests.extras import import_extra
 
 torch = import_extra("torch", "ref")

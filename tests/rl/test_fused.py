@@ -10,13 +10,12 @@ import jax
 import numpy as np
 import pytest
 
-from jaxrep.checkpoint import Checkpointer, abstract_like
 from jaxrep.rl.ddpg import DDPG
 from jaxrep.rl.fused import FusedDDPG
 from jaxrep.rl.networks import Actor, Critic
+from jaxrep.run.checkpoint import Checkpointer, abstract_like
 from tests.rl.line_env import LineEnv
 from tests.rl.line_env import run_chunks as run_line_chunks
-
 
 NUM_ENVS, STEPS_PER_EPISODE, ITERATIONS, START_STEPS, UPDATES, CAPACITY = 4, 5, 5, 16, 2, 48
 run_chunks = functools.partial(run_line_chunks, iterations=ITERATIONS)

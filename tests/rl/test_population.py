@@ -8,11 +8,11 @@ import jax
 import numpy as np
 import pytest
 
-from jaxrep.checkpoint import Checkpointer, abstract_like
 from jaxrep.rl.ddpg import DDPG, BeerOptions
 from jaxrep.rl.fused import FusedDDPG
 from jaxrep.rl.networks import Actor, Critic
 from jaxrep.rl.population import Population
+from jaxrep.run.checkpoint import Checkpointer, abstract_like
 from tests.rl.line_env import LineEnv
 from tests.rl.line_env import run_chunks as run_line_chunks
 

@@ -5,11 +5,11 @@ import os
 
 import pytest
 
-import train.rl as train_rl
+import jaxrep.experiments.rl as train_rl
 from configs import rl_grid as grid_configs
 from configs.rl import validate as validate_host
 from jaxrep.config_checks import ConfigError
-from train import rl_grid
+from jaxrep.experiments import rl_grid
 
 
 def tiny_grid(**overrides):
@@ -115,7 +115,7 @@ def test_a_preempted_run_stops_the_grid_and_the_rerun_finishes_it(tmp_path, monk
 
 def test_an_mjx_cell_gives_one_row_per_seed(tmp_path, monkeypatch):
     pytest.importorskip("mujoco_playground")
-    import train.rl_mjx as train_rl_mjx
+    import jaxrep.experiments.rl_mjx as train_rl_mjx
 
     def fake_population(config, workdir):  # two members, two evaluations
         assert config.num_seeds == 2

@@ -6,9 +6,17 @@ import pytest
 from PIL import Image
 from scipy import stats
 
-from jaxrep.rl import (aggregate_intervals, higher_interval, learning_curve_bands, normalize_returns,
-                       performance_profiles, plot_aggregates, plot_learning_curves, plot_profiles,
-                       probability_of_improvement)
+from jaxrep.rl import (
+    aggregate_intervals,
+    higher_interval,
+    learning_curve_bands,
+    normalize_returns,
+    performance_profiles,
+    plot_aggregates,
+    plot_learning_curves,
+    plot_profiles,
+    probability_of_improvement,
+)
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ import jax
 import numpy as np
 import pytest
 
-import train.rl as train_rl
+import jaxrep.experiments.rl as train_rl
 from configs.rl import get_config
-from jaxrep.logging import read_metrics
+from jaxrep.run.logging import read_metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 
 from tests.extras import import_extra
+
 import_extra("mujoco_playground", "playground")
 
-import train.rl_mjx as train_rl_mjx  # noqa: E402
+import jaxrep.experiments.rl_mjx as train_rl_mjx  # noqa: E402
 from configs.rl_mjx import ConfigError, get_config, validate  # noqa: E402
-from jaxrep.logging import read_metrics  # noqa: E402
+from jaxrep.run.logging import read_metrics  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

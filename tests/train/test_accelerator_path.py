@@ -13,7 +13,7 @@ from jax import export
 
 from configs import diffusion as diffusion_configs
 from jaxrep import parallel
-from train import diffusion as train_diffusion
+from jaxrep.experiments import diffusion as diffusion_experiment
 
 LATENTS = (32, 32, 4)
 
@@ -35,7 +35,7 @@ def split_arguments(mlir: str) -> int:
 @pytest.mark.parametrize("size, devices, layout", [("XL/2", 1, "replicate"), ("S/2", 8, "fsdp")])
 def test_bf16_train_step_lowers_for_cuda(size, devices, layout):
     mesh = parallel.make_mesh(jax.devices()[:devices])
-    jitted, state, batch = train_diffusion.abstract_train_step(bf16_config(size, param_sharding=layout), mesh,
+    jitted, state, batch = diffusion_experiment.abstract_train_step(bf16_config(size, param_sharding=layout), mesh,
                                                                LATENTS)
     exported = export.export(jitted, platforms=["cuda"])(state, batch)
     assert exported.platforms == ("cuda",)
@@ -52,9 +52,9 @@ def test_bf16_train_step_lowers_for_cuda(size, devices, layout):
 
 def test_bf16_sampler_lowers_for_cuda():
     config = bf16_config("XL/2")
-    model = train_diffusion.build_model(config, LATENTS)
-    params = jax.eval_shape(lambda: train_diffusion.init_params(model, jax.random.key(0), LATENTS))
-    sample = jax.jit(train_diffusion.make_sampler(model, config))
+    model = diffusion_experiment.build_model(config, LATENTS)
+    params = jax.eval_shape(lambda: diffusion_experiment.init_params(model, jax.random.key(0), LATENTS))
+    sample = jax.jit(diffusion_experiment.make_sampler(model, config))
     labels = jax.ShapeDtypeStruct((4,), jnp.int32)
     exported = export.export(sample, platforms=["cuda"])(params, labels, jax.eval_shape(lambda: jax.random.key(0)))
     assert exported.out_avals[0].shape == (4, *LATENTS)
@@ -64,14 +64,14 @@ def test_bf16_sampler_lowers_for_cuda():
 def test_bf16_s2_step_and_sampler_run_under_jit_on_cpu():
     config = bf16_config("S/2", batch_size=2)
     config.sample.num_steps = 2
-    model = train_diffusion.build_model(config, LATENTS)
-    tx = train_diffusion.optimizer(config)
-    state = jax.jit(train_diffusion.state_initializer(model, tx, LATENTS, *jax.random.split(jax.random.key(0))))()
-    step = jax.jit(train_diffusion.make_train_step(train_diffusion.make_loss(model, config), tx, ema_decay=0.9999))
+    model = diffusion_experiment.build_model(config, LATENTS)
+    tx = diffusion_experiment.optimizer(config)
+    state = jax.jit(diffusion_experiment.state_initializer(model, tx, LATENTS, *jax.random.split(jax.random.key(0))))()
+    step = jax.jit(diffusion_experiment.make_train_step(diffusion_experiment.make_loss(model, config), tx, ema_decay=0.9999))
     rng = np.random.default_rng(0)
     batch = {"image": jnp.asarray(rng.normal(size=(2, *LATENTS)), jnp.float32), "label": jnp.asarray([1, 2])}
     state, metrics = step(state, batch)
     assert np.isfinite(float(metrics["loss"])) and int(state.step) == 1
-    images = jax.jit(train_diffusion.make_sampler(model, config))(state.ema_params, jnp.asarray([1, 2]),
+    images = jax.jit(diffusion_experiment.make_sampler(model, config))(state.ema_params, jnp.asarray([1, 2]),
                                                                   jax.random.key(1))
     assert images.shape == (2, *LATENTS) and np.all(np.isfinite(images))

@@ -9,22 +9,23 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrep.align.encoder import EncoderFileError, load_encoder, make_target_fn, save_encoder
+from jaxrep.align.encoder import make_target_fn
 from jaxrep.align.hog import hog_cells
 from jaxrep.align.objective import make_alignment_term, make_erw_warmup_loss, make_projector
 from jaxrep.align.targets import preprocess_images, resize_token_grid
-from jaxrep.checkpoint import Checkpointer, abstract_like
 from jaxrep.config_checks import ConfigError
 from jaxrep.diffusion.objective import draw_training_noise, make_diffusion_loss
-from jaxrep.logging import read_metrics
+from jaxrep.experiments import alignment as alignment_experiment
+from jaxrep.experiments import diffusion as diffusion_experiment
+from jaxrep.experiments.checkpoint_diagnostics import checkpoint_diagnostics
 from jaxrep.nn.sit import SiT
 from jaxrep.nn.vit import ViT
+from jaxrep.run.checkpoint import Checkpointer, abstract_like
+from jaxrep.run.logging import read_metrics
 from jaxrep.training import example_keys
+from jaxrep.weights.encoder import EncoderFileError, load_encoder, save_encoder
 from tests.helpers import assert_trees_equal, first_batches, run_steps, with_overrides
 from tests.helpers import tiny_diffusion_config as tiny_config
-from train import alignment as train_alignment
-from train.checkpoint_diagnostics import checkpoint_diagnostics
-from train import diffusion as train_diffusion
 
 ENCODER_WIDTH = 16
 
@@ -146,7 +147,7 @@ def test_gradients_into_the_encoder_are_exactly_zero(method, encoder_dir):
 
 def test_encoder_is_frozen_outside_the_optimizer_and_tokens_are_resized(encoder_dir):
     config = aligned_config(encoder_dir, "repa")
-    experiment = train_diffusion.build_experiment(config)
+    experiment = diffusion_experiment.build_experiment(config)
     assert set(experiment.state.params) == {"sit", "projector"}
     fresh_opt = experiment.tx.init(experiment.state.params)
     assert jax.tree.structure(experiment.state.opt_state) == jax.tree.structure(fresh_opt)
@@ -166,7 +167,7 @@ def test_encoder_is_frozen_outside_the_optimizer_and_tokens_are_resized(encoder_
 
 def test_alignment_diagnostics_are_logged_every_n_steps(encoder_dir, tmp_path):
     config = aligned_config(encoder_dir, "repa", total_steps=4, checkpoint_every=4, **{"align.diagnostics_every": 2})
-    train_diffusion.train_and_evaluate(config, str(tmp_path))
+    diffusion_experiment.train_and_evaluate(config, str(tmp_path))
     records = [r for r in read_metrics(str(tmp_path)) if "align_cka" in r]
     assert [r["step"] for r in records] == [2, 4]  # every 2 steps; the end hook covers the last
     for record in records:
@@ -179,7 +180,7 @@ def test_alignment_diagnostics_are_logged_every_n_steps(encoder_dir, tmp_path):
 def test_checkpoint_diagnostics_reproduce_the_logged_ones_and_cover_vanilla(encoder_dir, tmp_path):
     config = aligned_config(encoder_dir, "repa", total_steps=4, checkpoint_every=2, keep_checkpoints=3,
                             **{"align.diagnostics_every": 2})
-    train_diffusion.train_and_evaluate(config, str(tmp_path / "repa"))
+    diffusion_experiment.train_and_evaluate(config, str(tmp_path / "repa"))
     logged = {r["step"]: r for r in read_metrics(str(tmp_path / "repa")) if "align_cka" in r}
     after = checkpoint_diagnostics(str(tmp_path / "repa"), config)
     assert sorted(after) == [2, 4]
@@ -188,7 +189,7 @@ def test_checkpoint_diagnostics_reproduce_the_logged_ones_and_cover_vanilla(enco
         for name, value in values.items():
             np.testing.assert_allclose(value, logged[step][name], rtol=1e-5, atol=1e-6)
     vanilla = tiny_config(total_steps=2, checkpoint_every=2)  # the same SiT, no encoder in its run
-    train_diffusion.train_and_evaluate(vanilla, str(tmp_path / "vanilla"))
+    diffusion_experiment.train_and_evaluate(vanilla, str(tmp_path / "vanilla"))
     assert not [r for r in read_metrics(str(tmp_path / "vanilla")) if "align_cka" in r]
     of_vanilla = checkpoint_diagnostics(str(tmp_path / "vanilla"), config)
     assert sorted(of_vanilla) == [2]
@@ -210,7 +211,7 @@ def test_several_target_encoders_average_their_projection_losses(method, encoder
     config = aligned_config(encoder_dir, method, **{"align.encoder.path": f"{encoder_dir},{second_dir}",
                                                     "optim.warmup_steps": 0})  # the first step updates
     stage = "erw_warmup" if method == "erw" else "main"
-    experiment = train_diffusion.build_experiment(config, jax.devices()[:1], stage=stage)
+    experiment = diffusion_experiment.build_experiment(config, jax.devices()[:1], stage=stage)
     assert [p["Dense_2"]["kernel"].shape[-1] for p in experiment.state.params["projector"]] == [ENCODER_WIDTH, 8]
     batch = experiment.prepare_batch(first_batches(config, experiment.mesh, 1)[0])
     assert [t.shape[-1] for t in batch["align_target"]] == [ENCODER_WIDTH, 8]
@@ -240,8 +241,8 @@ def test_several_target_encoders_average_their_projection_losses(method, encoder
 @pytest.mark.parametrize("method", ["repa", pytest.param("irepa", marks=pytest.mark.slow)])
 def test_aligned_step_on_eight_devices_equals_one_device(method, encoder_dir):
     config = aligned_config(encoder_dir, method, batch_size=16, **{"optim.eps": 1e-3})
-    one = train_diffusion.build_experiment(config, jax.devices()[:1])
-    eight = train_diffusion.build_experiment(config, jax.devices()[:8])
+    one = diffusion_experiment.build_experiment(config, jax.devices()[:1])
+    eight = diffusion_experiment.build_experiment(config, jax.devices()[:8])
     batches_1 = [one.prepare_batch(b) for b in first_batches(config, one.mesh, 3)]
     batches_8 = [eight.prepare_batch(b) for b in first_batches(config, eight.mesh, 3)]
     assert batches_8[0]["align_target"].sharding.num_devices == 8
@@ -258,19 +259,19 @@ def _restore(experiment, directory):
 
 def test_erw_runs_warmup_then_transplants_the_warmed_up_blocks(encoder_dir, tmp_path):
     config = aligned_config(encoder_dir, "erw", total_steps=3, checkpoint_every=1)
-    final = train_diffusion.train_and_evaluate(config, str(tmp_path))
+    final = diffusion_experiment.train_and_evaluate(config, str(tmp_path))
     assert int(final.step) == 3
-    assert [r["step"] for r in read_metrics(str(tmp_path / train_alignment.ERW_WARMUP_DIR))] == [1, 2]
+    assert [r["step"] for r in read_metrics(str(tmp_path / alignment_experiment.ERW_WARMUP_DIR))] == [1, 2]
     (record,) = read_metrics(str(tmp_path))
     # The update logged as step 3 is the first of phase 2 (state step s = S_w = 2): lambda = c0.
     assert record["step"] == 3 and record["align_weight"] == pytest.approx(0.7)
 
-    warmup = train_diffusion.build_experiment(config, stage="erw_warmup")
-    main = train_diffusion.build_experiment(config)
-    warm_state, _ = _restore(warmup, str(tmp_path / train_alignment.ERW_WARMUP_DIR))
+    warmup = diffusion_experiment.build_experiment(config, stage="erw_warmup")
+    main = diffusion_experiment.build_experiment(config)
+    warm_state, _ = _restore(warmup, str(tmp_path / alignment_experiment.ERW_WARMUP_DIR))
     assert int(warm_state.step) == 2 and set(warm_state.params["sit"]) == {
         "x_embedder", "t_embedder", "y_embedder", "blocks_0", "final_layer"}
-    start = train_alignment.erw_transfer(warm_state.params, main.state, main.tx, l2r_depth=1, warmup_steps=2,
+    start = alignment_experiment.erw_transfer(warm_state.params, main.state, main.tx, l2r_depth=1, warmup_steps=2,
                                          mesh=main.mesh)
     for key in ("x_embedder", "t_embedder", "y_embedder", "blocks_0"):
         assert_trees_equal(start.params["sit"][key], warm_state.params["sit"][key])
@@ -292,10 +293,10 @@ def test_erw_runs_warmup_then_transplants_the_warmed_up_blocks(encoder_dir, tmp_
 @pytest.mark.slow
 def test_erw_interrupted_inside_the_warmup_resumes_bitwise(encoder_dir, tmp_path):
     config = aligned_config(encoder_dir, "erw", total_steps=5, checkpoint_every=1)
-    reference = train_diffusion.train_and_evaluate(config, str(tmp_path / "whole"))
-    warmup = train_diffusion.build_experiment(config, stage="erw_warmup")
-    train_diffusion.run_stage(warmup, str(tmp_path / "resumed" / train_alignment.ERW_WARMUP_DIR), 1)
-    resumed = train_diffusion.train_and_evaluate(config, str(tmp_path / "resumed"))
+    reference = diffusion_experiment.train_and_evaluate(config, str(tmp_path / "whole"))
+    warmup = diffusion_experiment.build_experiment(config, stage="erw_warmup")
+    diffusion_experiment.run_stage(warmup, str(tmp_path / "resumed" / alignment_experiment.ERW_WARMUP_DIR), 1)
+    resumed = diffusion_experiment.train_and_evaluate(config, str(tmp_path / "resumed"))
     assert int(resumed.step) == 5
     assert_trees_equal(resumed.params, reference.params)
     assert_trees_equal(resumed.ema_params, reference.ema_params)
@@ -324,14 +325,14 @@ def test_random_encoder_control_keeps_the_architecture_and_replaces_the_weights(
     expected = trained.model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]  # seed 0, documented
     assert_trees_equal(random.params, expected)
     config = aligned_config(encoder_dir, "repa", **{"align.encoder.source": "random"})
-    experiment = train_diffusion.build_experiment(config)
+    experiment = diffusion_experiment.build_experiment(config)
     assert_trees_equal(experiment.alignment.encoder_params, expected)
 
 
 def test_hog_control_aligns_to_one_hog_cell_per_patch(tmp_path):
     # No encoder file: the tiny SiT's 4 x 4 grid on 32-px images gives 8-px HOG cells, 9 orientations wide.
     config = aligned_config(str(tmp_path / "absent"), "repa", **{"align.encoder.source": "hog"})
-    experiment = train_diffusion.build_experiment(config)
+    experiment = diffusion_experiment.build_experiment(config)
     batches = first_batches(config, experiment.mesh, 2)
     prepared = [experiment.prepare_batch(batch) for batch in batches]
     expected = hog_cells(jnp.asarray(batches[0]["image"]), cell_size=8).reshape(-1, 16, 9)
@@ -340,7 +341,7 @@ def test_hog_control_aligns_to_one_hog_cell_per_patch(tmp_path):
     assert np.all(np.isfinite(losses)) and state.params["projector"]["Dense_2"]["kernel"].shape[-1] == 9
     bad = aligned_config("", "repa", **{"align.encoder.source": "hog", "align.encoder.image_size": 30})
     with pytest.raises(ConfigError, match="align.encoder.image_size: HOG needs an image side"):
-        train_diffusion.build_experiment(bad)
+        diffusion_experiment.build_experiment(bad)
 
 
 def test_mismatched_token_counts_and_widths_fail_clearly(encoder_dir):
@@ -403,7 +404,7 @@ def test_bad_alignment_config_fails_before_compiling_naming_the_field(override, 
     compiles = []
     monkeypatch.setattr(jax.stages.Lowered, "compile", lambda *a, **k: compiles.append(1))
     with pytest.raises(ConfigError, match=f"^{field}:"):
-        train_diffusion.build_experiment(aligned_config(encoder_dir, "repa", **override))
+        diffusion_experiment.build_experiment(aligned_config(encoder_dir, "repa", **override))
     assert not compiles
 
 
@@ -413,17 +414,17 @@ def test_latent_data_needs_the_raw_images_for_the_encoder(encoder_dir, tmp_path)
     config = aligned_config(encoder_dir, "repa",
                             **{"data.source": "arrays", "data.path": str(tmp_path / "latents.npy")})
     with pytest.raises(ConfigError, match="^align.encoder.images_path: the training data has 4 channels"):
-        train_diffusion.build_experiment(config)
+        diffusion_experiment.build_experiment(config)
     images = np.random.default_rng(1).integers(0, 256, (16, 64, 64, 3), dtype=np.uint8)
     np.save(tmp_path / "images.npy", images)
     config.align.encoder.images_path = str(tmp_path / "images.npy")
-    experiment = train_diffusion.build_experiment(config)
+    experiment = diffusion_experiment.build_experiment(config)
     assert experiment.data_keys == ("image", "label", "encoder_image")
     batch = experiment.prepare_batch(_first_batches_with_keys(experiment, 1)[0])
     assert set(batch) == {"image", "label", "align_target"} and batch["align_target"].shape == (8, 16, ENCODER_WIDTH)
     np.save(tmp_path / "images.npy", images[:15])
     with pytest.raises(ConfigError, match="15 images for 16 latents"):
-        train_diffusion.build_experiment(config)
+        diffusion_experiment.build_experiment(config)
 
 
 def _first_batches_with_keys(experiment, count):

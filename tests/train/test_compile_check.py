@@ -15,12 +15,13 @@ import jax.numpy as jnp
 import pytest
 
 from configs import diffusion as diffusion_configs
-from jaxrep import aot, parallel
-from jaxrep.align.encoder import save_encoder
+from jaxrep import parallel
+from jaxrep.experiments import diffusion as diffusion_experiment
 from jaxrep.nn.vit import ViT
+from jaxrep.run import aot
+from jaxrep.weights.encoder import save_encoder
 from tests.helpers import REPO, with_overrides
 from tests.train import latent_fixtures as fx
-from train import diffusion as train_diffusion
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +94,7 @@ def test_fsdp_splits_the_state_over_a_multi_host_slice_with_the_collectives_fsdp
     for layout in ("replicate", "fsdp"):
         config = with_overrides(diffusion_configs.get_config("cpu_repa"),
                                 {"batch_size": 32, "param_sharding": layout, "align.encoder.path": encoder_dir})
-        step, states[layout], batch = train_diffusion.abstract_train_step(config, mesh, (32, 32, 3))
+        step, states[layout], batch = diffusion_experiment.abstract_train_step(config, mesh, (32, 32, 3))
         reports[layout] = aot.compile_report(layout, step, states[layout], batch)
     whole, split = (aot.abstract_bytes(states[layout]) for layout in ("replicate", "fsdp"))
     # The arrays FSDP leaves whole (under 2^14 elements: biases, norms, keys) stay on every device.

@@ -17,13 +17,20 @@ from jax.sharding import PartitionSpec as P
 
 from configs import diffusion as diffusion_configs
 from jaxrep import parallel
-from jaxrep.checkpoint import Checkpointer, abstract_like
 from jaxrep.config_checks import ConfigError
-from jaxrep.logging import read_metrics
+from jaxrep.experiments import diffusion as diffusion_experiment
+from jaxrep.run.checkpoint import Checkpointer, abstract_like
+from jaxrep.run.logging import read_metrics
 from jaxrep.training import current_learning_rate
-from tests.helpers import (REPO, assert_sigterm_saves_and_exits_zero, assert_trees_equal, diffusion_cli_args,
-                           first_batches, run_steps, tiny_diffusion_config)
-from train import diffusion as train_diffusion
+from tests.helpers import (
+    REPO,
+    assert_sigterm_saves_and_exits_zero,
+    assert_trees_equal,
+    diffusion_cli_args,
+    first_batches,
+    run_steps,
+    tiny_diffusion_config,
+)
 
 tiny_config, cli_args = tiny_diffusion_config, diffusion_cli_args
 
@@ -35,15 +42,15 @@ def run_cli(workdir, env_extra=None, **overrides):
 
 
 def restore_latest(workdir, config):
-    experiment = train_diffusion.build_experiment(config)
+    experiment = diffusion_experiment.build_experiment(config)
     state, extra = Checkpointer(os.path.join(workdir, "checkpoints"), save_every=1).restore(
         abstract_like(experiment.state))
     return state, extra
 
 
 def test_killed_run_resumes_bitwise(tmp_path):
-    reference = train_diffusion.train_and_evaluate(tiny_config(), str(tmp_path / "uninterrupted"))
-    killed = run_cli(tmp_path / "killed", {train_diffusion.KILL_AT_STEP_ENV: "4"})
+    reference = diffusion_experiment.train_and_evaluate(tiny_config(), str(tmp_path / "uninterrupted"))
+    killed = run_cli(tmp_path / "killed", {diffusion_experiment.KILL_AT_STEP_ENV: "4"})
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert Checkpointer(tmp_path / "killed" / "checkpoints", save_every=1).latest_step() == 3
     resumed = run_cli(tmp_path / "killed")
@@ -88,7 +95,7 @@ def test_sigterm_before_the_first_step_saves_and_exits_zero(tmp_path):
 def test_restored_state_keeps_ema_optimizer_and_schedule_position(tmp_path):
     # Stop inside the warmup so the learning-rate schedule position matters.
     config = tiny_config(total_steps=3, **{"optim.warmup_steps": 10})
-    final = train_diffusion.train_and_evaluate(config, str(tmp_path))
+    final = diffusion_experiment.train_and_evaluate(config, str(tmp_path))
     state, extra = restore_latest(str(tmp_path), config)
     assert int(state.step) == 3 and extra["data"]
     assert_trees_equal(state.ema_params, final.ema_params)
@@ -103,10 +110,10 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     path = str(tmp_path / "images.npy")
     np.save(path, images)
     config = tiny_config(total_steps=3, checkpoint_every=3, **{"data.source": "arrays", "data.path": path})
-    good = train_diffusion.train_and_evaluate(config, str(tmp_path / "run"))
+    good = diffusion_experiment.train_and_evaluate(config, str(tmp_path / "run"))
     np.save(path, np.full_like(images, np.nan))
-    with pytest.raises(train_diffusion.NonFiniteLossError, match="last good checkpoint"):
-        train_diffusion.train_and_evaluate(tiny_config(total_steps=6, checkpoint_every=1,
+    with pytest.raises(diffusion_experiment.NonFiniteLossError, match="last good checkpoint"):
+        diffusion_experiment.train_and_evaluate(tiny_config(total_steps=6, checkpoint_every=1,
                                                        **{"data.source": "arrays", "data.path": path}),
                                            str(tmp_path / "run"))
     checkpointer = Checkpointer(tmp_path / "run" / "checkpoints", save_every=1)
@@ -119,9 +126,9 @@ def test_an_overflowing_update_never_reaches_a_checkpoint(tmp_path):
     # From a good checkpoint, a rate of 1e39 keeps loss and gradient finite but overflows the parameters: the step
     # must be refused (state untouched) and the run must stop without saving.
     workdir = str(tmp_path / "run")
-    good = train_diffusion.train_and_evaluate(tiny_config(total_steps=3, checkpoint_every=3), workdir)
-    with pytest.raises(train_diffusion.NonFiniteLossError, match="updated parameters"):
-        train_diffusion.train_and_evaluate(
+    good = diffusion_experiment.train_and_evaluate(tiny_config(total_steps=3, checkpoint_every=3), workdir)
+    with pytest.raises(diffusion_experiment.NonFiniteLossError, match="updated parameters"):
+        diffusion_experiment.train_and_evaluate(
             tiny_config(total_steps=6, checkpoint_every=1, **{"optim.learning_rate": 1e39}), workdir)
     assert Checkpointer(tmp_path / "run" / "checkpoints", save_every=1).all_steps() == [3]
     state, _ = restore_latest(workdir, tiny_config())
@@ -141,7 +148,7 @@ def test_bad_config_fails_before_compiling_naming_the_field(override, field, mon
     compiles = []
     monkeypatch.setattr(jax.stages.Lowered, "compile", lambda *a, **k: compiles.append(1))
     with pytest.raises(ConfigError, match=f"^{field}:"):
-        train_diffusion.build_experiment(tiny_config(**override))
+        diffusion_experiment.build_experiment(tiny_config(**override))
     assert not compiles
 
 
@@ -186,8 +193,8 @@ def test_a_second_job_on_a_held_work_directory_is_refused_in_one_line(tmp_path):
 def test_eight_devices_match_one_device_and_shard_map_matches_jit():
     # A large Adam epsilon keeps Adam from amplifying float noise in near-zero gradients into O(lr) updates.
     config = tiny_config(batch_size=16, **{"optim.eps": 1e-3})
-    one = train_diffusion.build_experiment(config, jax.devices()[:1])
-    eight = train_diffusion.build_experiment(config, jax.devices()[:8])
+    one = diffusion_experiment.build_experiment(config, jax.devices()[:1])
+    eight = diffusion_experiment.build_experiment(config, jax.devices()[:8])
     assert len(jax.devices()) >= 8
     state_1, losses_1 = run_steps(one.jitted_step, one.state, first_batches(config, one.mesh, 3))
     batches_8 = first_batches(config, eight.mesh, 3)
@@ -197,8 +204,8 @@ def test_eight_devices_match_one_device_and_shard_map_matches_jit():
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), state_8.params, state_1.params)
 
     # The same step, per device under shard_map with an axis name (the pmap form), on global arrays.
-    fresh = train_diffusion.build_experiment(config, jax.devices()[:8])
-    mapped_step = train_diffusion.make_train_step_for_axis(fresh, parallel.DATA_AXIS)
+    fresh = diffusion_experiment.build_experiment(config, jax.devices()[:8])
+    mapped_step = diffusion_experiment.make_train_step_for_axis(fresh, parallel.DATA_AXIS)
     shard_mapped = jax.jit(jax.shard_map(mapped_step, mesh=fresh.mesh, in_specs=(P(), P(parallel.DATA_AXIS)),
                                          out_specs=(P(), P()), check_vma=False))
     state_s, losses_s = run_steps(shard_mapped, fresh.state, batches_8)
@@ -219,7 +226,7 @@ def test_eight_devices_match_one_device_and_shard_map_matches_jit():
 
 def test_second_call_does_not_recompile():
     config = tiny_config()
-    experiment = train_diffusion.build_experiment(config)
+    experiment = diffusion_experiment.build_experiment(config)
     batches = first_batches(config, experiment.mesh, 3)
     state, _ = experiment.jitted_step(experiment.state, batches[0])
     records = []
@@ -242,12 +249,12 @@ def test_checkpoint_from_eight_devices_restores_on_one_and_the_next_step_agrees(
     # One run on 8 devices writes its checkpoint; a 1-device experiment restores it against its own mesh and takes
     # the next step on the same batch as the 8-device state: equal parameters, equal next loss.
     config_8 = tiny_config(total_steps=2, checkpoint_every=2, num_devices=8, batch_size=16)
-    final_8 = train_diffusion.train_and_evaluate(config_8, str(tmp_path))
-    one = train_diffusion.build_experiment(tiny_config(num_devices=1, batch_size=16))
+    final_8 = diffusion_experiment.train_and_evaluate(config_8, str(tmp_path))
+    one = diffusion_experiment.build_experiment(tiny_config(num_devices=1, batch_size=16))
     state, _ = Checkpointer(tmp_path / "checkpoints", save_every=1).restore(abstract_like(one.state))
     assert all(len(leaf.sharding.device_set) == 1 for leaf in jax.tree.leaves(state.params))
     assert_trees_equal(state.params, final_8.params)
-    eight = train_diffusion.build_experiment(config_8)
+    eight = diffusion_experiment.build_experiment(config_8)
     batch = first_batches(config_8, one.mesh, 1)[0]
     _, loss_1 = run_steps(one.jitted_step, state, [batch])
     _, loss_8 = run_steps(eight.jitted_step, final_8, [jax.device_put(batch, parallel.batch_sharding(eight.mesh))])
@@ -255,8 +262,8 @@ def test_checkpoint_from_eight_devices_restores_on_one_and_the_next_step_agrees(
 
 
 def test_resuming_with_a_different_model_fails_clearly(tmp_path):
-    from jaxrep.checkpoint import CheckpointMismatchError
+    from jaxrep.run.checkpoint import CheckpointMismatchError
 
-    train_diffusion.train_and_evaluate(tiny_config(total_steps=1), str(tmp_path))
+    diffusion_experiment.train_and_evaluate(tiny_config(total_steps=1), str(tmp_path))
     with pytest.raises(CheckpointMismatchError, match="does not fit the current model/config"):
-        train_diffusion.train_and_evaluate(tiny_config(total_steps=2, **{"model.hidden_size": 64}), str(tmp_path))
+        diffusion_experiment.train_and_evaluate(tiny_config(total_steps=2, **{"model.hidden_size": 64}), str(tmp_path))

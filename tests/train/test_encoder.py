@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 
 from configs import encoder as encoder_configs
-from jaxrep.align.encoder import load_encoder, read_encoder_metadata
 from jaxrep.config_checks import ConfigError
 from jaxrep.data import ColoredShapes
-from jaxrep.logging import read_metrics
+from jaxrep.experiments import diffusion as diffusion_experiment
+from jaxrep.experiments import encoder as encoder_experiment
+from jaxrep.experiments.factor_training import describe_holdout_accuracy
 from jaxrep.nn.vit import ViT
+from jaxrep.run.logging import read_metrics
+from jaxrep.weights.encoder import load_encoder, read_encoder_metadata
 from tests.helpers import tiny_diffusion_config as tiny_config
-from train import encoder as train_encoder_module
-from train.factor_training import describe_holdout_accuracy
-from train import diffusion as train_diffusion
 
 
 def tiny_encoder_config(**overrides):
@@ -33,12 +33,12 @@ def tiny_encoder_config(**overrides):
 def test_pretraining_loss_at_zero_heads_is_log_class_counts():
     source = ColoredShapes()
     vit = ViT(width=16, depth=1, num_heads=2, patch_size=4, pos_embed_grid=8)
-    heads = train_encoder_module.TokenHeads(tuple(source.factor_sizes))
+    heads = encoder_experiment.TokenHeads(tuple(source.factor_sizes))
     params = {"vit": vit.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"],
               "heads": jax.tree.map(jnp.zeros_like, heads.init(jax.random.key(1), jnp.zeros((1, 64, 16)))["params"])}
     batch = {"image": np.stack([source[i]["image"] for i in (0, 500)]),
              "factors": np.stack([source[i]["factors"] for i in (0, 500)])}
-    loss_fn = train_encoder_module.make_pretraining_loss(vit, heads, image_size=32, coverage_weight=0.5)
+    loss_fn = encoder_experiment.make_pretraining_loss(vit, heads, image_size=32, coverage_weight=0.5)
     loss, metrics = jax.jit(loss_fn)(params, batch, None, 0)
     # Uniform logits: cross-entropy log K per factor; a zero coverage logit: log 2 whatever the target.
     np.testing.assert_allclose(metrics["factor_loss"], np.mean(np.log(source.factor_sizes)), rtol=1e-6)
@@ -48,7 +48,7 @@ def test_pretraining_loss_at_zero_heads_is_log_class_counts():
 
 def test_trained_encoder_checkpoint_round_trips(tmp_path):
     config = tiny_encoder_config()
-    trained = train_encoder_module.train_encoder(config, str(tmp_path), show_progress=False)
+    trained = encoder_experiment.train_encoder(config, str(tmp_path), show_progress=False)
     loaded = load_encoder("checkpoint", str(tmp_path))
     assert loaded.model == trained.model and loaded.image_size == 32 and loaded.grid_size == 8
     jax.tree.map(np.testing.assert_array_equal, loaded.params, trained.params)
@@ -56,7 +56,7 @@ def test_trained_encoder_checkpoint_round_trips(tmp_path):
     assert info["steps"] == 4 and 0.0 <= info["holdout_factor_accuracy"] <= 1.0
     assert [r["step"] for r in read_metrics(str(tmp_path))] == [2, 4, 4]
     with pytest.raises(ConfigError, match="^model.patch_size:"):
-        train_encoder_module.train_encoder(tiny_encoder_config(image_size=30), str(tmp_path / "bad"))
+        encoder_experiment.train_encoder(tiny_encoder_config(image_size=30), str(tmp_path / "bad"))
 
 
 def test_first_aligned_run_trains_the_missing_encoder_once(tmp_path, monkeypatch, capsys):
@@ -65,21 +65,21 @@ def test_first_aligned_run_trains_the_missing_encoder_once(tmp_path, monkeypatch
     path = str(tmp_path / "encoder")
     config = tiny_config(**{"align.method": "repa", "align.depth": 1, "align.projector_dim": 16,
                             "align.encoder.path": path})
-    experiment = train_diffusion.build_experiment(config)
+    experiment = diffusion_experiment.build_experiment(config)
     assert "no encoder checkpoint at" in capsys.readouterr().out
     assert read_encoder_metadata(path)["info"]["steps"] == 4
     assert experiment.alignment.encoder.width == 16
     stamp = os.path.getmtime(path)
     time.sleep(0.01)
-    monkeypatch.setattr(train_encoder_module, "train_encoder", lambda *a, **k: pytest.fail("retrained"))
-    train_diffusion.build_experiment(config)
+    monkeypatch.setattr(encoder_experiment, "train_encoder", lambda *a, **k: pytest.fail("retrained"))
+    diffusion_experiment.build_experiment(config)
     assert os.path.getmtime(path) == stamp
 
 
 @pytest.mark.slow
 def test_shapes32_preset_learns_the_factors(tmp_path):
     """The preset's wall-clock (<= 3 min on 2 cores) is a benchmark figure, not asserted here."""
-    train_encoder_module.train_encoder(encoder_configs.get_config("shapes32"), str(tmp_path), show_progress=False)
+    encoder_experiment.train_encoder(encoder_configs.get_config("shapes32"), str(tmp_path), show_progress=False)
     assert read_encoder_metadata(str(tmp_path))["info"]["holdout_factor_accuracy"] > 0.6  # chance: ~0.26
 
 

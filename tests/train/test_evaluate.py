@@ -13,11 +13,11 @@ from PIL import Image
 from configs import eval_net as eval_net_configs
 from configs import evaluate as evaluate_configs
 from jaxrep.config_checks import ConfigError
+from jaxrep.experiments import diffusion as diffusion_experiment
+from jaxrep.experiments import eval_net as eval_net_experiment
+from jaxrep.experiments import evaluate as evaluate_experiment
 from tests.helpers import REPO, with_overrides
 from tests.helpers import tiny_diffusion_config as tiny_config
-from train import diffusion as train_diffusion
-from train import eval_net as train_eval_net
-from train import evaluate as train_evaluate
 
 NUM_SAMPLES = 12  # one full batch of 8 (split over the 8 test devices) and one padded batch
 
@@ -25,7 +25,7 @@ NUM_SAMPLES = 12  # one full batch of 8 (split over the 8 test devices) and one 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     directory = tmp_path_factory.mktemp("diffusion")
-    train_diffusion.train_and_evaluate(tiny_config(), str(directory))  # checkpoints at steps 3 and 6
+    diffusion_experiment.train_and_evaluate(tiny_config(), str(directory))  # checkpoints at steps 3 and 6
     return directory
 
 
@@ -35,7 +35,7 @@ def eval_net_dir(tmp_path_factory):
     config = eval_net_configs.get_config("shapes32")
     config.update(total_steps=3, batch_size=16, log_every=1)
     config.model.update(widths=(4, 8), feature_dim=16)
-    train_eval_net.train_eval_net(config, str(directory), show_progress=False)
+    eval_net_experiment.train_eval_net(config, str(directory), show_progress=False)
     return directory
 
 
@@ -51,7 +51,7 @@ def eval_config(**overrides):
 
 def test_evaluate_writes_adm_npz_results_and_grid_and_reuses_the_reference_cache(workdir, eval_net_dir, tmp_path):
     overrides = eval_overrides(eval_net_dir, tmp_path / "cache")
-    results = train_evaluate.evaluate(eval_config(**overrides), str(workdir), show_progress=False)
+    results = evaluate_experiment.evaluate(eval_config(**overrides), str(workdir), show_progress=False)
 
     output_dir = os.path.dirname(results["samples_npz"])
     assert os.path.basename(output_dir) == "step0000006_ode-heun2_cfg1.5_eval_net_n12_seed0"
@@ -107,10 +107,10 @@ def test_evaluate_writes_adm_npz_results_and_grid_and_reuses_the_reference_cache
 def test_evaluate_names_missing_checkpoints_and_bad_settings(workdir, eval_net_dir, tmp_path):
     overrides = eval_overrides(eval_net_dir, tmp_path / "cache")
     with pytest.raises(ValueError, match=r"available: \[3, 6\]"):
-        train_evaluate.evaluate(eval_config(**overrides, step=4), str(workdir), show_progress=False)
+        evaluate_experiment.evaluate(eval_config(**overrides, step=4), str(workdir), show_progress=False)
     with pytest.raises(FileNotFoundError, match="config.json"):
-        train_evaluate.evaluate(eval_config(**overrides), str(tmp_path), show_progress=False)
+        evaluate_experiment.evaluate(eval_config(**overrides), str(tmp_path), show_progress=False)
     with pytest.raises(ConfigError, match="batch_size"):
-        train_evaluate.evaluate(eval_config(**dict(overrides, batch_size=6)), str(workdir), show_progress=False)
+        evaluate_experiment.evaluate(eval_config(**dict(overrides, batch_size=6)), str(workdir), show_progress=False)
     with pytest.raises(ConfigError, match="features.inception_path"):
-        train_evaluate.evaluate(eval_config(**overrides, **{"features.extractor": "inception"}), str(workdir))
+        evaluate_experiment.evaluate(eval_config(**overrides, **{"features.extractor": "inception"}), str(workdir))

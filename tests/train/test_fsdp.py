@@ -8,11 +8,11 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 from jaxrep import parallel
-from jaxrep.checkpoint import Checkpointer, abstract_like
 from jaxrep.config_checks import ConfigError
+from jaxrep.experiments import diffusion as diffusion_experiment
+from jaxrep.experiments import sample as sample_experiment
+from jaxrep.run.checkpoint import Checkpointer, abstract_like
 from tests.helpers import first_batches, run_steps, tiny_diffusion_config
-from train import diffusion as train_diffusion
-from train import sample as train_sample
 
 # Width 128: every weight matrix has >= 2^14 entries, so FSDP splits them; biases and norms stay whole.
 WIDE = {"batch_size": 16, "model.hidden_size": 128, "model.num_heads": 4, "optim.eps": 1e-3}
@@ -29,7 +29,7 @@ def test_fsdp_spec_splits_the_largest_divisible_axis_of_large_arrays():
     with pytest.raises(ValueError, match="param_sharding: must be one of"):
         parallel.state_shardings({}, parallel.make_mesh(jax.devices()[:1]), "zero3")
     with pytest.raises(ConfigError, match="^param_sharding: "):
-        train_diffusion.build_experiment(tiny_diffusion_config(param_sharding="zero3"), jax.devices()[:1])
+        diffusion_experiment.build_experiment(tiny_diffusion_config(param_sharding="zero3"), jax.devices()[:1])
 
 
 def copy(state):
@@ -47,8 +47,8 @@ def split_fraction(tree) -> float:
 @pytest.fixture(scope="module")
 def layouts():
     devices = jax.devices()[:8]
-    replicated = train_diffusion.build_experiment(tiny_diffusion_config(**WIDE), devices)
-    fsdp = train_diffusion.build_experiment(tiny_diffusion_config(**WIDE, param_sharding="fsdp"), devices)
+    replicated = diffusion_experiment.build_experiment(tiny_diffusion_config(**WIDE), devices)
+    fsdp = diffusion_experiment.build_experiment(tiny_diffusion_config(**WIDE, param_sharding="fsdp"), devices)
     return replicated, fsdp
 
 
@@ -73,8 +73,8 @@ def test_fsdp_training_and_sampling_equal_the_replicated_layout(layouts):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), state_f.params, state_r.params)
     assert parallel.shardings_of(state_f) == parallel.shardings_of(fsdp.state)  # the step keeps the layout
     labels, key = np.arange(8, dtype=np.int32) % 3, jax.random.key(0)
-    images_r = train_sample.make_sharded_sampler(replicated)(state_r.ema_params, labels, key)
-    images_f = train_sample.make_sharded_sampler(fsdp)(state_f.ema_params, labels, key)
+    images_r = sample_experiment.make_sharded_sampler(replicated)(state_r.ema_params, labels, key)
+    images_f = sample_experiment.make_sharded_sampler(fsdp)(state_f.ema_params, labels, key)
     np.testing.assert_allclose(images_f, images_r, atol=2e-4)
 
 
@@ -99,8 +99,8 @@ def test_checkpoints_restore_across_layouts_and_device_counts(layouts, tmp_path)
     checkpointer = Checkpointer(tmp_path / "fsdp", save_every=1, async_save=False)
     checkpointer.save(1, state_f, {}, force=True)
     checkpointer.close()
-    one = train_diffusion.build_experiment(tiny_diffusion_config(**WIDE), jax.devices()[:1])
-    four = train_diffusion.build_experiment(tiny_diffusion_config(**WIDE, param_sharding="fsdp"), jax.devices()[:4])
+    one = diffusion_experiment.build_experiment(tiny_diffusion_config(**WIDE), jax.devices()[:1])
+    four = diffusion_experiment.build_experiment(tiny_diffusion_config(**WIDE, param_sharding="fsdp"), jax.devices()[:4])
     for target in (replicated, one, four):
         restored, _ = Checkpointer(tmp_path / "fsdp", save_every=1).restore(abstract_like(target.state))
         jax.tree.map(np.testing.assert_array_equal, restored.params, state_f.params)

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from configs import diffusion as diffusion_configs
-from jaxrep.checkpoint import Checkpointer, abstract_like
-from jaxrep.nn.convert import CheckpointMismatchError
-from jaxrep.nn.convert_sit import sit_params_from_state_dict
+from jaxrep.experiments.diffusion import build_experiment
+from jaxrep.experiments.import_checkpoint import import_checkpoint
 from jaxrep.nn.sit import sincos_2d
+from jaxrep.run.checkpoint import Checkpointer, abstract_like
+from jaxrep.weights.convert import CheckpointMismatchError
+from jaxrep.weights.convert_sit import sit_params_from_state_dict
 from tests.helpers import REPO
-from train.diffusion import build_experiment
-from train.import_checkpoint import import_checkpoint
 
 torch = pytest.importorskip("torch")
 
@@ -111,9 +111,9 @@ def test_keep_projector_imports_the_projector(tmp_path, monkeypatch):
     """An aligned config keeps its projector; the encoder (only built, never run here) is a tiny stand-in."""
     from jaxrep.align.encoder import FrozenEncoder
     from jaxrep.align.repa import MLPProjector
-    from jaxrep.nn.convert_projector import projector_params_from_state_dict
+    from jaxrep.experiments import alignment
     from jaxrep.nn.vit import ViT
-    from train import alignment
+    from jaxrep.weights.convert_projector import projector_params_from_state_dict
 
     encoder = FrozenEncoder(ViT(width=8, depth=1, num_heads=1, patch_size=4), {}, 32)  # 8 = the file's z_dim
     monkeypatch.setattr(alignment, "load_encoder", lambda *args, **kwargs: encoder)

@@ -12,22 +12,22 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrep.align.encoder import save_encoder
 from jaxrep.config_checks import ConfigError
 from jaxrep.data import make_dataset, make_iterator
 from jaxrep.data.images import ImageReadError, center_crop_adm, read_rgb
 from jaxrep.data.latent_records import DatasetError, LatentRecordSource, read_manifest, verify_dataset
-from jaxrep.logging import read_metrics
-from jaxrep.metrics.features import save_eval_net
-from jaxrep.nn.autoencoder_kl import load_autoencoder_kl
+from jaxrep.experiments import diffusion as diffusion_experiment
+from jaxrep.experiments import evaluate as evaluate_experiment
+from jaxrep.experiments import prepare_latents
+from jaxrep.experiments import sample as sample_experiment
 from jaxrep.nn.eval_net import EvalNet
 from jaxrep.nn.vit import ViT
+from jaxrep.run.logging import read_metrics
+from jaxrep.weights.autoencoder_kl import load_autoencoder_kl
+from jaxrep.weights.encoder import save_encoder
+from jaxrep.weights.features import save_eval_net
 from tests.helpers import distributed_flags, finish_processes, free_port, start_processes
 from tests.train import latent_fixtures as fx
-from train import diffusion as train_diffusion
-from train import evaluate as train_evaluate
-from train import prepare_latents
-from train import sample as train_sample
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NUM_GOOD = fx.NUM_CLASSES * fx.IMAGES_PER_CLASS
@@ -57,7 +57,7 @@ def run_dir(dataset, tmp_path_factory):
     save_encoder(encoder_dir, encoder, encoder.init(jax.random.key(7), jnp.zeros((1, 16, 16, 3)))["params"],
                  image_size=16, info={"note": "random, for tests"})
     workdir = str(root / "run")
-    train_diffusion.train_and_evaluate(fx.train_config(dataset[0], encoder_dir), workdir)
+    diffusion_experiment.train_and_evaluate(fx.train_config(dataset[0], encoder_dir), workdir)
     return workdir
 
 
@@ -98,7 +98,7 @@ def test_corrupt_image_stops_with_its_path_and_a_damaged_shard_is_named(inputs, 
     with pytest.raises(DatasetError, match=str(shard)):
         LatentRecordSource(str(copy))
     with pytest.raises(ConfigError, match="data.path"):
-        train_diffusion.build_experiment(fx.train_config(str(tmp_path), "unused", **{"align.method": "none"}))
+        diffusion_experiment.build_experiment(fx.train_config(str(tmp_path), "unused", **{"align.method": "none"}))
 
 
 def test_killed_preparation_resumes_without_duplicates_or_gaps(inputs, dataset, tmp_path):
@@ -126,7 +126,7 @@ def test_repa_training_on_records_then_decoded_samples_are_scored(run_dir, input
                   image_shape=(16, 16, 3), data_source="latent_records")
     config = fx.sample_config(**{"sample_only": False, "features.eval_net_path": eval_net_dir, "features.batch_size": 8,
                                  "reference.cache_dir": str(tmp_path / "cache"), "output_dir": str(tmp_path / "eval")})
-    results = train_evaluate.evaluate(config, run_dir, show_progress=False)
+    results = evaluate_experiment.evaluate(config, run_dir, show_progress=False)
     assert np.isfinite(results["fd"]) and results["fd"] > 0 and results["prdc_num_real"] == NUM_GOOD
     with np.load(results["samples_npz"]) as samples:
         assert samples["arr_0"].shape == (12, 16, 16, 3) and samples["arr_0"].dtype == np.uint8
@@ -137,10 +137,10 @@ def test_repa_training_on_records_then_decoded_samples_are_scored(run_dir, input
 def samples_equal_decoded_latents(run_dir, vae_dir, npz_path) -> bool:
     """The first sample batch is the SD-VAE decode of the SiT's latents / 0.18215, quantised as REPA does."""
     config = fx.sample_config()
-    experiment = train_diffusion.build_experiment(
-        train_sample.sampling_config(train_sample.load_run_config(run_dir), config))
-    params, _ = train_sample.restore_params(experiment, run_dir, -1, use_ema=True)
-    latents = jax.jit(train_diffusion.make_sampler(experiment.model, experiment.config))(
+    experiment = diffusion_experiment.build_experiment(
+        sample_experiment.sampling_config(sample_experiment.load_run_config(run_dir), config))
+    params, _ = sample_experiment.restore_params(experiment, run_dir, -1, use_ema=True)
+    latents = jax.jit(diffusion_experiment.make_sampler(experiment.model, experiment.config))(
         params, jnp.arange(8, dtype=jnp.int32) % fx.NUM_CLASSES, jax.random.fold_in(jax.random.key(0), 0))
     model, vae_params = load_autoencoder_kl(vae_dir)
     pixels = np.asarray(model.apply(vae_params, np.asarray(latents) / 0.18215, method="decode"))

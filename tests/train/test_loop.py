@@ -1,4 +1,4 @@
-"""The shared host loop `train.loop.fit`: a non-finite step is never saved, hooks run on their cadence and once
+"""The shared host loop `jaxrep.run.loop.fit`: a non-finite step is never saved, hooks run on their cadence and once
 at the end, and a run without a checkpointer saves nothing."""
 
 import io
@@ -11,10 +11,10 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from jaxrep.checkpoint import Checkpointer, CheckpointSaveError, PreemptionGuard, abstract_like, verify_checksums
-from jaxrep.logging import LineProgress, MetricLogger, read_metrics, workdir_summary
+from jaxrep.run import loop
+from jaxrep.run.checkpoint import Checkpointer, CheckpointSaveError, PreemptionGuard, abstract_like, verify_checksums
+from jaxrep.run.logging import LineProgress, MetricLogger, read_metrics, workdir_summary
 from jaxrep.training import NonFiniteLossError, create_train_state, make_optimizer
-from train import loop
 
 
 def fresh_state():

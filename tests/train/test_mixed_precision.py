@@ -5,20 +5,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrep.align.encoder import load_encoder, make_target_fn, save_encoder
+from jaxrep.align.encoder import make_target_fn
 from jaxrep.data import ColoredShapes
+from jaxrep.experiments import diffusion as diffusion_experiment
+from jaxrep.experiments.encoder import TokenHeads, make_pretraining_loss
 from jaxrep.losses import repa_loss
 from jaxrep.nn.vit import ViT
+from jaxrep.weights.encoder import load_encoder, save_encoder
 from tests.helpers import first_batches, run_steps
 from tests.helpers import tiny_diffusion_config as tiny_config
-from train import diffusion as train_diffusion
-from train.encoder import TokenHeads, make_pretraining_loss
 
 
 def test_bf16_loss_tracks_float32_and_state_stays_float32():
     # Stated tolerance: per-step losses within 2 % of float32 over 4 steps (bf16 has an 8-bit mantissa).
-    f32 = train_diffusion.build_experiment(tiny_config(), jax.devices()[:1])
-    bf16 = train_diffusion.build_experiment(tiny_config(**{"model.dtype": "bfloat16"}), jax.devices()[:1])
+    f32 = diffusion_experiment.build_experiment(tiny_config(), jax.devices()[:1])
+    bf16 = diffusion_experiment.build_experiment(tiny_config(**{"model.dtype": "bfloat16"}), jax.devices()[:1])
     batches = first_batches(f32.config, f32.mesh, 4)
     params = jax.tree.map(lambda p: p + 0.02 * jax.random.normal(jax.random.key(0), p.shape), f32.state.params)
     state_32, losses_32 = run_steps(f32.jitted_step, f32.state.replace(params=jax.tree.map(jnp.copy, params)), batches)

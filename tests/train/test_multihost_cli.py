@@ -18,12 +18,20 @@ from configs import diffusion as diffusion_configs
 from configs import evaluate as evaluate_configs
 from configs import prepare_latents as prepare_configs
 from jaxrep import parallel
-from jaxrep.checkpoint import Checkpointer, abstract_like
 from jaxrep.data import make_dataset, make_iterator
-from jaxrep.logging import read_metrics
-from tests.helpers import (REPO, assert_trees_equal, diffusion_cli_args, distributed_flags, finish_processes,
-                           free_port, start_processes, tiny_diffusion_config)
-from train import diffusion as train_diffusion
+from jaxrep.experiments import diffusion as diffusion_experiment
+from jaxrep.run.checkpoint import Checkpointer, abstract_like
+from jaxrep.run.logging import read_metrics
+from tests.helpers import (
+    REPO,
+    assert_trees_equal,
+    diffusion_cli_args,
+    distributed_flags,
+    finish_processes,
+    free_port,
+    start_processes,
+    tiny_diffusion_config,
+)
 from train.cli import SCALES_OUT
 
 SINGLE_PROCESS_ENTRYPOINTS = ("train.rl", "train.rl_mjx", "train.rl_grid", "train.vae", "train.traversal",
@@ -38,7 +46,7 @@ def cluster_commands(workdir, num_processes: int = 2, port: int | None = None, *
 
 
 def restore_state(workdir):
-    experiment = train_diffusion.build_experiment(tiny_diffusion_config(), jax.devices()[:1])
+    experiment = diffusion_experiment.build_experiment(tiny_diffusion_config(), jax.devices()[:1])
     return Checkpointer(os.path.join(workdir, "checkpoints"), save_every=1).restore(abstract_like(experiment.state))[0]
 
 
@@ -54,7 +62,7 @@ def test_two_processes_train_to_completion_as_one_process_on_their_four_devices(
 
     # One process on 4 devices, fed the concatenation of the two processes' disjoint shards of each global batch.
     config = tiny_diffusion_config(num_devices=4)
-    experiment = train_diffusion.build_experiment(config, jax.devices()[:4])
+    experiment = diffusion_experiment.build_experiment(config, jax.devices()[:4])
     shards = [make_iterator(make_dataset(experiment.source, global_batch_size=8, root_key=jax.random.key(config.seed),
                                          process_index=i, process_count=2)) for i in range(2)]
     state, losses = experiment.state, []

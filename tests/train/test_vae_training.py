@@ -12,18 +12,19 @@ import pytest
 from PIL import Image
 
 from jaxrep import parallel
-from jaxrep.checkpoint import Checkpointer
 from jaxrep.config_checks import ConfigError
-from jaxrep.logging import read_metrics
+from jaxrep.experiments import vae as vae_experiment
+from jaxrep.run.checkpoint import Checkpointer
+from jaxrep.run.logging import read_metrics
 from tests.helpers import REPO, assert_strips, assert_trees_equal, losses, strip_grid_shape
 from tests.helpers import tiny_vae_config as tiny_config
-from train import vae as train_vae
+
 
 # A 288-image subgrid (3 shapes x 2 scales x 3 orientations x 4 x 4 positions) and a tiny VAE.
 @pytest.fixture(scope="module")
 def plain_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("vae_plain")
-    state = train_vae.train_and_evaluate(tiny_config("plain"), str(workdir))
+    state = vae_experiment.train_and_evaluate(tiny_config("plain"), str(workdir))
     return workdir, state
 
 
@@ -34,7 +35,7 @@ def test_plain_vae_end_to_end_writes_metrics_checkpoints_and_pictures(plain_run)
     records = read_metrics(str(workdir))
     assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4]
     assert all(np.isfinite(r["elbo"]) for r in records if "elbo" in r)
-    final = json.loads((workdir / train_vae.FINAL_METRICS).read_text())
+    final = json.loads((workdir / vae_experiment.FINAL_METRICS).read_text())
     assert final["step"] == 4 and set(final) >= {"mig", "dci_disentanglement", "dci_completeness", "nll"}
     assert 0.0 <= final["mig"] <= 1.0 and 0.0 <= final["dci_disentanglement"] <= 1.0
     # Bernoulli NLL of a 64 x 64 binary image: positive and at most 4096 log 2 plus the KL at init.
@@ -46,17 +47,17 @@ def test_plain_vae_end_to_end_writes_metrics_checkpoints_and_pictures(plain_run)
 def test_load_vae_returns_the_trained_weights(plain_run):
     workdir, state = plain_run
     mesh = parallel.make_mesh(jax.devices()[:1])
-    vae, params, config = train_vae.load_vae(str(workdir), mesh)
+    vae, params, config = vae_experiment.load_vae(str(workdir), mesh)
     assert vae.latent_dim == 3 and config.method == "plain"
     assert_trees_equal(params, state.ema_params["vae"])
     with pytest.raises(ConfigError, match="^vae.workdir: no VAE run"):
-        train_vae.load_vae(str(workdir / "missing"), mesh)
+        vae_experiment.load_vae(str(workdir / "missing"), mesh)
 
 
 def test_plain_vae_resumes_bitwise(plain_run, tmp_path):
     workdir, reference = plain_run  # 4 uninterrupted steps
-    train_vae.train_and_evaluate(tiny_config("plain", total_steps=2), str(tmp_path))
-    resumed = train_vae.train_and_evaluate(tiny_config("plain"), str(tmp_path))
+    vae_experiment.train_and_evaluate(tiny_config("plain", total_steps=2), str(tmp_path))
+    resumed = vae_experiment.train_and_evaluate(tiny_config("plain"), str(tmp_path))
     assert int(resumed.step) == 4
     assert_trees_equal(resumed.params, reference.params)
     assert_trees_equal(resumed.opt_state, reference.opt_state)
@@ -65,21 +66,21 @@ def test_plain_vae_resumes_bitwise(plain_run, tmp_path):
 
 def test_regularized_vae_end_to_end_writes_strips_and_metrics(tmp_path):
     config = tiny_config("regularized")
-    state = train_vae.train_and_evaluate(config, str(tmp_path))
+    state = vae_experiment.train_and_evaluate(config, str(tmp_path))
     assert int(state.step) == 4 and set(state.params) == {"vae", "potentials"}
     assert Checkpointer(tmp_path / "checkpoints", save_every=1).all_steps() == [2, 4]
     record = read_metrics(str(tmp_path))[0]
     assert {"elbo", "shifted_elbo", "flow", "ic", "pde", "variation", "matching", "velocity_norm"} <= set(record)
-    final = json.loads((tmp_path / train_vae.FINAL_METRICS).read_text())
+    final = json.loads((tmp_path / vae_experiment.FINAL_METRICS).read_text())
     assert 0.0 <= final["vp"] <= 1.0 and 0.0 <= final["mig"] <= 1.0 and np.isfinite(final["nll"])
     assert_strips(tmp_path, 4, 2, config.regularizer.num_potentials, config.regularizer.num_steps)
 
 
 @pytest.mark.slow
 def test_regularized_vae_resumes_bitwise(tmp_path):
-    reference = train_vae.train_and_evaluate(tiny_config("regularized"), str(tmp_path / "uninterrupted"))
-    train_vae.train_and_evaluate(tiny_config("regularized", total_steps=2), str(tmp_path / "resumed"))
-    resumed = train_vae.train_and_evaluate(tiny_config("regularized"), str(tmp_path / "resumed"))
+    reference = vae_experiment.train_and_evaluate(tiny_config("regularized"), str(tmp_path / "uninterrupted"))
+    vae_experiment.train_and_evaluate(tiny_config("regularized", total_steps=2), str(tmp_path / "resumed"))
+    resumed = vae_experiment.train_and_evaluate(tiny_config("regularized"), str(tmp_path / "resumed"))
     assert_trees_equal(resumed.params, reference.params)
     assert_trees_equal(resumed.opt_state, reference.opt_state)
     assert losses(tmp_path / "resumed") == losses(tmp_path / "uninterrupted")
@@ -93,7 +94,7 @@ def test_more_potentials_than_factors_fails_naming_the_field(override, monkeypat
     compiles = []
     monkeypatch.setattr(jax.stages.Lowered, "compile", lambda *a, **k: compiles.append(1))
     with pytest.raises(ConfigError, match=r"^regularizer.num_potentials: \d potentials but only \d factors"):
-        train_vae.build_experiment(tiny_config("regularized", **override))
+        vae_experiment.build_experiment(tiny_config("regularized", **override))
     assert not compiles
 
 
@@ -106,7 +107,7 @@ def test_more_potentials_than_factors_fails_naming_the_field(override, monkeypat
 ])
 def test_bad_config_fails_naming_the_field(override, field):
     with pytest.raises(ConfigError, match=f"^{field}:"):
-        train_vae.build_experiment(tiny_config("regularized", **override))
+        vae_experiment.build_experiment(tiny_config("regularized", **override))
 
 
 def test_cli_one_line_error_for_too_many_potentials(tmp_path):

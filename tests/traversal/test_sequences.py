@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from jaxrep.data import DSprites
-from jaxrep.traversal.sequences import DSpritesGrid, TransformationSequences, shifted_factors
+from jaxrep.data.traversal_sequences import DSpritesGrid, TransformationSequences, shifted_factors
 
 TINY = dict(starts=(0, 0, 0, 0, 0), stop=30, strides=(1, 3, 10, 8, 8))
 

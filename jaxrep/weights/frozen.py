@@ -1,7 +1,7 @@
 """Frozen-weight checkpoints: the parameters of a trained network plus the metadata that rebuilds it.
 
-The in-repo target encoder (`jaxrep.align.encoder`) and the evaluation network (`jaxrep.metrics.features`) are
-both written this way: one orbax step (`jaxrep.checkpoint.Checkpointer`, checksummed) whose item `state` is
+The in-repo target encoder (`jaxrep.align.encoder`) and the evaluation network (`jaxrep.weights.features`) are
+both written this way: one orbax step (`jaxrep.run.checkpoint.Checkpointer`, checksummed) whose item `state` is
 `{"params": params}` and whose item `extra` is a JSON dict with `kind` naming what wrote it. Readers check the
 kind, rebuild the model from the metadata and restore the parameters onto one local device.
 """
@@ -14,8 +14,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxrep.checkpoint import CheckpointMismatchError, Checkpointer
-from jaxrep.nn.convert import WeightFileError
+from jaxrep.run.checkpoint import Checkpointer, CheckpointMismatchError
+from jaxrep.weights.convert import WeightFileError
 
 
 class FrozenWeightsError(WeightFileError):

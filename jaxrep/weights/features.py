@@ -31,10 +31,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrep import parallel
-from jaxrep.frozen_weights import FrozenWeightsError, read_frozen_metadata, restore_frozen_params, save_frozen
-from jaxrep.metrics.frechet import FeatureStatistics
+from jaxrep.metrics.frechet import FeatureStatistics, as_float64_statistics
 from jaxrep.nn.eval_net import EvalNet
-from jaxrep.nn.inception import FID_FEATURE_DIM, FIDInceptionV3, load_inception_variables
+from jaxrep.nn.inception import FID_FEATURE_DIM, FIDInceptionV3
+from jaxrep.weights.frozen import FrozenWeightsError, read_frozen_metadata, restore_frozen_params, save_frozen
+from jaxrep.weights.inception import load_inception_variables
 
 __all__ = [
     "EVAL_NET_KIND",
@@ -266,3 +267,15 @@ def cached_reference_features(extractor: FeatureExtractor, make_batches: Callabl
                                    progress=progress)
     save_feature_set(path, feature_set, key_fields)
     return feature_set, path, False
+
+
+def save_statistics(path: str | os.PathLike, mu, sigma) -> None:
+    """Writes `mu`, `sigma` to an `.npz`, the layout of pytorch-fid's `--save-stats` and ADM's reference batches."""
+    mu, sigma = as_float64_statistics(mu, sigma)
+    np.savez(path, mu=mu, sigma=sigma)
+
+
+def load_statistics(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Reads (mu, sigma) from an `.npz` with `mu` and `sigma` keys (pytorch-fid stats, ADM reference batches)."""
+    with np.load(path) as data:
+        return as_float64_statistics(data["mu"], data["sigma"])

@@ -3,7 +3,7 @@
 A vanilla SiT run logs no alignment diagnostics while it trains (it has no encoder); an alignment study still
 needs its CKA / mutual k-NN / local-distant similarity / effective-rank curves to compare the arms. This
 evaluates every checkpoint of any run (vanilla, or aligned to another encoder) with exactly the hook an aligned
-run logs during training (`train.diffusion.alignment_probe`: same probe batch, noise and targets), so for an
+run logs during training (`jaxrep.experiments.diffusion.alignment_probe`: same probe batch, noise and targets), so for an
 aligned run it reproduces the values it logged at its checkpoint steps.
 """
 
@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import os
 
-from jaxrep.checkpoint import Checkpointer
-from train import diffusion as train_diffusion
-from train import sample as train_sample
-from train.run_config import load_run_config
+from jaxrep.experiments import diffusion as diffusion_experiment
+from jaxrep.experiments import sample as sample_experiment
+from jaxrep.experiments.run_config import load_run_config
+from jaxrep.run.checkpoint import Checkpointer
 
 
 def checkpoint_diagnostics(workdir: str, aligned_config) -> dict[int, dict[str, float]]:
@@ -29,17 +29,17 @@ def checkpoint_diagnostics(workdir: str, aligned_config) -> dict[int, dict[str, 
     """
     if aligned_config.align.method == "none":
         raise ValueError("aligned_config: align.method is 'none'; the diagnostics need a target encoder")
-    run = train_diffusion.build_experiment(load_run_config(workdir))
-    aligned = train_diffusion.build_experiment(aligned_config)
+    run = diffusion_experiment.build_experiment(load_run_config(workdir))
+    aligned = diffusion_experiment.build_experiment(aligned_config)
     if run.model != aligned.model:
         raise ValueError(f"aligned_config: its SiT {aligned.model} is not the run's {run.model}")
-    probe = train_diffusion.alignment_probe(aligned, train_diffusion.training_dataset(aligned))
+    probe = diffusion_experiment.alignment_probe(aligned, diffusion_experiment.training_dataset(aligned))
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), save_every=1)
     steps = checkpointer.all_steps()
     checkpointer.close()
     results = {}
     for step in sorted(steps):
-        params, _ = train_sample.restore_params(run, workdir, step, use_ema=False)
+        params, _ = sample_experiment.restore_params(run, workdir, step, use_ema=False)
         state = aligned.state.replace(params={**aligned.state.params, "sit": params["sit"]})
         results[step] = {name: float(value) for name, value in probe(state, step).items()}
     return results

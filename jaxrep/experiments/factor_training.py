@@ -1,5 +1,5 @@
 """Training of the in-repo networks on the datasets' ground-truth factors (procedural data; Fashion-MNIST's class) (`train/encoder.py`, the
-alignment target encoder; `train/eval_net.py`, the evaluation network), through `train.loop`.
+alignment target encoder; `train/eval_net.py`, the evaluation network), through `jaxrep.run.loop`.
 
 `fit_on_factors` holds out a fixed random share of the images, trains with the generic pure step
 (`jaxrep.training.make_train_step`, EMA weights kept), logs to `metrics.jsonl`, and reports the loss's metrics
@@ -19,8 +19,9 @@ import optax
 
 from jaxrep.data import ColoredShapes, DSprites, FashionMNIST, make_dataset, make_iterator, shuffle_seed
 from jaxrep.data.fashion_mnist import DEBIAN_DIR as FASHION_MNIST_DIR
+from jaxrep.run import loop
 from jaxrep.training import LossFn, create_train_state, make_train_step
-from train import loop
+
 
 def build_source(name: str, path: str = ""):
     """The dataset `name` with factors: 'shapes32', 'dsprites' (procedural) or 'fashion_mnist' (its train split,

@@ -30,8 +30,8 @@ from typing import Any, Callable, Sequence
 import jax
 
 from jaxrep import parallel
-from jaxrep.checkpoint import Checkpointer, PreemptionGuard, abstract_like
-from jaxrep.logging import MetricLogger, progress_bar, save_config
+from jaxrep.run.checkpoint import Checkpointer, PreemptionGuard, abstract_like
+from jaxrep.run.logging import MetricLogger, progress_bar, save_config
 from jaxrep.training import check_finite, current_learning_rate
 
 # Fault injection for the kill-and-resume tests: SIGKILL this process right after the given step.

@@ -8,7 +8,7 @@ Key layout of the official `models/sit.py` (`sihyun-yu/REPA`, `End2End-Diffusion
   class), `blocks.i.{attn.qkv, attn.proj, mlp.fc1, mlp.fc2, adaLN_modulation.1}`,
   `final_layer.{linear, adaLN_modulation.1}`: torch Linear (out, in) -> Flax kernel (in, out);
 - REPA's `--legacy` layout (`decoder_blocks.j` = `blocks.{j + number of blocks.*}`) is renamed on the fly;
-- projectors: `jaxrep.nn.convert_projector` (the SiT conversion skips `projectors.*`).
+- projectors: `jaxrep.weights.convert_projector` (the SiT conversion skips `projectors.*`).
 
 - QK-norm (`blocks.i.attn.{q,k}_norm.{weight,bias}`, timm `qk_norm=True`: `--qk-norm`, ERW's "with QK-Norm"
   `best.pt`) -> `blocks_i/attn/{q,k}_norm/{scale,bias}` of a `SiT(qk_norm=True)`;
@@ -40,10 +40,16 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from jaxrep.nn.convert import (CheckpointMismatchError, MissingWeightsError, UnreadableWeightsError, load_state_dict,
-                                match_params, read_or_explain)
 from jaxrep.nn.rope import axial_rope_tables
 from jaxrep.nn.sit import SiT, sincos_2d
+from jaxrep.weights.convert import (
+    CheckpointMismatchError,
+    MissingWeightsError,
+    UnreadableWeightsError,
+    load_state_dict,
+    match_params,
+    read_or_explain,
+)
 
 __all__ = [
     "HEADS_BY_WIDTH",

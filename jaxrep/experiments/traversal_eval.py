@@ -12,8 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrep.chunked import map_in_chunks
-from jaxrep.logging import save_image_grid
 from jaxrep.metrics.disentanglement import variation_predictability
+from jaxrep.run.logging import save_image_grid
 from jaxrep.traversal import traverse_all
 
 

@@ -3,7 +3,7 @@
 Key layouts: REPA/ERW `projectors.k.{0,2,4}` (REPA's build_mlp: Linear, SiLU, Linear, SiLU, Linear), iREPA
 `projectors.k.projection_layer.{0,2,4}` (type "mlp") or `projectors.k.projection_layer` (type "conv", a Conv2d with
 padding k // 2 on the row-major token grid); one projector per target encoder (REPA's `--enc-type` may list
-several). Files are read with `jaxrep.nn.convert_sit.read_sit_checkpoint`.
+several). Files are read with `jaxrep.weights.convert_sit.read_sit_checkpoint`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from flax import traverse_util
 
 from jaxrep.align.irepa import ConvProjector
 from jaxrep.align.repa import MLPProjector
-from jaxrep.nn.convert import CheckpointMismatchError, match_params
-from jaxrep.nn.convert_sit import canonical_names
+from jaxrep.weights.convert import CheckpointMismatchError, match_params
+from jaxrep.weights.convert_sit import canonical_names
 
 __all__ = ["projector_from_state_dict", "projector_params_from_state_dict"]
 

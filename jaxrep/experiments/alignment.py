@@ -30,7 +30,7 @@ from configs import encoder as encoder_configs
 from configs._common import factor_preset_for_run
 from jaxrep import parallel
 from jaxrep.align.diagnostics import alignment_diagnostics
-from jaxrep.align.encoder import FrozenEncoder, abstract_encoder, load_encoder, make_target_fn
+from jaxrep.align.encoder import FrozenEncoder, make_target_fn
 from jaxrep.align.erw import transplant_blocks
 from jaxrep.align.objective import AlignmentTerm, Projector, make_alignment_term, make_projector
 from jaxrep.config_checks import ConfigError
@@ -40,6 +40,7 @@ from jaxrep.diffusion.objective import draw_training_noise
 from jaxrep.nn.sit import SiT
 from jaxrep.train_state import TrainState
 from jaxrep.training import example_keys
+from jaxrep.weights.encoder import abstract_encoder, load_encoder
 
 ERW_WARMUP_DIR = "erw_warmup"  # work-directory subfolder of ERW's warmup stage (checkpoints, metrics)
 ENCODER_IMAGE_KEY = "encoder_image"
@@ -84,7 +85,7 @@ def with_encoder_images(source, config):
 def ensure_encoder(config) -> None:
     """Trains the in-repo encoder (progress bar; configs/encoder.py preset = the data source) if
     `align.encoder.path` does not exist yet; only for the procedural data it is defined on."""
-    from train.encoder import train_encoder  # the encoder trainer is only needed on first use
+    from jaxrep.experiments.encoder import train_encoder  # the encoder trainer is only needed on first use
 
     specs = diffusion_configs.encoder_specs(config)
     path = specs[0][0]
@@ -149,7 +150,7 @@ def encoder_image_key(config, image_shape: tuple[int, ...]) -> str:
 def build_alignment(config, model: SiT, image_shape: tuple[int, ...], mesh: jax.sharding.Mesh, *,
                     abstract: bool = False) -> Alignment | None:
     """The alignment pieces for `config.align`, or None for align.method='none'. `abstract`: encoder params as
-    sharded `jax.ShapeDtypeStruct`s and no file read or trained (`jaxrep.align.encoder.abstract_encoder`), for an
+    sharded `jax.ShapeDtypeStruct`s and no file read or trained (`jaxrep.weights.encoder.abstract_encoder`), for an
     ahead-of-time compile."""
     align = config.align
     if align.method == "none":

@@ -1,0 +1,176 @@
+"""Evaluate a diffusion work directory: sample, write the ADM sample file, FD / precision / recall / density / coverage.
+
+  python -m train.evaluate --config=configs/evaluate.py:cpu --workdir=workdirs/diffusion_cpu
+
+Steps (all outputs in one directory, `<workdir>/eval/<description>/` unless `output_dir` is set):
+1-3. `train.sample`: every process restores the checkpoint's EMA weights (`step`, default the latest), samples its
+   share of the `num_samples` images with the run's sampler or the `sample.*` overrides (batch b uses noise key
+   fold_in(seed key, b); labels balanced by default), decodes latent runs through the SD-VAE, and process 0 merges
+   the shares into `samples_<N>x<H>x<W>x3.npz` (`arr_0` uint8 (N, H, W, 3) NHWC, `arr_1` the labels: the layout
+   of ADM's `evaluator.py`; grey images are repeated to RGB there) and `samples_grid.png`. `sample_only` stops here.
+4. On process 0: features of the uint8 samples (in-repo eval net, or pytorch-fid's Inception for standard FID) and of the real
+   training images (computed once, cached in `reference.cache_dir`); Frechet distance on all samples, precision /
+   recall / density / coverage (k = 5) on up to `prdc_max_samples`.
+5. `results.json` (metrics, settings, paths, timings) and one printed line with FD/P/R/D/C.
+
+The eval net for the procedural datasets is trained on first use (train/eval_net.py; a few minutes on 2 cores).
+Sampling runs on all devices of all processes (`distributed.*`); the features and metrics are computed on process 0.
+A latent run's reference images are the crops stored in its prepared dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import jax
+import numpy as np
+
+from configs import eval_net as eval_net_configs
+from configs import evaluate as evaluate_configs
+from configs._common import FACTOR_SOURCES, factor_preset_for_run
+from jaxrep import parallel
+from jaxrep.config_checks import ConfigError
+from jaxrep.data.latent_records import DatasetError, read_manifest
+from jaxrep.experiments import eval_net as eval_net_experiment
+from jaxrep.experiments import sample as sample_experiment
+from jaxrep.experiments.run_config import load_run_config
+from jaxrep.metrics import frechet_distance, prdc
+from jaxrep.run.logging import progress_bar, to_uint8
+from jaxrep.weights.features import cached_reference_features, extract_features, load_feature_extractor
+
+# Errors that mean bad input or a run that cannot go on (the command line prints them as one line).
+EXPECTED_ERRORS = (FileNotFoundError, DatasetError)
+
+
+def reference_selection(source, num_images: int) -> np.ndarray:
+    """Indices of the real images behind the reference statistics: all of them, or a fixed random subset (the
+    procedural index order is structured: dSprites' first 50k images all have one shape)."""
+    count = len(source) if num_images == 0 else min(num_images, len(source))
+    if count == len(source):
+        return np.arange(count)
+    return np.sort(np.random.default_rng(0).permutation(len(source))[:count])
+
+
+def reference_description(config, indices: np.ndarray) -> dict:
+    """Identity of the reference data for the cache key (for user files: path, size and modification time)."""
+    description = {"data_source": config.data.source, "num_images": int(len(indices)),
+                   "selection": "all" if indices[-1] == len(indices) - 1 else "permutation(seed 0)"}
+    if config.data.source == "arrays":
+        stat = os.stat(config.data.path)
+        description.update(path=os.path.abspath(config.data.path), size=stat.st_size, mtime=stat.st_mtime)
+    if config.data.source == "latent_records":
+        shards = read_manifest(config.data.path)["shards"]
+        description.update(path=os.path.abspath(config.data.path), shards_sha256=[s["sha256"] for s in shards])
+    return description
+
+
+def real_image(source, index: int) -> np.ndarray:
+    """The uint8 real image behind example `index`: the stored crop of a prepared latent dataset, else the
+    source's pixel-space image."""
+    if hasattr(source, "pixels"):
+        return source.pixels(index)
+    image = np.asarray(source[index]["image"])
+    if image.shape[-1] not in (1, 3):
+        raise ConfigError("data.source: the reference images of a latent run come from a prepared dataset "
+                          "(data.source='latent_records', train.prepare_latents); a .npy of latents holds none")
+    return to_uint8(image)
+
+
+def uint8_batches(source, indices: np.ndarray, batch_size: int, show_progress: bool = True):
+    """uint8 batches of the real images at `indices`, with a progress bar (created only when iterated)."""
+    bar = progress_bar(len(indices), desc="reference features", unit="img", show=show_progress)
+    try:
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start:start + batch_size]
+            yield np.stack([real_image(source, int(i)) for i in chunk])
+            bar.update(len(chunk))
+    finally:
+        bar.close()
+
+
+def feature_extractor_for(eval_config, run_config, show_progress: bool = True):
+    """Loads the configured extractor; the eval net of a procedural dataset is trained first if missing."""
+    features = eval_config.features
+    if features.extractor == "inception":
+        return load_feature_extractor("inception", features.inception_path)
+    source_name = run_config.data.source
+    path = features.eval_net_path or os.path.join("workdirs", f"eval_net_{source_name}")
+    if not os.path.exists(path):
+        if source_name not in FACTOR_SOURCES:
+            raise FileNotFoundError(f"features.eval_net_path: no eval net at {path!r}; for user data train one "
+                                    "on it or use features.extractor='inception'")
+        print(f"no eval net at {path}: training one (python -m train.eval_net; a few minutes on 2 cores)", flush=True)
+        eval_net_experiment.train_eval_net(factor_preset_for_run(eval_net_configs.get_config, run_config.data), path,
+                                      show_progress=show_progress)
+    extractor = load_feature_extractor("eval_net", path)
+    if extractor.metadata.get("data_source") != source_name:
+        print(f"warning: the eval net at {path} was trained on {extractor.metadata.get('data_source')!r}, "
+              f"the run on {source_name!r}", flush=True)
+    return extractor
+
+
+def evaluate(eval_config, workdir: str, *, show_progress: bool = True) -> dict | None:
+    """Runs the whole evaluation (module docstring); returns the results dict also written to results.json (on
+    process 0; other processes sample their share and return None)."""
+    start = time.perf_counter()
+    evaluate_configs.validate(eval_config, num_devices=len(jax.local_devices()[:eval_config.num_devices or None]))
+    scoring = jax.process_index() == 0 and not eval_config.sample_only
+    # The extractor first: a missing weight file fails before minutes of sampling.
+    extractor = feature_extractor_for(eval_config, load_run_config(workdir), show_progress) if scoring else None
+    sampled = sample_experiment.sample(eval_config, workdir, show_progress=show_progress)
+    if not scoring:
+        return None
+    config, experiment, step, output_dir = (sampled[k] for k in ("config", "experiment", "step", "output_dir"))
+    images, npz_path = sampled["images"], sampled["npz"]
+    seconds = dict(sampled["seconds"])
+    grid_path = os.path.join(output_dir, "samples_grid.png")
+
+    tick = time.perf_counter()
+    batch_size, keep = eval_config.features.batch_size, eval_config.prdc_max_samples
+    fake = extract_features(extractor, (images[i:i + batch_size] for i in range(0, len(images), batch_size)),
+                            batch_size=batch_size, mesh=experiment.mesh, keep=keep)
+    seconds["features"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    indices = reference_selection(experiment.source, eval_config.reference.num_images)
+    real, cache_path, cache_hit = cached_reference_features(
+        extractor, lambda: uint8_batches(experiment.source, indices, batch_size, show_progress),
+        cache_dir=eval_config.reference.cache_dir, description=reference_description(config, indices),
+        batch_size=batch_size, mesh=experiment.mesh, keep=keep)
+    seconds["reference"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    fd = frechet_distance(real.statistics.mean, real.statistics.covariance, fake.statistics.mean,
+                          fake.statistics.covariance)
+    knn = prdc(real.features, fake.features, k=eval_config.prdc_k)
+    seconds["metrics"] = time.perf_counter() - tick
+    seconds["total"] = time.perf_counter() - start
+
+    results = {
+        "fd": fd, **knn,
+        "workdir": os.path.abspath(workdir), "step": int(step), "weights": "ema" if eval_config.use_ema else "raw",
+        "num_samples": int(len(images)), "seed": int(eval_config.seed), "sample": dict(config.sample.to_dict()),
+        "feature_extractor": {"kind": extractor.kind, "dim": extractor.dim, "fingerprint": extractor.fingerprint,
+                              "path": extractor.metadata.get("path", "")},
+        "reference": {**reference_description(config, indices), "cache": os.path.abspath(cache_path),
+                      "cache_hit": cache_hit},
+        "prdc_k": int(eval_config.prdc_k), "prdc_num_real": int(len(real.features)),
+        "prdc_num_fake": int(len(fake.features)), "samples_npz": os.path.abspath(npz_path),
+        "grid_png": os.path.abspath(grid_path), "num_devices": int(experiment.mesh.size),
+        "sampling_images_per_s": len(images) / seconds["sampling"],
+        "seconds": {name: round(value, 2) for name, value in seconds.items()},
+    }
+    with open(os.path.join(output_dir, "results.json"), "w") as file:
+        json.dump(results, file, indent=2)
+    print(f"step {step} ({results['weights']}), {len(images)} samples, {extractor.kind} features: FD {fd:.4f}  "
+          f"precision {knn['precision']:.4f}  recall {knn['recall']:.4f}  density {knn['density']:.4f}  "
+          f"coverage {knn['coverage']:.4f}  ({seconds['total']:.0f} s; {output_dir})", flush=True)
+    return results
+
+
+def run(eval_config, workdir: str) -> dict | None:
+    results = evaluate(eval_config, workdir)
+    parallel.barrier("jaxrep_evaluate_done")  # the other processes wait for process 0's scoring
+    return results
