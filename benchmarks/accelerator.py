@@ -5,7 +5,8 @@
 
 The step is `train.diffusion`'s (SiT on 32x32x4 latents, 1000 classes, AdamW, EMA, `--attention_impl`,
 `--param_sharding` over all local devices) on a fixed random batch; MFU is XLA's FLOP count of the compiled
-step per second over the devices' datasheet bf16 peak (`benchmarks.tools.profiling.ACCELERATOR_PEAKS`). Sampling is
+step per second over the devices' datasheet bf16 peak (`benchmarks.tools.profiling.theoretical_peak`: NVIDIA
+GPUs from its table, TPUs from `jaxrep.run.aot.CHIPS`, so a TPU VM prints MFU too). Sampling is
 the run's sampler (Euler ODE, `--sample_steps`, CFG 4: two forward passes per step) on `--sample_batch` labels.
 Memory: the compiled step's analysis per device and the device's peak bytes in use.
 """

@@ -25,9 +25,15 @@ import os
 import ml_collections
 
 from configs._common import ACTIVATION_DTYPES, FACTOR_SOURCES, distributed_config, preset_base
+from jaxrep.align.erw import erw_initial_weight
+from jaxrep.align.objective import METHODS as ALIGN_METHODS
 from jaxrep.config_checks import ConfigError, require, require_choice, require_positive
+from jaxrep.diffusion.interpolants import INTERPOLANTS, TIME_WEIGHTINGS
+from jaxrep.diffusion.samplers import ODE_METHODS, SAMPLERS
+from jaxrep.nn.attention import ATTENTION_IMPLS
+from jaxrep.parallel import PARAM_SHARDINGS
+from jaxrep.weights.encoder import SOURCES as ENCODER_SOURCES
 
-ALIGN_METHODS = ("none", "repa", "irepa", "erw")
 CPU_BASES = ("cpu", "fmnist")  # tiny pixel-space SiTs that train in minutes on a laptop CPU
 ALIGNED_BASES = (*CPU_BASES, "b2", "l2", "xl2", "b2_512", "xl2_512")
 ALIGNED_PRESETS = tuple(f"{base}_{method}" for base in ALIGNED_BASES for method in ALIGN_METHODS[1:])
@@ -203,13 +209,11 @@ def _add_alignment(config: ml_collections.ConfigDict, base: str, method: str) ->
 
 
 def _alignment_coef(base: str, method: str) -> float:
-    """lambda of the `{base}_{method}` preset: REPA 0.5, iREPA 1.0; ERW's c0 by model size as `ERW:train.py`
-    get_dynamic_proj_coeff matches the model name (XL 6.0, L 3.0, else 1.0; `jaxrep.align.erw.erw_initial_weight`),
-    1.0 for the cpu SiT."""
+    """lambda of the `{base}_{method}` preset: REPA 0.5, iREPA 1.0; ERW's c0 by the SiT's name
+    (`jaxrep.align.erw.erw_initial_weight`: XL 6.0, L 3.0, else 1.0), 1.0 for the cpu SiTs."""
     if method in ("repa", "irepa"):
         return {"repa": 0.5, "irepa": 1.0}[method]
-    size = "" if base in CPU_BASES else SIT_OF_BASE[base].split("/")[0]
-    return {"XL": 6.0, "L": 3.0}.get(size, 1.0)
+    return 1.0 if base in CPU_BASES else erw_initial_weight(f"SiT-{SIT_OF_BASE[base]}")
 
 
 def image_size_of(config: ml_collections.ConfigDict) -> int | None:
@@ -230,7 +234,7 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int, image_size:
                      "model.mlp_ratio", "sample.num_steps", "sample.num_images")
     require(config.batch_size % num_devices == 0, "batch_size",
             f"{config.batch_size} is not divisible by the {num_devices} devices of the mesh")
-    require_choice(config, "param_sharding", ("replicate", "fsdp"))
+    require_choice(config, "param_sharding", PARAM_SHARDINGS)
     require(config.optim.learning_rate > 0, "optim.learning_rate", f"must be > 0, got {config.optim.learning_rate}")
     require(config.optim.warmup_steps >= 0, "optim.warmup_steps", "must be >= 0")
     require(config.optim.eps > 0, "optim.eps", f"must be > 0 (Adam divides by sqrt(v) + eps), got {config.optim.eps}")
@@ -244,16 +248,16 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int, image_size:
     require(config.num_devices >= 0, "num_devices", "must be >= 0 (0: all devices)")
     require_choice(config, "data.source", ("shapes32", "dsprites", "fashion_mnist", "arrays", "latent_records"))
     require_choice(config, "model.dtype", ACTIVATION_DTYPES)
-    require_choice(config, "model.attention_impl", ("xla", "cudnn", "cpu_layout"))
+    require_choice(config, "model.attention_impl", ATTENTION_IMPLS)
     if config.model.attention_impl == "cudnn":
         import jax
 
         require(jax.default_backend() == "gpu", "model.attention_impl",
                 f"'cudnn' runs on NVIDIA GPUs only; this backend is {jax.default_backend()!r} (use 'xla')")
-    require_choice(config, "diffusion.path", ("linear", "gvp"))
-    require_choice(config, "diffusion.time_weighting", ("uniform", "lognormal"))
-    require_choice(config, "sample.sampler", ("ode", "sde"))
-    require_choice(config, "sample.ode_method", ("euler", "heun"))
+    require_choice(config, "diffusion.path", tuple(INTERPOLANTS))
+    require_choice(config, "diffusion.time_weighting", TIME_WEIGHTINGS)
+    require_choice(config, "sample.sampler", SAMPLERS)
+    require_choice(config, "sample.ode_method", ODE_METHODS)
     if check_files:
         require(config.data.source != "arrays" or os.path.isfile(config.data.path), "data.path",
                 f"data.source='arrays' needs a .npy/.npz file of images or latents; no such file {config.data.path!r}")
@@ -322,7 +326,7 @@ def validate_alignment(config: ml_collections.ConfigDict, check_files: bool = Tr
     require(align.diagnostics_every >= 0, "align.diagnostics_every", "must be >= 0 (0: never)")
     require_positive(config, "align.projector_dim", "align.conv_kernel")
     require(align.conv_kernel % 2 == 1, "align.conv_kernel", f"must be odd (SAME padding), got {align.conv_kernel}")
-    require_choice(config, "align.encoder.source", ("checkpoint", "random", "dinov2", "hog"))
+    require_choice(config, "align.encoder.source", ENCODER_SOURCES)
     require_choice(config, "align.encoder.dtype", ACTIVATION_DTYPES)
     require(align.encoder.image_size >= 0, "align.encoder.image_size", "must be >= 0 (0: the encoder's own size)")
     specs = [] if align.encoder.source == "hog" else encoder_specs(config)

@@ -19,6 +19,7 @@ from ml_collections import config_dict
 
 from configs._common import distributed_config, preset_base
 from jaxrep.config_checks import ConfigError, require, require_choice, require_positive
+from jaxrep.diffusion.samplers import ODE_METHODS, SAMPLERS
 
 PRESETS = ("cpu", "fid10k", "fid50k")
 
@@ -93,9 +94,9 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
     require_choice(config, "labels", ("balanced", "random"))
     require_choice(config, "vae.dtype", ("float32", "bfloat16"))
     if config.sample.sampler is not None:
-        require_choice(config, "sample.sampler", ("ode", "sde"))
+        require_choice(config, "sample.sampler", SAMPLERS)
     if config.sample.ode_method is not None:
-        require_choice(config, "sample.ode_method", ("euler", "heun"))
+        require_choice(config, "sample.ode_method", ODE_METHODS)
     if config.sample.num_steps is not None:
         require_positive(config, "sample.num_steps")
     if config.features.extractor == "inception" and not config.sample_only:

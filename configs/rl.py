@@ -23,8 +23,10 @@ import os
 import ml_collections
 
 from jaxrep.config_checks import ConfigError, require, require_choice, require_positive
+from jaxrep.rl.beer import FORMS as BEER_FORMS
+from jaxrep.rl.networks import INIT_SCHEMES
 
-# Unverified guess at the paper's 12 tasks (reference brief, section 1.5): neither the paper's body nor the official
+# Unverified guess at the paper's 12 tasks: neither the paper's body nor the official
 # code @81834e5 was found to list them; only the count (12, abstract) and humanoid-stand (README) are confirmed.
 PAPER_TASKS = (
     "acrobot-swingup", "finger-turn_hard", "fish-swim", "hopper-hop", "hopper-stand", "humanoid-run",
@@ -103,8 +105,8 @@ def validate_agent(config: ml_collections.ConfigDict) -> None:
     """The checks the host and the MJX loop share: method, agent, BEER, batch and replay; ConfigError naming
     the field."""
     require_choice(config, "method", ("beer", "ddpg"))
-    require_choice(config, "beer.form", ("official", "clean"))
-    require_choice(config, "agent.init_scheme", ("torch", "flax"))
+    require_choice(config, "beer.form", BEER_FORMS)
+    require_choice(config, "agent.init_scheme", INIT_SCHEMES)
     require_positive(config, "env.action_repeat", "env.episode_length", "total_env_steps", "batch_size",
                      "replay_capacity", "agent.actor_learning_rate", "agent.critic_learning_rate", "agent.discount",
                      "agent.tau", "beer.gamma")

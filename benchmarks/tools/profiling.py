@@ -20,13 +20,13 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-# Dense float32 / bfloat16 peaks (FLOP/s) of common accelerators, from vendor datasheets (no sparsity).
+from jaxrep.run import aot
+
+# Dense float32 / bfloat16 peaks (FLOP/s) of NVIDIA GPUs, from vendor datasheets (no sparsity); TPUs: `aot.CHIPS`.
 ACCELERATOR_PEAKS = {
     "H100": {"float32": 67e12, "bfloat16": 989e12},  # SXM
     "H200": {"float32": 67e12, "bfloat16": 989e12},
     "A100": {"float32": 19.5e12, "bfloat16": 312e12},
-    "TPU v4": {"float32": 275e12, "bfloat16": 275e12},
-    "TPU v5": {"float32": 197e12, "bfloat16": 197e12},
 }
 
 
@@ -75,10 +75,12 @@ def theoretical_peak(dtype: str = "float32") -> tuple[float | None, str]:
         peak = cores * mhz * 1e6 * per_cycle
         return peak, (f"{cores} cores x {mhz:.0f} MHz x {per_cycle} float32 FLOP/cycle "
                       f"({'AVX-512' if lanes == 16 else 'AVX2' if lanes == 8 else 'SSE'}, 2 FMA ports)")
-    kind = device.device_kind
+    kind, count = device.device_kind, jax.local_device_count()
+    chip = aot.chip_of(kind)
+    if chip is not None:  # TPUs: the bf16 MXU peak (float32 matmuls run as bf16 passes)
+        return chip.bf16_tflops * 1e12 * count, f"{count} x {kind}: {chip.bf16_tflops:.0f} TFLOP/s bf16 datasheet"
     for name, peaks in ACCELERATOR_PEAKS.items():
         if name.lower() in kind.lower():
-            count = jax.local_device_count()
             return peaks[dtype] * count, f"{count} x {kind}: {peaks[dtype] / 1e12:.0f} TFLOP/s {dtype} datasheet"
     return None, f"no datasheet peak for {kind}"
 

@@ -17,12 +17,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxrep.align.repa import repa_loss
+from jaxrep.align.repa import repa_loss_per_example
 
 __all__ = [
     "erw_initial_weight",
     "erw_alignment_weight",
     "erw_warmup_loss",
+    "erw_warmup_loss_per_example",
     "transplant_blocks",
 ]
 
@@ -78,6 +79,16 @@ def erw_alignment_weight(
     return jnp.where(step >= warmup_steps, weight, 0.0).astype(jnp.float32)
 
 
+def erw_warmup_loss_per_example(projected: jax.Array, target: jax.Array, *,
+                                official_last_sample: bool = False) -> jax.Array:
+    """`erw_warmup_loss` per example, (B,): `repa_loss_per_example`; with `official_last_sample`, zero for every
+    example but the last, whose value is its own, so the batch mean is the released code's last-sample / B."""
+    losses = repa_loss_per_example(projected, target)
+    if official_last_sample:
+        return jnp.where(jnp.arange(losses.shape[0]) == losses.shape[0] - 1, losses, 0.0)
+    return losses
+
+
 def erw_warmup_loss(projected: jax.Array, target: jax.Array, *, official_last_sample: bool = False) -> jax.Array:
     """Phase-1 alignment loss: batch mean of the per-token negative cosine (= `repa_loss`).
 
@@ -96,9 +107,7 @@ def erw_warmup_loss(projected: jax.Array, target: jax.Array, *, official_last_sa
     Returns:
       float32 scalar in [-1, 1] ([-1/B, 1/B] with `official_last_sample`).
     """
-    if official_last_sample:
-        return repa_loss(projected[-1:], target[-1:]) / projected.shape[0]
-    return repa_loss(projected, target)
+    return jnp.mean(erw_warmup_loss_per_example(projected, target, official_last_sample=official_last_sample))
 
 
 _EMBEDDERS = ("x_embedder", "t_embedder", "y_embedder")

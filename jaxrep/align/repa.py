@@ -20,7 +20,7 @@ import jax.numpy as jnp
 
 from jaxrep.nn.dense import TokenDense
 
-__all__ = ["l2_normalize", "check_token_shapes", "repa_loss", "MLPProjector"]
+__all__ = ["l2_normalize", "check_token_shapes", "repa_loss", "repa_loss_per_example", "MLPProjector"]
 
 
 def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
@@ -42,24 +42,28 @@ def check_token_shapes(projected: jax.Array, target: jax.Array, what: str) -> No
             f"D means the projector's output width is not the encoder's width.")
 
 
-def repa_loss(projected: jax.Array, target: jax.Array) -> jax.Array:
-    """Negative cosine similarity between projected SiT tokens and encoder tokens (REPA's L_REPA).
+def repa_loss_per_example(projected: jax.Array, target: jax.Array) -> jax.Array:
+    """REPA's L_REPA per image: -(1/N) sum_n cos(h_phi(h)_n, y*_n) over the N patch tokens (REPA Eq. 8).
 
-    Each token is L2-normalised like `F.normalize` (eps 1e-12) in float32; -cos is averaged over the N
-    tokens of each image, then over the batch (equal N, so the plain mean over (B, N)). The target is
-    wrapped in `stop_gradient`: the encoder is frozen.
+    Each token is L2-normalised like `F.normalize` (eps 1e-12) in float32. The target is wrapped in
+    `stop_gradient`: the encoder is frozen.
 
     Args:
       projected: h_phi(h), (B, N, D).
       target: encoder patch tokens y*, (B, N, D).
 
     Returns:
-      float32 scalar in [-1, 1]; -1 when every projected token points along its target.
+      float32 (B,) in [-1, 1]; -1 where every projected token points along its target.
     """
     check_token_shapes(projected, target, "repa_loss")
     target = jax.lax.stop_gradient(target)
     cosine = jnp.sum(l2_normalize(projected) * l2_normalize(target), axis=-1)
-    return -jnp.mean(cosine)
+    return -jnp.mean(cosine, axis=-1)
+
+
+def repa_loss(projected: jax.Array, target: jax.Array) -> jax.Array:
+    """L_REPA, the batch mean of `repa_loss_per_example` (REPA's `proj_loss`): float32 scalar in [-1, 1]."""
+    return jnp.mean(repa_loss_per_example(projected, target))
 
 
 class MLPProjector(nn.Module):

@@ -57,6 +57,7 @@ def gvp_interpolant(x: jax.Array, noise: jax.Array, t: jax.Array) -> tuple[jax.A
 
 
 INTERPOLANTS = {"linear": linear_interpolant, "gvp": gvp_interpolant}
+TIME_WEIGHTINGS = ("uniform", "lognormal")  # `sample_time`'s weightings
 
 
 def sample_time(key: jax.Array, shape: int | tuple[int, ...] = (), weighting: str = "uniform",

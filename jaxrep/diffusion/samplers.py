@@ -18,6 +18,9 @@ import numpy as np
 from jaxrep.diffusion.guidance import GuidedVelocity, VelocityFn
 from jaxrep.diffusion.interpolants import PATH_COEFFICIENTS
 
+SAMPLERS = ("ode", "sde")  # `ode_sample`, `sde_sample`
+ODE_METHODS = ("euler", "heun")  # `ode_sample`'s integrators
+
 
 def _times(value: jax.Array, batch: int) -> jax.Array:
     return jnp.full((batch,), value, jnp.float32)
@@ -72,7 +75,7 @@ def ode_sample(velocity_fn: VelocityFn | GuidedVelocity, noise: jax.Array, *, nu
     Returns:
       Samples at t = 0, shaped like noise.
     """
-    if method not in ("euler", "heun"):
+    if method not in ODE_METHODS:
         raise ValueError(f"method: unknown ODE method {method!r}; use 'euler' or 'heun'")
     batch = noise.shape[0]
     grid = float64_linspace(1.0, 0.0, num_steps + 1)

@@ -71,6 +71,13 @@ def linear_cka(x: jax.Array, y: jax.Array) -> jax.Array:
     return cross / (jnp.linalg.norm(x.T @ x) * jnp.linalg.norm(y.T @ y))
 
 
+def _grid_distances(tokens: jax.Array, grid_hw: tuple[int, int]) -> np.ndarray:
+    """`_manhattan_distances` of the grid, after checking that the (B, N, D) tokens fill it."""
+    if tokens.shape[-2] != grid_hw[0] * grid_hw[1]:
+        raise ValueError(f"tokens: {tokens.shape[-2]} tokens do not fill the {grid_hw[0]} x {grid_hw[1]} grid")
+    return _manhattan_distances(grid_hw)
+
+
 def _manhattan_distances(grid_hw: tuple[int, int]) -> np.ndarray:
     """(N, N) Manhattan distances between cells of an H x W grid in row-major order; built on the host (static)."""
     height, width = grid_hw
@@ -107,7 +114,7 @@ def local_distant_similarity(tokens: jax.Array, grid_hw: tuple[int, int], far_di
     Returns:
       Scalar float.
     """
-    distances = _manhattan_distances(grid_hw)
+    distances = _grid_distances(tokens, grid_hw)
     if far_distance < 2 or far_distance > distances.max():
         raise ValueError(f"far_distance must lie in [2, {distances.max()}] for grid {grid_hw}, got {far_distance}")
     similarities = _cosine_similarities(tokens, grid_hw)
@@ -129,7 +136,7 @@ def correlation_decay_slope(tokens: jax.Array, grid_hw: tuple[int, int], max_dis
     Returns:
       Scalar float.
     """
-    distances = _manhattan_distances(grid_hw)
+    distances = _grid_distances(tokens, grid_hw)
     if max_distance < 2 or max_distance > distances.max():
         raise ValueError(f"max_distance must lie in [2, {distances.max()}] for grid {grid_hw}, got {max_distance}")
     similarities = _cosine_similarities(tokens, grid_hw)

@@ -119,6 +119,14 @@ def gaussian_log_density(z: jax.Array, mean: jax.Array | float = 0.0, log_var: j
     return -0.5 * jnp.sum(_LOG_2PI + log_var + jnp.square(z - mean) * jnp.exp(-log_var), axis=-1)
 
 
+def elbo_loss_per_example(logits: jax.Array, images: jax.Array, mean: jax.Array, log_var: jax.Array) -> jax.Array:
+    """Negative ELBO per image, (B,): sum over pixels of the Bernoulli cross-entropy + KL(q(z|x) || N(0, I))
+    (Kingma and Welling 2014, Eq. 10). Shapes as in `elbo_loss`."""
+    chex.assert_equal_shape([logits, images])
+    chex.assert_equal_shape([mean, log_var])
+    return -bernoulli_log_likelihood(logits, images) + gaussian_kl(mean, log_var)
+
+
 def elbo_loss(logits: jax.Array, images: jax.Array, mean: jax.Array,
               log_var: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Negative ELBO, batch mean of (sum over pixels of BCE + KL) (official `loss_fn`: (BCE + KLD) / B).
@@ -130,11 +138,9 @@ def elbo_loss(logits: jax.Array, images: jax.Array, mean: jax.Array,
     Returns:
       loss: scalar; aux: "reconstruction" (mean BCE) and "kl" (mean KL), both scalars.
     """
-    chex.assert_equal_shape([logits, images])
-    chex.assert_equal_shape([mean, log_var])
-    reconstruction = -bernoulli_log_likelihood(logits, images)
-    kl = gaussian_kl(mean, log_var)
-    return jnp.mean(reconstruction + kl), {"reconstruction": jnp.mean(reconstruction), "kl": jnp.mean(kl)}
+    loss = jnp.mean(elbo_loss_per_example(logits, images, mean, log_var))
+    return loss, {"reconstruction": -jnp.mean(bernoulli_log_likelihood(logits, images)),
+                  "kl": jnp.mean(gaussian_kl(mean, log_var))}
 
 
 def posterior_samples(vae: ConvVAE, params: Any, images: jax.Array,

@@ -5,8 +5,9 @@ in no agent or metric code."""
 from jaxrep._lazy import lazy_exports
 
 _MODULES = {
-    "beer": ("beer_loss", "beer_loss_and_stats", "beer_terms"),
-    "ddpg": ("DDPG", "BeerOptions", "actor_loss", "critic_loss"),
+    "beer": ("beer_loss", "beer_loss_and_stats", "beer_loss_per_example", "beer_terms"),
+    "ddpg": ("DDPG", "BeerOptions", "actor_loss", "actor_loss_per_example", "critic_loss",
+             "critic_loss_per_example"),
     "fused": ("FusedDDPG", "FusedState"),
     "networks": ("Actor", "Critic", "critic_head_kernel"),
     "population": ("Population",),

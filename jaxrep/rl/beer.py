@@ -90,6 +90,13 @@ def beer_loss_and_stats(phi, phi_next, phi_next_target, reward, head_kernel, *, 
     return coef * jnp.mean(violation), stats
 
 
+def beer_loss_per_example(phi, phi_next, phi_next_target, reward, head_kernel, *, gamma: float = 0.99,
+                          coef: float = 1e-3, form: str = "official", eps: float = 1e-6) -> jax.Array:
+    """BEER's hinge per transition, (B,): coef * relu(cos(phi_b, phi'_b) - bound_b) (Eq. 12; `beer_terms`)."""
+    cosine, bound = beer_terms(phi, phi_next, phi_next_target, reward, head_kernel, gamma=gamma, form=form, eps=eps)
+    return coef * jax.nn.relu(cosine - bound)
+
+
 def beer_loss(phi, phi_next, phi_next_target, reward, head_kernel, *, gamma: float = 0.99,
               coef: float = 1e-3, form: str = "official", eps: float = 1e-6) -> jax.Array:
     """BEER regulariser (Eq. 12): coef * mean_b relu(cos(phi_b, phi'_b) - bound_b).

@@ -32,6 +32,18 @@ from jaxrep.rl.networks import Actor, Critic, critic_head_kernel
 from jaxrep.train_state import TrainState, ema_update, step_key
 
 
+def _td_target(reward: jax.Array, not_done: jax.Array, next_q_target: jax.Array, discount: float) -> jax.Array:
+    return jax.lax.stop_gradient(reward + discount * not_done * next_q_target)
+
+
+def critic_loss_per_example(q: jax.Array, reward: jax.Array, not_done: jax.Array, next_q_target: jax.Array,
+                            discount: float) -> jax.Array:
+    """The squared TD error per transition, (B,): (Q(s, a) - y)^2 with y = r + gamma (1 - done) Q'(s', pi'(s'))
+    held constant (Lillicrap et al. 2016, Eq. 4-5). Shapes as in `critic_loss`."""
+    chex.assert_equal_shape([q, reward, not_done, next_q_target])
+    return jnp.square(q - _td_target(reward, not_done, next_q_target, discount))
+
+
 def critic_loss(q: jax.Array, reward: jax.Array, not_done: jax.Array, next_q_target: jax.Array,
                 discount: float) -> tuple[jax.Array, jax.Array]:
     """DDPG critic loss (Lillicrap et al. 2016, Eq. 4-5; BEER.py `train`): the TD mean squared error
@@ -49,9 +61,14 @@ def critic_loss(q: jax.Array, reward: jax.Array, not_done: jax.Array, next_q_tar
     Returns:
       (loss, td_target): the scalar loss and y, (B,).
     """
-    chex.assert_equal_shape([q, reward, not_done, next_q_target])
-    td_target = jax.lax.stop_gradient(reward + discount * not_done * next_q_target)
-    return jnp.mean(jnp.square(q - td_target)), td_target
+    return (jnp.mean(critic_loss_per_example(q, reward, not_done, next_q_target, discount)),
+            _td_target(reward, not_done, next_q_target, discount))
+
+
+def actor_loss_per_example(q: jax.Array) -> jax.Array:
+    """-Q(s, pi(s)) per state, (B,) (Lillicrap et al. 2016, Eq. 6); q: (B,)."""
+    chex.assert_rank(q, 1)
+    return -q
 
 
 def actor_loss(q: jax.Array) -> jax.Array:
@@ -61,7 +78,7 @@ def actor_loss(q: jax.Array) -> jax.Array:
 
     q: (B,) Q(s, pi(s)) of the online critic at the actor's actions; returns a scalar.
     """
-    return -jnp.mean(q)
+    return jnp.mean(actor_loss_per_example(q))
 
 
 @dataclasses.dataclass(frozen=True)

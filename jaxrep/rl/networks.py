@@ -14,13 +14,15 @@ import jax.numpy as jnp
 
 from jaxrep.nn.torch_init import torch_dense
 
+INIT_SCHEMES = ("torch", "flax")  # PyTorch's default Linear init (the official code's), or flax's defaults
+
 
 def _dense(x: jax.Array, features: int, init: str, name: str) -> jax.Array:
     if init == "torch":
         return torch_dense(x, features, name)
     if init == "flax":
         return nn.Dense(features, name=name)(x)
-    raise ValueError(f"init must be 'torch' or 'flax', got {init!r}")
+    raise ValueError(f"init must be one of {INIT_SCHEMES}, got {init!r}")
 
 
 class Actor(nn.Module):

@@ -47,6 +47,8 @@ CHIPS = {
     "v5p": Chip("v5p", 459.0, 95.0, 2765.0, True),
     "v6e": Chip("v6e", 918.0, 32.0, 1640.0, False),
 }
+# `jax.Device.device_kind` of each chip as libtpu names it (a v5p reports "TPU v5").
+DEVICE_KINDS = {"TPU v4": "v4", "TPU v5 lite": "v5e", "TPU v5": "v5p", "TPU v5p": "v5p", "TPU v6 lite": "v6e"}
 # Slice shapes by chip count: 3-D tori (v4, v5p) and 2-D meshes (v5e, v6e).
 _SHAPES_3D = {4: (2, 2, 1), 8: (2, 2, 2), 16: (2, 2, 4), 32: (2, 4, 4), 64: (4, 4, 4), 128: (4, 4, 8),
               256: (4, 8, 8), 512: (8, 8, 8), 1024: (8, 8, 16), 2048: (8, 16, 16), 4096: (16, 16, 16)}
@@ -108,6 +110,12 @@ class Topology:
                                 f"({str(error).splitlines()[0] if str(error) else type(error).__name__}); it comes "
                                 "with the tpu extra: pip install -e '.[tpu]'") from error
         return list(description.devices)
+
+
+def chip_of(device_kind: str) -> Chip | None:
+    """The `CHIPS` entry of a TPU device (its `device_kind`), None for any other device."""
+    name = DEVICE_KINDS.get(device_kind)
+    return CHIPS[name] if name else None
 
 
 def _host_bounds(dims: tuple[int, ...]) -> tuple[int, int, int]:

@@ -29,7 +29,9 @@ from jaxrep.nn.vit import ViT, resample_pos_embed, vit_preset
 from jaxrep.weights.convert import WeightFileError, load_dinov2_params
 from jaxrep.weights.frozen import FrozenWeightsError, read_frozen_metadata, restore_frozen_params, save_frozen
 
-__all__ = ["ENCODER_KIND", "EncoderFileError", "abstract_encoder", "load_encoder", "read_encoder_metadata",
+SOURCES = ("checkpoint", "random", "dinov2", "hog")  # `load_encoder`'s sources
+
+__all__ = ["ENCODER_KIND", "SOURCES", "EncoderFileError", "abstract_encoder", "load_encoder", "read_encoder_metadata",
            "save_encoder"]
 
 ENCODER_KIND = "jaxrep-encoder"

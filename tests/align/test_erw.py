@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from configs import diffusion as diffusion_configs
 from jaxrep.align.erw import erw_alignment_weight, erw_initial_weight, erw_warmup_loss, transplant_blocks
 from jaxrep.align.repa import repa_loss
 
@@ -41,10 +42,20 @@ def test_erw_weight_errors():
         erw_alignment_weight(0, warmup_steps=10, max_steps=5)
 
 
-def test_erw_initial_weight_follows_code_name_match():
-    assert erw_initial_weight("SiT-XL/2") == 6.0
-    assert erw_initial_weight("SiT-L/2") == 3.0
-    assert erw_initial_weight("SiT-B/2") == 1.0 and erw_initial_weight("SiT-S/2") == 1.0
+def test_erw_initial_weight_matches_names_as_the_official_code_does():
+    # ERW:train.py get_dynamic_proj_coeff tests the lower-cased model name for "xl" before "l": an XL name, which
+    # also contains "l", takes the XL weight, and the match ignores case and the patch size.
+    assert erw_initial_weight("SiT-XL/2") == erw_initial_weight("sit-xl/4") > erw_initial_weight("SiT-L/2")
+    assert erw_initial_weight("SiT-L/2") == erw_initial_weight("SIT-L/8") > erw_initial_weight("SiT-B/2")
+    assert erw_initial_weight("SiT-B/2") == erw_initial_weight("SiT-S/2") == erw_initial_weight("DiT-B/4")
+    assert erw_initial_weight("SiT-XL/2") == 6.0  # the c0 of ERW:train.py, used for all its XL/2 runs
+
+
+def test_the_erw_presets_take_the_weight_of_their_sit():
+    for preset in diffusion_configs.PRESETS:
+        config = diffusion_configs.get_config(preset)
+        if config.align.method == "erw" and config.model.preset:
+            assert config.align.coef == erw_initial_weight(f"SiT-{config.model.preset}"), preset
 
 
 def test_erw_warmup_loss_uses_every_sample():

@@ -48,7 +48,7 @@ def test_spatial_normalize_dtype_and_errors():
     assert spatial_normalize(jnp.ones((1, 4, 2), jnp.bfloat16)).dtype == jnp.float32
     with pytest.raises(ValueError, match="more than ddof"):
         spatial_normalize(jnp.ones((2, 1, 3)))
-    with pytest.raises(AssertionError):
+    with pytest.raises(AssertionError, match=r"assert_rank failed.*has rank 2 \(shape \(4, 3\)\) but expected 3"):
         spatial_normalize(jnp.ones((4, 3)))
 
 

@@ -72,7 +72,7 @@ def test_repa_loss_shape_errors():
         repa_loss(jnp.ones((2, 256, 8)), jnp.ones((2, 324, 8)))
     with pytest.raises(ValueError, match=r"width D"):
         repa_loss(jnp.ones((2, 16, 8)), jnp.ones((2, 16, 12)))
-    with pytest.raises(AssertionError):
+    with pytest.raises(AssertionError, match=r"assert_rank failed.*input 0 has rank 2 \(shape \(2, 16\)\)"):
         repa_loss(jnp.ones((2, 16)), jnp.ones((2, 16)))
 
 

@@ -14,7 +14,7 @@ def test_dsprites_definition_and_index_layout():
     assert ds.index(example["factors"]) == 123457
     assert example["image"].shape == (64, 64, 1)
     assert set(np.unique(example["image"])) <= {-1.0, 1.0}
-    with pytest.raises(IndexError):
+    with pytest.raises(IndexError, match="^index 737280 out of range for DSprites of size 737280"):
         ds[len(ds)]
 
 

@@ -49,7 +49,7 @@ def test_flow_matching_loss_hand_computed():
     v_target = jnp.array([[0.0, 0.0], [3.0, 1.0]])
     # per-sample means: (1 + 4) / 2 = 2.5 and (9 + 1) / 2 = 5; batch mean 3.75
     np.testing.assert_allclose(flow_matching_loss(v_pred, v_target), 3.75)
-    with pytest.raises(AssertionError):
+    with pytest.raises(AssertionError, match=r"different shapes: \[\(2, 2\), \(1, 2\)\]"):
         flow_matching_loss(v_pred, v_target[:1])
 
 

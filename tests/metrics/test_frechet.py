@@ -65,7 +65,7 @@ def test_zero_for_identical_statistics_even_when_singular():
 def test_accepts_float32_and_shape_mismatch_raises():
     mu, sigma = np.zeros(3, np.float32), np.eye(3, dtype=np.float32)
     assert frechet_distance(mu, sigma, mu + 1, 4 * sigma) == pytest.approx(3.0 + 3.0)  # |1|^2*3 + 3 (2-1)^2
-    with pytest.raises(AssertionError):
+    with pytest.raises(AssertionError, match=r"different shapes: \[\(3,\), \(4,\)\]"):
         frechet_distance(mu, sigma, np.zeros(4), np.eye(4))
 
 
@@ -91,7 +91,7 @@ def test_merge_equals_single_pass_and_update_is_pure():
     mu, sigma = statistics(features)
     np.testing.assert_allclose(merged.mean, mu, rtol=1e-12)
     np.testing.assert_allclose(merged.covariance, sigma, rtol=1e-12)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="^covariance: needs at least 2 features, have 1"):
         empty.update(features[:1]).covariance
 
 

@@ -64,5 +64,5 @@ def test_blocked_equals_unblocked_reference(batch_size):
 
 
 def test_rejects_too_few_samples():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^prdc: need more than k=5 samples per set, got 5 real, 10 fake"):
         prdc(np.zeros((5, 2)), np.zeros((10, 2)), k=5)

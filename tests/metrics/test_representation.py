@@ -114,7 +114,9 @@ def test_spatial_scores_separate_smooth_fields_from_noise():
 
 def test_spatial_scores_validate_grid():
     tokens = jnp.ones((1, 6, 3))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^tokens: 6 tokens do not fill the 2 x 2 grid"):
         local_distant_similarity(tokens, (2, 2))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^tokens: 6 tokens do not fill the 4 x 2 grid"):
+        correlation_decay_slope(tokens, (4, 2))
+    with pytest.raises(ValueError, match=r"^far_distance must lie in \[2, 3\] for grid \(2, 3\), got 4"):
         local_distant_similarity(tokens, (2, 3), far_distance=4)

@@ -293,7 +293,7 @@ def test_unsafe_or_odd_files_are_refused(official, tmp_path):
     with pytest.raises(UnreadableWeightsError,
                        match=r"weights_only=True\) refuses it: Unsupported global: GLOBAL \S*NotAllowed \("):
         read_sit_checkpoint(path)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
         read_sit_checkpoint(tmp_path / "missing.pt")
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint")

@@ -118,7 +118,7 @@ def test_zero_norms_give_finite_loss_and_gradients(zero):
 
 
 def test_shape_checks():
-    with pytest.raises(AssertionError):
+    with pytest.raises(AssertionError, match=r"assert_rank failed.*input 3 has rank 2"):
         beer_loss(PHI, PHI_NEXT, PHI_NEXT_TARGET, REWARD[:, None], HEAD)
     with pytest.raises(ValueError, match="form"):
         beer_loss(PHI, PHI_NEXT, PHI_NEXT_TARGET, REWARD, HEAD, form="paper")

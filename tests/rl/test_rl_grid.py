@@ -64,9 +64,13 @@ def test_the_study_preset_runs_its_host_tasks_on_the_host_loop():
     study = grid_configs.get_config("study")
     grid_configs.validate(study)
     assert study.loop == "auto" and study.eval_every % study.num_envs == 0
-    available = ("cartpole-swingup", "cheetah-run", "walker-walk", "reacher-easy")  # Playground has all four
-    loops = {task: rl_grid.loop_of(study, task, available) for task in grid_configs.names(study.tasks)}
-    assert loops == {"cartpole-swingup": "mjx", "cheetah-run": "host", "walker-walk": "host", "reacher-easy": "host"}
+    tasks, host_tasks = grid_configs.names(study.tasks), set(grid_configs.names(study.host_tasks))
+    assert host_tasks and host_tasks < set(tasks)  # the study uses both loops
+    # with every task available on MJX, exactly the listed host tasks run on the host; an unavailable one joins them
+    loops = {task: rl_grid.loop_of(study, task, available=tasks) for task in tasks}
+    assert {task for task, loop in loops.items() if loop == "host"} == host_tasks
+    mjx_task = next(task for task in tasks if task not in host_tasks)
+    assert rl_grid.loop_of(study, mjx_task, available=()) == "host"
     with pytest.raises(ConfigError, match="^host_tasks: 'walker-run' names tasks not in tasks="):
         grid_configs.validate(tiny_grid(host_tasks="walker-run"))
     with pytest.raises(ConfigError, match="^preset: unknown rl_grid preset 'studdy'"):

@@ -27,7 +27,7 @@ from jaxrep.weights.autoencoder_kl import load_autoencoder_kl
 from jaxrep.weights.encoder import save_encoder
 from jaxrep.weights.features import save_eval_net
 from tests.helpers import distributed_flags, finish_processes, free_port, start_processes
-from tests.train import latent_fixtures as fx
+from tests.experiments import latent_fixtures as fx
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NUM_GOOD = fx.NUM_CLASSES * fx.IMAGES_PER_CLASS
@@ -103,8 +103,8 @@ def test_corrupt_image_stops_with_its_path_and_a_damaged_shard_is_named(inputs, 
 
 def test_killed_preparation_resumes_without_duplicates_or_gaps(inputs, dataset, tmp_path):
     directory = str(tmp_path / "resumed")
-    command = [sys.executable, "-c", "import sys; from tests.train.latent_fixtures import prepare_config; "
-               "from train.prepare_latents import prepare; prepare(prepare_config(sys.argv[1], sys.argv[2]), sys.argv[3])",
+    command = [sys.executable, "-c", "import sys; from tests.experiments.latent_fixtures import prepare_config; "
+               "from jaxrep.experiments.prepare_latents import prepare; prepare(prepare_config(sys.argv[1], sys.argv[2]), sys.argv[3])",
                *inputs, directory]
     env = dict(os.environ, **{prepare_latents.KILL_AFTER_BATCHES_ENV: "2"})  # inside the second shard
     killed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)

@@ -21,7 +21,7 @@ from jaxrep.nn.vit import ViT
 from jaxrep.run import aot
 from jaxrep.weights.encoder import save_encoder
 from tests.helpers import REPO, with_overrides
-from tests.train import latent_fixtures as fx
+from tests.experiments import latent_fixtures as fx
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +53,7 @@ def test_cloud_tpu_names_map_to_the_slices_libtpu_describes(name, topology, devi
     assert resolved.topology_name == topology
     described = resolved.devices()
     assert len(described) == devices and {d.device_kind for d in described} == {kind}
+    assert aot.chip_of(kind) is resolved.chip  # libtpu's device kind names the chip whose peak MFU uses
     assert len({d.process_index for d in described}) == hosts
 
 

@@ -1,0 +1,72 @@
+"""Prerequisite runs: the networks an experiment needs before it can be built, run as stages of their own.
+
+An aligned diffusion run needs its target encoder (`train.encoder`), an evaluation its evaluation network
+(`train.eval_net`), a traversal its frozen VAE (`train.vae`). Each experiment module declares them with a
+`prerequisites(config, workdir)` function; the entrypoint runs the missing ones first (`run_missing`), each in its
+own work directory with its own progress bar and a line that says so, exactly as the printed command would.
+Builders never train: one that finds a prerequisite missing stops with the command that makes it.
+
+On several processes a missing prerequisite is refused in one line: it is one host's job, to be run first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Callable, Sequence
+
+import jax
+import ml_collections
+
+from jaxrep.config_checks import ConfigError
+from jaxrep.run.checkpoint import PreemptionGuard
+
+
+@dataclasses.dataclass(frozen=True)
+class Prerequisite:
+    """A run another run needs.
+
+    Attributes:
+      field: the config field that points at its work directory (named in messages).
+      entrypoint: the command that makes it, e.g. "train.encoder".
+      preset: its config, as the command line names it ("configs/encoder.py:shapes32").
+      config: that config, resolved.
+      workdir: where it goes; it exists once the run is there.
+      run: run(config, workdir), the experiment function of `entrypoint`.
+    """
+
+    field: str
+    entrypoint: str
+    preset: str
+    config: ml_collections.ConfigDict
+    workdir: str
+    run: Callable[[ml_collections.ConfigDict, str], Any]
+
+    @property
+    def command(self) -> str:
+        return f"python -m {self.entrypoint} --config={self.preset} --workdir={self.workdir}"
+
+    def missing(self) -> bool:
+        return not os.path.exists(self.workdir)
+
+
+def run_missing(prerequisites: Sequence[Prerequisite]) -> bool:
+    """Runs every missing prerequisite in order, as its own stage; returns False when a SIGTERM stopped one (the
+    caller then ends without starting its own run: rerunning the same command resumes there).
+
+    Raises:
+      ConfigError: a prerequisite is missing on a multi-process run.
+    """
+    for prerequisite in prerequisites:
+        if not prerequisite.missing():
+            continue
+        if jax.process_count() > 1:
+            raise ConfigError(f"{prerequisite.field}: no run at {prerequisite.workdir!r}; on several hosts make it "
+                              f"first, on one: {prerequisite.command}")
+        print(f"stage {prerequisite.entrypoint}: {prerequisite.field}={prerequisite.workdir} does not exist yet, so "
+              f"it is made first, as `{prerequisite.command}` would", flush=True)
+        with PreemptionGuard() as guard:
+            prerequisite.run(prerequisite.config, prerequisite.workdir)
+        if guard.requested:
+            return False
+    return True
