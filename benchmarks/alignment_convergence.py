@@ -15,8 +15,8 @@ included). `--controls=repa_random,repa_hog` adds REPA against a randomly initia
 architecture and against HOG cells, on seed 0 (iREPA's spatial-structure controls).
 
 Every method trains `configs/diffusion.py:cpu` / `cpu_{repa,irepa,erw}` with the same seeds, step budget,
-batch and optimizer (`jaxrep.experiments.diffusion.train_and_evaluate`, in `--runs_dir/<method>/seed<k>`; runs resume from
-their checkpoints, so an interrupted study continues where it stopped). ERW's warmup steps count in the budget
+batch and optimizer (`jaxrep.experiments.diffusion.train_and_evaluate`, in `--runs_dir/<method>/seed<k>`; runs
+resume from their checkpoints, so an interrupted study continues where it stopped). ERW's warmup steps count in the budget
 (its global step includes them, as the ERW paper's compute comparison does), and its warmup and half-life are
 set to 1/6 of the budget like the preset. Every `--eval_every` steps the checkpoint is evaluated with
 `train.evaluate`'s pieces and its `cpu` preset settings: its EMA weights draw `--num_samples` class-balanced
@@ -53,12 +53,11 @@ from jaxrep.experiments import evaluate as evaluate_experiment
 from jaxrep.experiments import sample as sample_experiment
 from jaxrep.experiments.checkpoint_diagnostics import checkpoint_diagnostics
 from jaxrep.experiments.run_config import load_run_config, sampling_config
-from jaxrep.metrics import bootstrap_mean_ci, frechet_distance, linear_probe_accuracy, prdc
+from jaxrep.metrics import bootstrap_mean_ci, linear_probe_accuracy
 from jaxrep.metrics.convergence import faster_than_baseline, steps_to_reference
 from jaxrep.run.active_clock import ActiveClock
 from jaxrep.run.checkpoint import Checkpointer
 from jaxrep.run.logging import read_metrics
-from jaxrep.weights.features import cached_reference_features, extract_features
 
 _METHODS = flags.DEFINE_list("methods", ["none", "repa", "irepa", "erw"], "Methods ('none' = vanilla SiT).")
 _SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds per method (0 .. seeds-1).")
@@ -119,9 +118,9 @@ def run_config(method: str, seed: int, steps: int, eval_every: int):
 
 def evaluate_checkpoints(workdir: str, eval_every: int) -> dict[int, dict]:
     """FD, precision, recall, density, coverage of the run's main-stage checkpoints at multiples of `eval_every`
-    (not those a preempted piece saved in between), with the pieces of
-    `train.evaluate` (preset `cpu` settings; the same numbers as `jaxrep.experiments.evaluate.evaluate` per checkpoint), but
-    one experiment and one compiled sampler for all checkpoints of the run."""
+    (not those a preempted piece saved in between), with `jaxrep.experiments.evaluate`'s functions (preset `cpu`
+    settings; the same numbers as `train.evaluate` per checkpoint), but one experiment and one compiled sampler
+    for all checkpoints of the run."""
     eval_config = evaluate_configs.get_config("cpu")
     eval_config.num_samples = _NUM_SAMPLES.value
     if _SAMPLE_STEPS.value:
@@ -130,13 +129,8 @@ def evaluate_checkpoints(workdir: str, eval_every: int) -> dict[int, dict]:
     config = sampling_config(run_config, eval_config)
     experiment = diffusion_experiment.build_experiment(config)
     sampler = sample_experiment.make_sharded_sampler(experiment)
-    extractor = evaluate_experiment.feature_extractor_for(eval_config, run_config, show_progress=False)
-    indices = evaluate_experiment.reference_selection(experiment.source, eval_config.reference.num_images)
-    batch_size, keep = eval_config.features.batch_size, eval_config.prdc_max_samples
-    real, _, _ = cached_reference_features(
-        extractor, lambda: evaluate_experiment.uint8_batches(experiment.source, indices, batch_size),
-        cache_dir=eval_config.reference.cache_dir, description=evaluate_experiment.reference_description(config, indices),
-        batch_size=batch_size, mesh=experiment.mesh, keep=keep)
+    extractor = evaluate_experiment.feature_extractor_for(eval_config, run_config)
+    real, _ = evaluate_experiment.reference_set(eval_config, config, experiment, extractor, show_progress=False)
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), save_every=1)
     steps = [step for step in checkpointer.all_steps() if step % eval_every == 0]
     checkpointer.close()
@@ -147,11 +141,8 @@ def evaluate_checkpoints(workdir: str, eval_every: int) -> dict[int, dict]:
             sampler, params, num_samples=eval_config.num_samples, batch_size=eval_config.batch_size,
             num_classes=config.data.num_classes, key=jax.random.key(eval_config.seed), mesh=experiment.mesh,
             show_progress=False)
-        fake = extract_features(extractor, (images[i:i + batch_size] for i in range(0, len(images), batch_size)),
-                                batch_size=batch_size, mesh=experiment.mesh, keep=keep)
-        fd = frechet_distance(real.statistics.mean, real.statistics.covariance, fake.statistics.mean,
-                              fake.statistics.covariance)
-        results[step] = {"fd": fd, **prdc(real.features, fake.features, k=eval_config.prdc_k)}
+        fake = evaluate_experiment.sample_features(images, extractor, eval_config, experiment.mesh)
+        results[step] = evaluate_experiment.scores(real, fake, eval_config)
     return results
 
 

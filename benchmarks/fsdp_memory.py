@@ -3,8 +3,8 @@
   XLA_FLAGS=--xla_force_host_platform_device_count=8 python -m benchmarks.fsdp_memory --preset=XL/2
 
 Builds the `configs/diffusion.py` step (SiT `--preset` on 32x32x4 latents, 1000 classes, AdamW, EMA) with
-`jaxrep.experiments.diffusion.abstract_train_step` (the experiment's step on `jax.eval_shape` of its state), lowers it for
-the mesh over all devices with the state replicated and FSDP-split (`jaxrep.parallel.state_shardings`),
+`jaxrep.experiments.diffusion.abstract_train_step` (the experiment's step on `jax.eval_shape` of its state), lowers
+it for the mesh over all devices with the state replicated and FSDP-split (`jaxrep.parallel.state_shardings`),
 compiles, and prints XLA's memory analysis per device: arguments (the state plus the batch shard),
 temporaries (activations, gradients, the gathered weights) and the state's own bytes. On fake CPU devices the
 compile is the CPU's; a GPU or TPU compile of the same program differs in temporaries, not in the argument

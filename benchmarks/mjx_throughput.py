@@ -8,8 +8,8 @@ same task (action repeat 1, 1000-step episodes), on whatever JAX device is the d
   of `--iterations` loop iterations is compiled once and called repeatedly. The first `--random_chunks`
   timed chunks are in the uniform-random phase (act + env + replay insert; the update `lax.cond` skips),
   the next `--train_chunks` in the training phase (`num_envs` updates per iteration, UTD 1).
-- host (`benchmarks.rl_throughput.loop_steps_per_second`, i.e. `jaxrep.experiments.rl.train_and_evaluate`): one dm-control
-  env stepped from Python with a jitted act, replay add and a jitted update per env step.
+- host (`benchmarks.rl_throughput.loop_steps_per_second`, i.e. `jaxrep.experiments.rl.train_and_evaluate`):
+  one dm-control env stepped from Python with a jitted act, replay add and a jitted update per env step.
 Also printed: raw dm-control env steps/s (no agent), the fused chunk's compile time, and the updates alone
 (`updates_per_second`, same task, BEER, batch 256, `--seconds` each: 1 update per call, as the host loop
 calls them, and `num_envs` fused per call, as the fused loop runs them), to give each loop's slowdown

@@ -13,7 +13,8 @@ Presets:
   {cpu,fmnist,b2,l2,xl2,b2_512,xl2_512}_{repa,irepa,erw}  the same with representation alignment (`align.*`): REPA
        (MLP projector, lambda 0.5), iREPA (conv projector, spatially z-scored targets, lambda 1.0) or ERW (warmup
        stage, then a decaying lambda; RoPE and QK-norm). cpu_*, fmnist_*: the in-repo encoder of the data
-       (train/encoder.py, trained on first use); the others: DINOv2-B/14 from a weights file (docs/dinov2.md).
+       (train.encoder; made first, as a stage of its own, by train.diffusion); the others: DINOv2-B/14 from a
+       weights file (docs/dinov2.md).
 The latent presets read SD-VAE latents from `data.path`: records of train.prepare_latents
 (`data.source='latent_records'`) or pre-encoded `.npy` latents (scaled by 0.18215).
 """
@@ -120,7 +121,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.align.encoder.source = "checkpoint"  # 'checkpoint' (in-repo orbax encoder), 'dinov2' (weights file);
     # controls: 'random' (the in-repo encoder's architecture, randomly initialised), 'hog' (HOG cells, one per SiT
     # patch; align.encoder.path unused)
-    config.align.encoder.path = "workdirs/encoder_shapes32"  # checkpoint dir (trained on first use) or DINOv2 file;
+    config.align.encoder.path = "workdirs/encoder_shapes32"  # checkpoint dir (made first if missing) or DINOv2 file;
     # several target encoders: a comma-separated list, each with its own projector (REPA's list of encoders)
     config.align.encoder.preset = "B/14"  # dinov2: ViT preset of the file ('S/14', ..., 'g/14'); one or one per path
     config.align.encoder.image_size = 0  # encoder input side; 0: the checkpoint's training size, 224 for DINOv2,
@@ -340,8 +341,8 @@ def validate_alignment(config: ml_collections.ConfigDict, check_files: bool = Tr
             require(bool(path), "align.encoder.path", "empty; name the encoder checkpoint directory")
             require(os.path.exists(path) or (len(specs) == 1 and config.data.source in FACTOR_SOURCES),
                     "align.encoder.path", f"no encoder checkpoint at {path!r}; train one with `python -m "
-                    "train.encoder` (done automatically only for one encoder on shapes32, dsprites and fashion_mnist) or "
-                    "use align.encoder.source='dinov2'")
+                    "train.encoder` (train.diffusion does so first for one encoder on shapes32, dsprites and "
+                    "fashion_mnist) or use align.encoder.source='dinov2'")
             require(not os.path.isfile(path), "align.encoder.path",
                     f"{path!r} is a file; the in-repo encoder is a checkpoint directory (a DINOv2 file needs "
                     f"align.encoder.source='dinov2')")

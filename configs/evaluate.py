@@ -3,7 +3,7 @@
 
 Presets:
   cpu     500 EMA samples with the run's own sampler settings; FD, precision, recall, density and coverage in the
-          features of the in-repo eval net (trained on first use, about a minute); a few minutes on 2 CPU cores.
+          features of the in-repo eval net (made first if missing, about a minute); a few minutes on 2 CPU cores.
   fid10k  10k samples, FID in pytorch-fid's Inception (`features.inception_path` = its weight file).
   fid50k  50k samples, the standard FID-50K protocol of ADM/REPA (reference: `reference.num_images`, default
           50k, capped at the dataset size).

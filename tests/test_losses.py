@@ -49,7 +49,8 @@ def _normal(*shape):
 
 
 HEAD_KERNEL = _normal(4, 1)
-# name: (arrays, call(loss_fn, *arrays)); every array's batch axis is 0 but the PDE rollout's (T, B, d). Every loss of `jaxrep.losses` with a per-example form.
+# Every loss of `jaxrep.losses` with a per-example form. name: (arrays, call(loss_fn, *arrays)); every array's batch
+# axis is 0 but the PDE rollout's (T, B, d).
 CASES = {
     "repa_loss": ((_normal(B, 5, 8), _normal(B, 5, 8)), lambda f, *a: f(*a)),
     "erw_warmup_loss": ((_normal(B, 5, 8), _normal(B, 5, 8)), lambda f, *a: f(*a)),

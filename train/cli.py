@@ -22,6 +22,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from jaxrep.config_checks import ConfigError
+from jaxrep.experiments.prerequisites import run_missing
 from jaxrep.run.checkpoint import CheckpointMismatchError, CheckpointSaveError, DamagedCheckpointError, PreemptionGuard
 from jaxrep.run.distributed import ClusterError, initialize_from_config
 from jaxrep.run.logging import is_main_process, workdir_summary
@@ -95,7 +96,8 @@ def run_program(main: Callable[[list[str]], Any], *, config: str, workdir: str |
 
 
 def run_main(train_fn: Callable[[Any, str], Any], config: Any, workdir: str,
-             expected_errors: tuple[type[Exception], ...] = (), preemptible: bool = False) -> Any:
+             expected_errors: tuple[type[Exception], ...] = (), preemptible: bool = False,
+             prerequisites: Callable[[Any, str], list] | None = None) -> Any:
     """Returns train_fn(config, workdir) after printing what the run left in `workdir` (`workdir_summary`: outputs,
     last metrics, the next command); a ConfigError, a checkpoint that does not fit, is damaged or failed to
     save, a weight file that is missing, unreadable or of another model, a work directory held by another job,
@@ -107,6 +109,9 @@ def run_main(train_fn: Callable[[Any, str], Any], config: Any, workdir: str,
 
     `preemptible`: hold a `PreemptionGuard` for the whole run, so a SIGTERM while building, compiling or
     between stages is kept for the training loop (which saves and returns) instead of killing the process.
+
+    `prerequisites(config, workdir)`: the runs `train_fn` needs (`jaxrep.experiments.prerequisites`); the missing
+    ones run first, each as its own stage, and a SIGTERM during one ends the program there (exit 0).
     """
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO; keep the progress bar readable
     started = time.time()
@@ -114,7 +119,8 @@ def run_main(train_fn: Callable[[Any, str], Any], config: Any, workdir: str,
         if "distributed" in config:
             initialize_from_config(config.distributed)
         with PreemptionGuard() if preemptible else contextlib.nullcontext():
-            result = train_fn(config, workdir)
+            ready = run_missing(prerequisites(config, workdir)) if prerequisites else True
+            result = train_fn(config, workdir) if ready else None
     except ConfigError as error:
         sys.exit(f"config error: {error}")
     except (CheckpointMismatchError, CheckpointSaveError, ClusterError, DamagedCheckpointError, WeightFileError,
@@ -128,13 +134,14 @@ def run_main(train_fn: Callable[[Any, str], Any], config: Any, workdir: str,
 
 
 def run_entrypoint(argv: list[str], train_fn: Callable[[Any, str], Any],
-                   expected_errors: tuple[type[Exception], ...] = (), preemptible: bool = False) -> Any:
+                   expected_errors: tuple[type[Exception], ...] = (), preemptible: bool = False,
+                   prerequisites: Callable[[Any, str], list] | None = None) -> Any:
     """The body of an entrypoint's absl `main`: refuses positional arguments, then returns
-    `run_main(train_fn, --config, --workdir, expected_errors, preemptible)` (the caller's `main` must not return
-    it: absl exits with what `main` returns)."""
+    `run_main(train_fn, --config, --workdir, expected_errors, preemptible, prerequisites)` (the caller's `main`
+    must not return it: absl exits with what `main` returns)."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    return run_main(train_fn, flags.FLAGS.config, flags.FLAGS.workdir, expected_errors, preemptible)
+    return run_main(train_fn, flags.FLAGS.config, flags.FLAGS.workdir, expected_errors, preemptible, prerequisites)
 
 
 def run_rl_entrypoint(argv: list[str], train_fn: Callable[[Any, str], dict]) -> None:

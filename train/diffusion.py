@@ -10,7 +10,8 @@ from train import cli
 
 
 def main(argv) -> None:
-    cli.run_entrypoint(argv, diffusion.train_and_evaluate, expected_errors=diffusion.EXPECTED_ERRORS, preemptible=True)
+    cli.run_entrypoint(argv, diffusion.train_and_evaluate, expected_errors=diffusion.EXPECTED_ERRORS, preemptible=True,
+                       prerequisites=diffusion.prerequisites)
 
 
 if __name__ == "__main__":

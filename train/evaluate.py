@@ -10,7 +10,8 @@ from train import cli
 
 
 def main(argv) -> None:
-    cli.run_entrypoint(argv, evaluate.run, expected_errors=evaluate.EXPECTED_ERRORS)
+    cli.run_entrypoint(argv, evaluate.run, expected_errors=evaluate.EXPECTED_ERRORS,
+                       prerequisites=evaluate.prerequisites)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ from train import cli
 
 
 def main(argv) -> None:
-    cli.run_entrypoint(argv, traversal.train_and_evaluate, expected_errors=traversal.EXPECTED_ERRORS, preemptible=True)
+    cli.run_entrypoint(argv, traversal.train_and_evaluate, expected_errors=traversal.EXPECTED_ERRORS, preemptible=True,
+                       prerequisites=traversal.prerequisites)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Representation alignment (REPA, iREPA, ERW) in SiT training: what `train.diffusion` builds from `config.align`.
 
-- `build_alignment`: the frozen target encoder (`align.encoder.source`: the in-repo checkpoint, trained
-  automatically on first use, or a DINOv2 file), the projector, the loss term, and `prepare_batch`, which
-  adds the targets `batch["align_target"]` (B, N, D_enc) to every global batch with a jitted, batch-sharded
-  encoder forward *before* the train step. The encoder params are replicated on the mesh, never part of
+- `build_alignment`: the frozen target encoder (`align.encoder.source`: the in-repo checkpoint, made
+  beforehand by `train.encoder` or as a prerequisite stage of `train.diffusion`, or a DINOv2 file), the
+  projector, the loss term, and `prepare_batch`, which adds the targets `batch["align_target"]` (B, N, D_enc)
+  to every global batch with a jitted, batch-sharded encoder forward *before* the train step. The encoder
+  params are replicated on the mesh, never part of
   the train state, so the optimizer cannot see them and the step cannot differentiate into them.
 - Encoder inputs: pixel-space data feeds the training images themselves ([-1, 1] -> [0, 1] RGB -> ImageNet
   mean/std -> bicubic resize to `align.encoder.image_size`); latent data (the b2/xl2 presets) feeds the raw
@@ -27,7 +28,6 @@ import numpy as np
 
 from configs import diffusion as diffusion_configs
 from configs import encoder as encoder_configs
-from configs._common import factor_preset_for_run
 from jaxrep import parallel
 from jaxrep.align.diagnostics import alignment_diagnostics
 from jaxrep.align.encoder import FrozenEncoder, make_target_fn
@@ -37,6 +37,8 @@ from jaxrep.config_checks import ConfigError
 from jaxrep.diffusion.interpolants import INTERPOLANTS
 from jaxrep.diffusion.latents import LatentNormalization, clean_input
 from jaxrep.diffusion.objective import draw_training_noise
+from jaxrep.experiments.encoder import train_encoder
+from jaxrep.experiments.prerequisites import Prerequisite, factor_network
 from jaxrep.nn.sit import SiT
 from jaxrep.train_state import TrainState
 from jaxrep.training import example_keys
@@ -82,23 +84,30 @@ def with_encoder_images(source, config):
     return source
 
 
-def ensure_encoder(config) -> None:
-    """Trains the in-repo encoder (progress bar; configs/encoder.py preset = the data source) if
-    `align.encoder.path` does not exist yet; only for the procedural data it is defined on."""
-    from jaxrep.experiments.encoder import train_encoder  # the encoder trainer is only needed on first use
-
+def encoder_prerequisites(config) -> list[Prerequisite]:
+    """The in-repo target encoder an aligned run trains first when `align.encoder.path` holds none: one encoder
+    (source 'checkpoint' or 'random') of a run on data it is defined on (configs/encoder.py's presets)."""
     specs = diffusion_configs.encoder_specs(config)
-    path = specs[0][0]
-    if config.align.encoder.source not in ("checkpoint", "random") or len(specs) > 1 or os.path.exists(path):
-        return  # validation has checked that several encoders all exist
-    if config.data.source not in encoder_configs.PRESETS:
-        raise ConfigError(f"align.encoder.path: no encoder checkpoint at {path!r}; train one with "
+    if (config.align.method == "none" or config.align.encoder.source not in ("checkpoint", "random")
+            or len(specs) > 1 or config.data.source not in encoder_configs.PRESETS):
+        return []  # validation has checked that several encoders all exist
+    return [factor_network("align.encoder.path", "train.encoder", "configs/encoder.py", encoder_configs.get_config,
+                           train_encoder, config.data, specs[0][0])]
+
+
+def require_encoder(config) -> None:
+    """ConfigError naming what makes the encoder when `align.encoder.path` holds none (builders never train:
+    `train.diffusion` runs `encoder_prerequisites` first)."""
+    specs = diffusion_configs.encoder_specs(config)
+    if config.align.encoder.source not in ("checkpoint", "random") or len(specs) > 1:
+        return
+    missing = [prerequisite for prerequisite in encoder_prerequisites(config) if prerequisite.missing()]
+    if missing:
+        raise ConfigError(f"align.encoder.path: no encoder checkpoint at {specs[0][0]!r}; make it first with "
+                          f"`{missing[0].command}` (train.diffusion does so itself)")
+    if not os.path.exists(specs[0][0]):
+        raise ConfigError(f"align.encoder.path: no encoder checkpoint at {specs[0][0]!r}; train one with "
                           f"`python -m train.encoder` or use a DINOv2 file (align.encoder.source='dinov2')")
-    if jax.process_count() > 1:
-        raise ConfigError(f"align.encoder.path: no encoder checkpoint at {path!r}; on several hosts train it "
-                          f"first with `python -m train.encoder --workdir={path}`")
-    print(f"no encoder checkpoint at {path}: training one (configs/encoder.py:{config.data.source})", flush=True)
-    train_encoder(factor_preset_for_run(encoder_configs.get_config, config.data), path)
 
 
 @dataclasses.dataclass
@@ -157,7 +166,7 @@ def build_alignment(config, model: SiT, image_shape: tuple[int, ...], mesh: jax.
         return None
     image_key = encoder_image_key(config, image_shape)
     if not abstract:
-        ensure_encoder(config)
+        require_encoder(config)
     grid_hw = (model.grid_size, model.grid_size)
     if align.encoder.source == "hog":
         encoders = (hog_encoder(align.encoder.image_size or (image_shape[0] if image_key == "image" else 0), model),)

@@ -3,8 +3,8 @@
 A vanilla SiT run logs no alignment diagnostics while it trains (it has no encoder); an alignment study still
 needs its CKA / mutual k-NN / local-distant similarity / effective-rank curves to compare the arms. This
 evaluates every checkpoint of any run (vanilla, or aligned to another encoder) with exactly the hook an aligned
-run logs during training (`jaxrep.experiments.diffusion.alignment_probe`: same probe batch, noise and targets), so for an
-aligned run it reproduces the values it logged at its checkpoint steps.
+run logs during training (`jaxrep.experiments.diffusion.alignment_probe`: same probe batch, noise and targets), so
+for an aligned run it reproduces the values it logged at its checkpoint steps.
 """
 
 from __future__ import annotations

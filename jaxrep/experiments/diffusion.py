@@ -32,9 +32,11 @@ from jaxrep.experiments.alignment import (
     ERW_WARMUP_DIR,
     build_alignment,
     diagnostics_hook,
+    encoder_prerequisites,
     erw_transfer,
     with_encoder_images,
 )
+from jaxrep.experiments.prerequisites import Prerequisite
 from jaxrep.nn.sit import SiT, sit_preset
 from jaxrep.run import loop
 from jaxrep.run.checkpoint import Checkpointer
@@ -241,6 +243,14 @@ def make_train_step_for_axis(experiment: Experiment, axis_name: str) -> Callable
                            axis_name=axis_name)
 
 
+def prerequisites(config, workdir: str) -> list[Prerequisite]:
+    """The runs this one needs made first (`jaxrep.experiments.prerequisites`): an aligned run's in-repo target
+    encoder. The config is validated first, so a bad one fails before any prerequisite trains."""
+    del workdir
+    diffusion_configs.validate(config, num_devices=len(loop.select_devices(config)))
+    return encoder_prerequisites(config)
+
+
 @locks_workdir
 def train_and_evaluate(config, workdir: str, devices=None):
     """Trains (resuming from the latest checkpoint in `workdir`), logs, samples; returns the final state.
@@ -298,8 +308,8 @@ def training_dataset(experiment: Experiment):
 
 
 def alignment_probe(experiment: Experiment, dataset) -> Callable[[Any, int], dict]:
-    """hook(state, step) -> the alignment diagnostics of `jaxrep.experiments.alignment.diagnostics_hook` on the dataset's first
-    global batch (the same probe batch at every step and on every resume)."""
+    """hook(state, step) -> the alignment diagnostics of `jaxrep.experiments.alignment.diagnostics_hook` on the
+    dataset's first global batch (the same probe batch at every step and on every resume)."""
     probe_batch = experiment.prepare_batch(parallel.global_batch(next(make_iterator(dataset)), experiment.mesh))
     return diagnostics_hook(experiment.model, experiment.alignment, experiment.config, probe_batch,
                             latent_normalization(experiment.config))

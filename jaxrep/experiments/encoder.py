@@ -5,7 +5,7 @@
 A small DINOv2-architecture ViT (`jaxrep.nn.vit.ViT`) is trained on the procedural dataset in about
 2-3 minutes on 2 CPU cores and saved with orbax (`jaxrep.weights.encoder.save_encoder`: EMA weights plus the
 architecture). The alignment configs point `align.encoder.path` at the work directory; `train.diffusion`
-runs this automatically, with a progress bar, when that checkpoint does not exist yet. The checkpoint is
+runs this first, as a stage of its own with a progress bar, when that checkpoint does not exist yet. The checkpoint is
 written only at the end, so an interrupted run leaves nothing behind and is simply run again.
 
 Objective: supervised on the ground-truth factors, not self-supervised. Why:
@@ -43,7 +43,7 @@ from jaxrep.align.targets import preprocess_images
 from jaxrep.chunked import map_in_chunks
 from jaxrep.data import FashionMNIST
 from jaxrep.data.fashion_mnist import DEBIAN_DIR as FASHION_MNIST_DIR
-from jaxrep.experiments.factor_training import build_source, describe_holdout_accuracy, fit_on_factors
+from jaxrep.experiments.factor_training import build_source, describe_holdout_accuracy, fit_on_factors, stopped_early
 from jaxrep.metrics.probe import linear_probe_accuracy
 from jaxrep.nn.vit import ViT
 from jaxrep.supervised import coverage_loss, factor_classification_loss
@@ -99,8 +99,9 @@ def fashion_mnist_probe(vit: ViT, params: Any, config, train_images: int = 10_00
     return linear_probe_accuracy(features[0], train[1], features[1], test[1])
 
 
-def train_encoder(config, workdir: str, *, show_progress: bool = True) -> FrozenEncoder:
-    """Trains the encoder, writes its checkpoint (and metrics.jsonl, config.json) to `workdir`, returns it."""
+def train_encoder(config, workdir: str, *, show_progress: bool = True) -> FrozenEncoder | None:
+    """Trains the encoder, writes its checkpoint (and metrics.jsonl, config.json) to `workdir`, returns it (None
+    when a SIGTERM stopped the training: nothing is saved)."""
     encoder_configs.validate(config)
     source = build_source(config.data_source, config.data_path)
     vit = ViT(width=config.model.width, depth=config.model.depth, num_heads=config.model.num_heads,
@@ -117,6 +118,8 @@ def train_encoder(config, workdir: str, *, show_progress: bool = True) -> Frozen
                                     coverage_weight=config.coverage_weight)
     fit = fit_on_factors(loss_fn, params, tx, train_key, config, source, workdir,
                          description=f"encoder ({config.data_source})", show_progress=show_progress)
+    if stopped_early(fit, "encoder"):
+        return None
     info = {"objective": "per-token factor classification + patch coverage (ground-truth factors)",
             "data_source": config.data_source, "steps": int(config.total_steps), "seed": int(config.seed),
             "train_seconds": round(fit.seconds, 1), **fit.holdout_metrics}

@@ -7,8 +7,8 @@ the procedural data (shape, colour, scale, position for the coloured shapes): on
 averaged. Why all factors and not only the class label: FD in its features must notice a wrong colour or a
 misplaced object as well as a wrong shape. It takes a few minutes on 2 CPU cores (Fashion-MNIST: 3.6 min); the EMA
 weights and the architecture are saved with orbax (`jaxrep.weights.features.save_eval_net`), only at the end, so an
-interrupted run leaves nothing behind. `train.evaluate` runs this automatically when the checkpoint it needs is missing. The
-held-out factor accuracy is printed and stored with the weights.
+interrupted run leaves nothing behind. `train.evaluate` runs this automatically as a prerequisite stage when the
+checkpoint it needs is missing. The held-out factor accuracy is printed and stored with the weights.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from configs import eval_net as eval_net_configs
-from jaxrep.experiments.factor_training import build_source, describe_holdout_accuracy, fit_on_factors
+from jaxrep.experiments.factor_training import build_source, describe_holdout_accuracy, fit_on_factors, stopped_early
 from jaxrep.nn.eval_net import EvalNet
 from jaxrep.supervised import factor_classification_loss
 from jaxrep.training import NonFiniteLossError, make_optimizer
@@ -45,9 +45,9 @@ def make_factor_loss(model: EvalNet):
     return loss_fn
 
 
-def train_eval_net(config, workdir: str, *, show_progress: bool = True) -> tuple[EvalNet, Any]:
+def train_eval_net(config, workdir: str, *, show_progress: bool = True) -> tuple[EvalNet, Any] | None:
     """Trains the eval net, writes its checkpoint (and metrics.jsonl, config.json) to `workdir`; returns
-    (model, EMA params)."""
+    (model, EMA params), or None when a SIGTERM stopped the training (nothing is saved)."""
     eval_net_configs.validate(config)
     source = build_source(config.data_source, config.data_path)
     model = EvalNet(factor_sizes=tuple(source.factor_sizes), widths=tuple(config.model.widths),
@@ -58,6 +58,8 @@ def train_eval_net(config, workdir: str, *, show_progress: bool = True) -> tuple
     params = model.init(init_key, jnp.zeros((1, *source.image_shape)))["params"]
     fit = fit_on_factors(make_factor_loss(model), params, tx, train_key, config, source, workdir,
                          description=f"eval net ({config.data_source})", show_progress=show_progress)
+    if stopped_early(fit, "evaluation network"):
+        return None
     info = {"objective": "classification of every ground-truth factor", "factor_names": list(source.factor_names),
             "steps": int(config.total_steps), "seed": int(config.seed), "train_seconds": round(fit.seconds, 1),
             **fit.holdout_metrics}

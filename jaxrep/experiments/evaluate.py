@@ -8,12 +8,13 @@ Steps (all outputs in one directory, `<workdir>/eval/<description>/` unless `out
    fold_in(seed key, b); labels balanced by default), decodes latent runs through the SD-VAE, and process 0 merges
    the shares into `samples_<N>x<H>x<W>x3.npz` (`arr_0` uint8 (N, H, W, 3) NHWC, `arr_1` the labels: the layout
    of ADM's `evaluator.py`; grey images are repeated to RGB there) and `samples_grid.png`. `sample_only` stops here.
-4. On process 0: features of the uint8 samples (in-repo eval net, or pytorch-fid's Inception for standard FID) and of the real
-   training images (computed once, cached in `reference.cache_dir`); Frechet distance on all samples, precision /
+4. On process 0: features of the uint8 samples (in-repo eval net, or pytorch-fid's Inception for standard FID) and
+   of the real training images (computed once, cached in `reference.cache_dir`); Frechet distance on all samples, precision /
    recall / density / coverage (k = 5) on up to `prdc_max_samples`.
 5. `results.json` (metrics, settings, paths, timings) and one printed line with FD/P/R/D/C.
 
-The eval net for the procedural datasets is trained on first use (train/eval_net.py; a few minutes on 2 cores).
+The eval net for the procedural datasets is a prerequisite (`prerequisites`): `train.evaluate` trains it first, as
+a stage of its own, when it is missing (`train.eval_net`; a few minutes on 2 cores).
 Sampling runs on all devices of all processes (`distributed.*`); the features and metrics are computed on process 0.
 A latent run's reference images are the crops stored in its prepared dataset.
 """
@@ -29,16 +30,17 @@ import numpy as np
 
 from configs import eval_net as eval_net_configs
 from configs import evaluate as evaluate_configs
-from configs._common import FACTOR_SOURCES, factor_preset_for_run
+from configs._common import FACTOR_SOURCES
 from jaxrep import parallel
 from jaxrep.config_checks import ConfigError
 from jaxrep.data.latent_records import DatasetError, read_manifest
 from jaxrep.experiments import eval_net as eval_net_experiment
 from jaxrep.experiments import sample as sample_experiment
+from jaxrep.experiments.prerequisites import Prerequisite, factor_network
 from jaxrep.experiments.run_config import load_run_config
 from jaxrep.metrics import frechet_distance, prdc
 from jaxrep.run.logging import progress_bar, to_uint8
-from jaxrep.weights.features import cached_reference_features, extract_features, load_feature_extractor
+from jaxrep.weights.features import FeatureSet, cached_reference_features, extract_features, load_feature_extractor
 
 # Errors that mean bad input or a run that cannot go on (the command line prints them as one line).
 EXPECTED_ERRORS = (FileNotFoundError, DatasetError)
@@ -90,25 +92,69 @@ def uint8_batches(source, indices: np.ndarray, batch_size: int, show_progress: b
         bar.close()
 
 
-def feature_extractor_for(eval_config, run_config, show_progress: bool = True):
-    """Loads the configured extractor; the eval net of a procedural dataset is trained first if missing."""
+def eval_net_path(eval_config, run_config) -> str:
+    """`features.eval_net_path`, else the default `workdirs/eval_net_<data source>`."""
+    return eval_config.features.eval_net_path or os.path.join("workdirs", f"eval_net_{run_config.data.source}")
+
+
+def prerequisites(eval_config, workdir: str) -> list[Prerequisite]:
+    """The runs an evaluation needs made first (`jaxrep.experiments.prerequisites`): the evaluation network of a
+    run on procedural data or Fashion-MNIST, when it scores with the eval net. The config is validated first."""
+    evaluate_configs.validate(eval_config, num_devices=len(jax.local_devices()[:eval_config.num_devices or None]))
+    if eval_config.sample_only or eval_config.features.extractor != "eval_net":
+        return []
+    run_config = load_run_config(workdir)
+    if run_config.data.source not in FACTOR_SOURCES:
+        return []
+    return [factor_network("features.eval_net_path", "train.eval_net", "configs/eval_net.py",
+                           eval_net_configs.get_config, eval_net_experiment.train_eval_net, run_config.data,
+                           eval_net_path(eval_config, run_config))]
+
+
+def feature_extractor_for(eval_config, run_config):
+    """Loads the configured extractor (a missing eval net is a prerequisite: `prerequisites`)."""
     features = eval_config.features
     if features.extractor == "inception":
         return load_feature_extractor("inception", features.inception_path)
     source_name = run_config.data.source
-    path = features.eval_net_path or os.path.join("workdirs", f"eval_net_{source_name}")
+    path = eval_net_path(eval_config, run_config)
     if not os.path.exists(path):
-        if source_name not in FACTOR_SOURCES:
-            raise FileNotFoundError(f"features.eval_net_path: no eval net at {path!r}; for user data train one "
-                                    "on it or use features.extractor='inception'")
-        print(f"no eval net at {path}: training one (python -m train.eval_net; a few minutes on 2 cores)", flush=True)
-        eval_net_experiment.train_eval_net(factor_preset_for_run(eval_net_configs.get_config, run_config.data), path,
-                                      show_progress=show_progress)
+        fix = ("make it first with `python -m train.eval_net` (train.evaluate does so itself)"
+               if source_name in FACTOR_SOURCES
+               else "for user data train one on it or use features.extractor='inception'")
+        raise FileNotFoundError(f"features.eval_net_path: no eval net at {path!r}; {fix}")
     extractor = load_feature_extractor("eval_net", path)
     if extractor.metadata.get("data_source") != source_name:
         print(f"warning: the eval net at {path} was trained on {extractor.metadata.get('data_source')!r}, "
               f"the run on {source_name!r}", flush=True)
     return extractor
+
+
+def reference_set(eval_config, config, experiment, extractor, show_progress: bool = True) -> tuple[FeatureSet, dict]:
+    """The reference images' features (`reference_selection` of the run's data; cached on disk by content) and
+    their description (selection, cache file, whether it was a cache hit)."""
+    batch_size = eval_config.features.batch_size
+    indices = reference_selection(experiment.source, eval_config.reference.num_images)
+    real, cache_path, cache_hit = cached_reference_features(
+        extractor, lambda: uint8_batches(experiment.source, indices, batch_size, show_progress),
+        cache_dir=eval_config.reference.cache_dir, description=reference_description(config, indices),
+        batch_size=batch_size, mesh=experiment.mesh, keep=eval_config.prdc_max_samples)
+    return real, {**reference_description(config, indices), "cache": os.path.abspath(cache_path),
+                  "cache_hit": cache_hit}
+
+
+def sample_features(images: np.ndarray, extractor, eval_config, mesh) -> FeatureSet:
+    """The features of uint8 samples (N, H, W, C), batch-sharded over `mesh`."""
+    batch_size = eval_config.features.batch_size
+    return extract_features(extractor, (images[i:i + batch_size] for i in range(0, len(images), batch_size)),
+                            batch_size=batch_size, mesh=mesh, keep=eval_config.prdc_max_samples)
+
+
+def scores(real: FeatureSet, fake: FeatureSet, eval_config) -> dict:
+    """FD (Heusel et al. 2017) and precision / recall / density / coverage (Naeem et al. 2020, k = `prdc_k`)."""
+    fd = frechet_distance(real.statistics.mean, real.statistics.covariance, fake.statistics.mean,
+                          fake.statistics.covariance)
+    return {"fd": fd, **prdc(real.features, fake.features, k=eval_config.prdc_k)}
 
 
 def evaluate(eval_config, workdir: str, *, show_progress: bool = True) -> dict | None:
@@ -118,7 +164,7 @@ def evaluate(eval_config, workdir: str, *, show_progress: bool = True) -> dict |
     evaluate_configs.validate(eval_config, num_devices=len(jax.local_devices()[:eval_config.num_devices or None]))
     scoring = jax.process_index() == 0 and not eval_config.sample_only
     # The extractor first: a missing weight file fails before minutes of sampling.
-    extractor = feature_extractor_for(eval_config, load_run_config(workdir), show_progress) if scoring else None
+    extractor = feature_extractor_for(eval_config, load_run_config(workdir)) if scoring else None
     sampled = sample_experiment.sample(eval_config, workdir, show_progress=show_progress)
     if not scoring:
         return None
@@ -128,23 +174,16 @@ def evaluate(eval_config, workdir: str, *, show_progress: bool = True) -> dict |
     grid_path = os.path.join(output_dir, "samples_grid.png")
 
     tick = time.perf_counter()
-    batch_size, keep = eval_config.features.batch_size, eval_config.prdc_max_samples
-    fake = extract_features(extractor, (images[i:i + batch_size] for i in range(0, len(images), batch_size)),
-                            batch_size=batch_size, mesh=experiment.mesh, keep=keep)
+    fake = sample_features(images, extractor, eval_config, experiment.mesh)
     seconds["features"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    indices = reference_selection(experiment.source, eval_config.reference.num_images)
-    real, cache_path, cache_hit = cached_reference_features(
-        extractor, lambda: uint8_batches(experiment.source, indices, batch_size, show_progress),
-        cache_dir=eval_config.reference.cache_dir, description=reference_description(config, indices),
-        batch_size=batch_size, mesh=experiment.mesh, keep=keep)
+    real, reference = reference_set(eval_config, config, experiment, extractor, show_progress)
     seconds["reference"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    fd = frechet_distance(real.statistics.mean, real.statistics.covariance, fake.statistics.mean,
-                          fake.statistics.covariance)
-    knn = prdc(real.features, fake.features, k=eval_config.prdc_k)
+    knn = scores(real, fake, eval_config)
+    fd = knn.pop("fd")
     seconds["metrics"] = time.perf_counter() - tick
     seconds["total"] = time.perf_counter() - start
 
@@ -154,8 +193,7 @@ def evaluate(eval_config, workdir: str, *, show_progress: bool = True) -> dict |
         "num_samples": int(len(images)), "seed": int(eval_config.seed), "sample": dict(config.sample.to_dict()),
         "feature_extractor": {"kind": extractor.kind, "dim": extractor.dim, "fingerprint": extractor.fingerprint,
                               "path": extractor.metadata.get("path", "")},
-        "reference": {**reference_description(config, indices), "cache": os.path.abspath(cache_path),
-                      "cache_hit": cache_hit},
+        "reference": reference,
         "prdc_k": int(eval_config.prdc_k), "prdc_num_real": int(len(real.features)),
         "prdc_num_fake": int(len(fake.features)), "samples_npz": os.path.abspath(npz_path),
         "grid_png": os.path.abspath(grid_path), "num_devices": int(experiment.mesh.size),

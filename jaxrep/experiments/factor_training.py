@@ -1,5 +1,6 @@
-"""Training of the in-repo networks on the datasets' ground-truth factors (procedural data; Fashion-MNIST's class) (`train/encoder.py`, the
-alignment target encoder; `train/eval_net.py`, the evaluation network), through `jaxrep.run.loop`.
+"""Training of the in-repo networks on the datasets' ground-truth factors (procedural data; Fashion-MNIST's class)
+(`train.encoder`, the alignment target encoder; `train.eval_net`, the evaluation network), through
+`jaxrep.run.loop`.
 
 `fit_on_factors` holds out a fixed random share of the images, trains with the generic pure step
 (`jaxrep.training.make_train_step`, EMA weights kept), logs to `metrics.jsonl`, and reports the loss's metrics
@@ -37,6 +38,7 @@ class FitResult:
     holdout_metrics: dict[str, float]  # the loss's metrics on the held-out images, names prefixed "holdout_"
     seconds: float  # wall-clock of the training loop (compile included)
     holdout_count: int  # images held out of training
+    preempted: bool  # a SIGTERM stopped the loop: the weights are unfinished and must not be saved
 
 
 def describe_holdout_accuracy(source, accuracies: list[float], count: int, *, kind: str = "") -> str:
@@ -82,4 +84,13 @@ def fit_on_factors(loss_fn: LossFn, params: Any, tx: optax.GradientTransformatio
     result = loop.fit_in_workdir(config, workdir, state, step_fn, lambda step: next(iterator), checkpointer=None,
                                  tensorboard=False, hooks=(loop.Hook(holdout_evaluation),), desc=description,
                                  show_progress=show_progress)
-    return FitResult(jax.device_get(result.state.ema_params), result.metrics, result.seconds, holdout_count)
+    return FitResult(jax.device_get(result.state.ema_params), result.metrics, result.seconds, holdout_count,
+                     result.preempted)
+
+
+def stopped_early(fit: FitResult, what: str) -> bool:
+    """Whether a SIGTERM stopped the fit; says so (nothing is saved: these networks are saved once, at the end)."""
+    if fit.preempted:
+        print(f"SIGTERM: the {what}'s training stopped; nothing saved (rerun the same command to train it)",
+              flush=True)
+    return fit.preempted

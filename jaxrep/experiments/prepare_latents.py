@@ -4,8 +4,8 @@
 REPA's `preprocessing/` in JAX, on every device of every process:
 1. List the images (`jaxrep.data.images.list_images`: class folders or dataset.json), sorted, and cut the list into
    shards of `records_per_shard`; process p prepares shards p, p + P, p + 2P, ... (disjoint, together complete).
-2. For each shard: read, ADM-centre-crop and PNG/JPEG-encode the images on `read_threads` threads, encode batches with the Flax
-   SD-VAE split over the process's local devices, and write (mean, std, label, image bytes) records to
+2. For each shard: read, ADM-centre-crop and PNG/JPEG-encode the images on `read_threads` threads, encode batches
+   with the Flax SD-VAE split over the process's local devices, and write (mean, std, label, image bytes) records to
    `shard-*.array_record` (`jaxrep.data.latent_records`). A shard is written under a temporary name and renamed
    when complete, then its `shard-*.json` (count, size, SHA-256, skipped images) is written: a killed preparation
    redoes only unfinished shards, so no record is duplicated or missing.

@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 import jax
 import ml_collections
 
+from configs._common import factor_preset_for_run
 from jaxrep.config_checks import ConfigError
 from jaxrep.run.checkpoint import PreemptionGuard
 
@@ -33,6 +34,7 @@ class Prerequisite:
       config: that config, resolved.
       workdir: where it goes; it exists once the run is there.
       run: run(config, workdir), the experiment function of `entrypoint`.
+      done: done(workdir), whether the run is there (default: `holds_a_saved_step`).
     """
 
     field: str
@@ -41,13 +43,30 @@ class Prerequisite:
     config: ml_collections.ConfigDict
     workdir: str
     run: Callable[[ml_collections.ConfigDict, str], Any]
+    done: Callable[[str], bool] = dataclasses.field(default=lambda workdir: holds_a_saved_step(workdir))
 
     @property
     def command(self) -> str:
         return f"python -m {self.entrypoint} --config={self.preset} --workdir={self.workdir}"
 
     def missing(self) -> bool:
-        return not os.path.exists(self.workdir)
+        return not self.done(self.workdir)
+
+
+def holds_a_saved_step(directory: str) -> bool:
+    """Whether `directory` holds an orbax step (a numbered folder): a frozen network is saved once, at the end of
+    its run, so a directory with only the metrics of an interrupted run does not count."""
+    return os.path.isdir(directory) and any(name.isdigit() and os.path.isdir(os.path.join(directory, name))
+                                            for name in os.listdir(directory))
+
+
+def factor_network(field: str, entrypoint: str, config_file: str, get_config: Callable, run: Callable, data,
+                   workdir: str) -> Prerequisite:
+    """A network trained on a diffusion run's factor-labelled data (the in-repo target encoder, the evaluation
+    network): `config_file`'s preset for `data` (`configs._common.factor_preset_for_run`)."""
+    config = factor_preset_for_run(get_config, data)
+    preset = f"{config_file}:{data.source}" + (f" --config.data_path={config.data_path}" if config.data_path else "")
+    return Prerequisite(field, entrypoint, preset, config, workdir, run)
 
 
 def run_missing(prerequisites: Sequence[Prerequisite]) -> bool:

@@ -39,7 +39,9 @@ import numpy as np
 
 from configs import traversal as traversal_configs
 from jaxrep import parallel
+from jaxrep.config_checks import require
 from jaxrep.experiments import vae as vae_experiment
+from jaxrep.experiments.prerequisites import Prerequisite
 from jaxrep.experiments.traversal_eval import generate_images, traversal_latents, traversal_vp, write_strips
 from jaxrep.experiments.vae import FINAL_METRICS, build_grid, encode_means, flow_term, load_vae
 from jaxrep.nn.vae import ConvVAE
@@ -80,19 +82,26 @@ class Experiment(loop.Experiment):
     latent_batch: Callable  # jitted latent_batch(step) -> {"z": (B, d)} batch-sharded starting latents
 
 
-def prepare_generator(config, devices=None) -> None:
-    """Validates the config, then trains the generator in `vae.workdir` with `vae.config` if the directory
-    holds no run and `vae.train_if_missing` (a bad config fails before either compiles)."""
-    traversal_configs.validate(config, num_devices=len(loop.select_devices(config, devices)))
-    if config.vae.train_if_missing and not traversal_configs.has_generator(config):
-        print(f"no generator in {config.vae.workdir}: training it first ({config.vae.config.preset} VAE)", flush=True)
-        vae_experiment.train_and_evaluate(config.vae.config, config.vae.workdir, devices)
+def prerequisites(config, workdir: str) -> list[Prerequisite]:
+    """The runs a traversal needs made first (`jaxrep.experiments.prerequisites`): its frozen generator, a plain VAE
+    trained in `vae.workdir` with `vae.config` when that holds no run and `vae.train_if_missing`. The config is
+    validated first, so a bad one fails before the VAE trains."""
+    del workdir
+    traversal_configs.validate(config, num_devices=len(loop.select_devices(config)))
+    if not config.vae.train_if_missing:
+        return []
+    return [Prerequisite("vae.workdir", "train.vae", f"configs/vae.py:{config.vae.config.preset}", config.vae.config,
+                         config.vae.workdir, vae_experiment.train_and_evaluate,
+                         done=lambda workdir: traversal_configs.has_generator(config))]
 
 
 def build_experiment(config, devices=None) -> Experiment:
     """Validates the config (before anything compiles), loads the frozen VAE, builds state and step."""
     devices = loop.select_devices(config, devices)
     traversal_configs.validate(config, num_devices=len(devices))
+    require(traversal_configs.has_generator(config), "vae.workdir",
+            f"no VAE checkpoints in {config.vae.workdir!r}; make the generator first with `python -m train.vae "
+            f"--config=configs/vae.py:plain --workdir={config.vae.workdir}` (train.traversal does so itself)")
     mesh = parallel.make_mesh(devices)
     replicated, batch_sharding = parallel.replicated_sharding(mesh), parallel.batch_sharding(mesh)
     vae, vae_params, vae_config = load_vae(config.vae.workdir, mesh)
@@ -164,7 +173,6 @@ def train_and_evaluate(config, workdir: str, devices=None):
 
     A preempted run (SIGTERM) saves and returns before evaluating.
     """
-    prepare_generator(config, devices)
     experiment = build_experiment(config, devices)
     checkpointer, state, _ = loop.resume(config, workdir, experiment.state)
     # The batch of step s + 1 is a pure function of the step: nothing to save for the input pipeline.

@@ -19,6 +19,7 @@ from jaxrep.nn.vit import ViT
 from jaxrep.run.logging import read_metrics
 from jaxrep.weights.encoder import load_encoder, read_encoder_metadata
 from tests.helpers import tiny_diffusion_config as tiny_config
+from train.cli import run_main
 
 
 def tiny_encoder_config(**overrides):
@@ -59,20 +60,26 @@ def test_trained_encoder_checkpoint_round_trips(tmp_path):
         encoder_experiment.train_encoder(tiny_encoder_config(image_size=30), str(tmp_path / "bad"))
 
 
-def test_first_aligned_run_trains_the_missing_encoder_once(tmp_path, monkeypatch, capsys):
+def test_the_missing_encoder_is_a_stage_of_its_own_and_builders_never_train(tmp_path, monkeypatch, capsys):
     tiny = tiny_encoder_config()
     monkeypatch.setattr(encoder_configs, "get_config", lambda preset: tiny)
     path = str(tmp_path / "encoder")
     config = tiny_config(**{"align.method": "repa", "align.depth": 1, "align.projector_dim": 16,
-                            "align.encoder.path": path})
-    experiment = diffusion_experiment.build_experiment(config)
-    assert "no encoder checkpoint at" in capsys.readouterr().out
-    assert read_encoder_metadata(path)["info"]["steps"] == 4
-    assert experiment.alignment.encoder.width == 16
+                            "align.encoder.path": path, "total_steps": 2, "sample_every": 0})
+    with pytest.raises(ConfigError, match=r"^align.encoder.path: no encoder checkpoint at .*make it first with "
+                                          r"`python -m train.encoder --config=configs/encoder.py:shapes32 "):
+        diffusion_experiment.build_experiment(config)
+    assert not os.path.exists(path)
+    # The entrypoint's runner (train.cli.run_main, as `python -m train.diffusion` calls it) runs it first.
+    state = run_main(diffusion_experiment.train_and_evaluate, config, str(tmp_path / "run"),
+                     prerequisites=diffusion_experiment.prerequisites)
+    assert "stage train.encoder: align.encoder.path=" in capsys.readouterr().out
+    assert read_encoder_metadata(path)["info"]["steps"] == 4 and int(state.step) == 2
     stamp = os.path.getmtime(path)
     time.sleep(0.01)
     monkeypatch.setattr(encoder_experiment, "train_encoder", lambda *a, **k: pytest.fail("retrained"))
-    diffusion_experiment.build_experiment(config)
+    assert diffusion_experiment.prerequisites(config, str(tmp_path / "run"))[0].missing() is False
+    assert diffusion_experiment.build_experiment(config).alignment.encoder.width == 16
     assert os.path.getmtime(path) == stamp
 
 
