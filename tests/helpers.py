@@ -49,6 +49,25 @@ def tiny_diffusion_config(**overrides) -> Any:
     return with_overrides(diffusion_configs.get_config("cpu"), {**DIFFUSION_TINY_OVERRIDES, **overrides})
 
 
+def train_diffusion_until_killed(workdir: str, step: int, saved: int) -> None:
+    """Trains the tiny diffusion config in `workdir` and SIGKILLs this process at `step`, once checkpoint `saved`
+    is on disk: a kill at a known point through the loop's public hooks (run it in a subprocess)."""
+    import signal
+    import time
+
+    from jaxrep.experiments import diffusion
+    from jaxrep.run.checkpoint import Checkpointer
+    from jaxrep.run.loop import Hook
+
+    def kill(state, at):
+        if at == step:
+            while Checkpointer(os.path.join(workdir, "checkpoints"), save_every=1).latest_step() != saved:
+                time.sleep(0.01)  # the save of `saved` may still be committing in the background
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    diffusion.train_and_evaluate(tiny_diffusion_config(), workdir, hooks=(Hook(kill, every=1),))
+
+
 def diffusion_cli_args(workdir, **overrides) -> list[str]:
     """The `train.diffusion` command line of the tiny config plus `overrides`."""
     values = {**DIFFUSION_TINY_OVERRIDES, **overrides}

@@ -27,6 +27,7 @@ from jaxrep.run.checkpoint import CheckpointMismatchError, CheckpointSaveError, 
 from jaxrep.run.distributed import ClusterError, initialize_from_config
 from jaxrep.run.logging import is_main_process, workdir_summary
 from jaxrep.run.workdir_lock import WorkdirLockedError
+from jaxrep.training import NonFiniteLossError
 from jaxrep.weights.convert import WeightFileError
 
 # The entrypoints with a `distributed` sub-config: they run on every device of several processes.
@@ -146,6 +147,6 @@ def run_entrypoint(argv: list[str], train_fn: Callable[[Any, str], Any],
 
 def run_rl_entrypoint(argv: list[str], train_fn: Callable[[Any, str], dict]) -> None:
     """The body of an RL entrypoint's absl `main`: `run_entrypoint` (preemptible), then a one-line summary."""
-    summary = run_entrypoint(argv, train_fn, preemptible=True)
+    summary = run_entrypoint(argv, train_fn, expected_errors=(NonFiniteLossError,), preemptible=True)
     print(f"done: {summary['env_steps']} env steps, {summary['updates']} updates, final eval return "
           f"{summary['final_eval_return']:.2f}, {summary['env_steps_per_s']:.0f} env steps/s", flush=True)

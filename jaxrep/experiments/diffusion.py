@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -41,7 +41,6 @@ from jaxrep.nn.sit import SiT, sit_preset
 from jaxrep.run import loop
 from jaxrep.run.checkpoint import Checkpointer
 from jaxrep.run.logging import save_image_grid
-from jaxrep.run.loop import KILL_AT_STEP_ENV  # noqa: F401 (the kill-and-resume tests set it)
 from jaxrep.run.workdir_lock import locks_workdir
 from jaxrep.training import NonFiniteLossError, create_train_state, make_optimizer, make_train_step
 from jaxrep.weights.autoencoder_kl import load_latent_stats
@@ -252,8 +251,9 @@ def prerequisites(config, workdir: str) -> list[Prerequisite]:
 
 
 @locks_workdir
-def train_and_evaluate(config, workdir: str, devices=None):
+def train_and_evaluate(config, workdir: str, devices=None, hooks: Sequence[loop.Hook] = ()):
     """Trains (resuming from the latest checkpoint in `workdir`), logs, samples; returns the final state.
+    `hooks`: loop hooks of the main stage besides the sampler and the alignment probe (e.g. an evaluation).
 
     With align.method='erw' and no main-stage checkpoint yet, the warmup stage runs (or resumes) first in
     `workdir/erw_warmup` up to `align.erw.warmup_steps`; its weights are then transplanted into the fresh
@@ -273,12 +273,13 @@ def train_and_evaluate(config, workdir: str, devices=None):
         start = (erw_transfer(warm_state.params, experiment.state, experiment.tx,
                               l2r_depth=config.align.erw.l2r_depth, warmup_steps=config.align.erw.warmup_steps,
                               mesh=experiment.mesh), data_state)
-    return run_stage(experiment, workdir, config.total_steps, start)[0]
+    return run_stage(experiment, workdir, config.total_steps, start, hooks)[0]
 
 
-def run_stage(experiment: Experiment, workdir: str, total_steps: int, start=None):
+def run_stage(experiment: Experiment, workdir: str, total_steps: int, start=None, hooks: Sequence[loop.Hook] = ()):
     """Trains one stage up to `total_steps` in `workdir`, resuming from its latest checkpoint, else from
-    `start` = (state, data-iterator state) when given, else from the experiment's initial state.
+    `start` = (state, data-iterator state) when given, else from the experiment's initial state, with the
+    stage's own hooks and `hooks`.
 
     Returns (state, data-iterator state, whether it was preempted).
     """
@@ -288,7 +289,8 @@ def run_stage(experiment: Experiment, workdir: str, total_steps: int, start=None
     dataset = training_dataset(experiment)
     iterator = make_iterator(dataset, extra.get("data"))
     next_batch = lambda step: experiment.prepare_batch(parallel.global_batch(next(iterator), mesh))
-    hooks = () if experiment.sampler is None else (loop.Hook(sample_writer(experiment, workdir), config.sample_every),)
+    if experiment.sampler is not None:
+        hooks = (loop.Hook(sample_writer(experiment, workdir), config.sample_every), *hooks)
     if experiment.sampler is not None and experiment.alignment is not None and config.align.diagnostics_every:
         hooks += (loop.Hook(alignment_probe(experiment, dataset), config.align.diagnostics_every),)
     # An aligned loss is the flow-matching loss plus lambda times a negative cosine: show the two terms, not the sum.

@@ -21,8 +21,8 @@ import functools
 import hashlib
 import json
 import os
-import signal
 import sys
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -39,9 +39,6 @@ from jaxrep.weights.autoencoder_kl import load_autoencoder_kl
 
 # Errors that mean bad input or a run that cannot go on (the command line prints them as one line).
 EXPECTED_ERRORS = (DatasetError, ImageReadError)
-
-# Fault injection for the kill-and-resume test: SIGKILL this process after encoding this many batches.
-KILL_AFTER_BATCHES_ENV = "JAXREP_PREPARE_KILL_AFTER_BATCHES"
 
 
 def vae_weights_file(path: str) -> str:
@@ -100,7 +97,8 @@ def load_cropped(root: str, entry, image_size: int, image_format: str):
         return None, error
 
 
-def write_shard(config, output_dir, index, num_shards, entries, encode, pool, bar, kill_counter) -> None:
+def write_shard(config, output_dir, index, num_shards, entries, encode, pool, bar,
+                after_batch: Callable[[], None]) -> None:
     from array_record.python.array_record_module import ArrayRecordWriter
 
     path = os.path.join(output_dir, shard_name(index, num_shards))
@@ -132,9 +130,7 @@ def write_shard(config, output_dir, index, num_shards, entries, encode, pool, ba
         for i, ((_, image_bytes), label) in enumerate(zip(images, labels)):
             writer.write(encode_record(mean[i], std[i], label, image_bytes))
         count += len(images)
-        kill_counter[0] += 1
-        if kill_counter[0] == int(os.environ.get(KILL_AFTER_BATCHES_ENV, "-1")):
-            os.kill(os.getpid(), signal.SIGKILL)
+        after_batch()
     writer.close()
     os.replace(temporary, path)
     write_json_atomic(os.path.join(output_dir, shard_info_name(index)),
@@ -162,9 +158,10 @@ def write_manifest(output_dir: str, plan: dict, num_shards: int, vae_path: str) 
 
 
 @locks_workdir
-def prepare(config, output_dir: str) -> dict:
+def prepare(config, output_dir: str, *, after_batch: Callable[[], None] = lambda: None) -> dict:
     """Runs (or resumes) the preparation; returns {"written": the shard indices this process wrote in this call,
-    "manifest": the manifest on process 0, None elsewhere}."""
+    "manifest": the manifest on process 0, None elsewhere}. `after_batch()` is called after each encoded batch
+    (e.g. to report progress elsewhere, or to stop the process at a chosen point)."""
     local_devices = jax.local_devices()
     prepare_configs.validate(config, num_local_devices=len(local_devices))
     entries, classes = list_images(config.data_dir, config.labels_path)
@@ -180,12 +177,11 @@ def prepare(config, output_dir: str) -> dict:
         encode = make_encoder(config.vae.path, config.vae.dtype, parallel.make_mesh(local_devices))
         bar = progress_bar(sum(map(len, shard_entries.values())), desc=f"encode (process {process})", unit="img",
                            show=config.show_progress and process == 0)
-        kill_counter = [0]
         try:
             with concurrent.futures.ThreadPoolExecutor(config.read_threads) as pool:
                 for index in todo:
                     write_shard(config, output_dir, index, num_shards, shard_entries[index], encode, pool, bar,
-                                kill_counter)
+                                after_batch)
         finally:
             bar.close()
     print(f"process {process} of {processes}: wrote shards {todo} of {num_shards}", flush=True)

@@ -35,9 +35,11 @@ from envs.dmc import DMCEnv, seed_from_key
 from jaxrep.rl import replay
 from jaxrep.rl.ddpg import DDPG, BeerOptions
 from jaxrep.rl.networks import Actor, Critic
-from jaxrep.run.checkpoint import Checkpointer, PreemptionGuard, abstract_like
-from jaxrep.run.logging import MetricLogger, progress_bar, save_config, save_curves, save_video
+from jaxrep.run import loop
+from jaxrep.run.checkpoint import Checkpointer, abstract_like
+from jaxrep.run.logging import MetricLogger, save_config, save_curves, save_video
 from jaxrep.run.workdir_lock import locks_workdir
+from jaxrep.training import all_finite
 
 # Independent random streams folded out of the root key.
 PARAMS_STREAM, EXPLORE_STREAM, ENV_STREAM, EVAL_STREAM, DIAGNOSTICS_STREAM = range(5)
@@ -184,8 +186,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
     preempted = False
     next_action = None  # chosen by the fused update call; None: `act` picks it
-    bar = progress_bar(config.total_env_steps, initial=progress["env_step"], desc=f"{config.task} {config.method}")
-    with PreemptionGuard() as guard:
+    with loop.RunControl(checkpointer, config.checkpoint_every, total=config.total_env_steps,
+                         initial=progress["env_step"], desc=f"{config.task} {config.method}", unit="env step",
+                         closing=(checkpointer, logger)) as run:
+        run.start_progress()
         while progress["env_step"] < config.total_env_steps:
             env_step = progress["env_step"]
             if next_action is None:
@@ -198,7 +202,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
             progress["env_step"] = env_step = env_step + 1
             progress["episode_step"] += 1
             progress["episode_return"] += step.reward
-            bar.update(1)
+            run.bar.update(1)
 
             if step.terminated or step.truncated:
                 window_returns.append(progress["episode_return"])
@@ -215,7 +219,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
                 buffer = flush(buffer)
 
             if env_step % config.eval_every == 0:
-                bar.set_postfix(eval_return=f"{evaluate(state.params['actor']):.1f}")
+                run.bar.set_postfix(eval_return=f"{evaluate(state.params['actor']):.1f}")
 
             if env_step % config.log_every == 0:
                 buffer = flush(buffer)
@@ -231,16 +235,14 @@ def train_and_evaluate(config, workdir: str) -> dict:
                 window_metrics, window_returns = [], []
                 window_start, window_start_step = now, env_step
 
-            preempted = guard.requested  # SIGTERM: save now and stop
-            if env_step % config.checkpoint_every == 0 or env_step >= config.total_env_steps or preempted:
+            preempted = run.should_stop(env_step)  # SIGTERM: save now and stop
+            if run.save_due(env_step, config.total_env_steps, preempted):
                 buffer = flush(buffer)
                 # A copy: the JSON item is written asynchronously while the loop moves on.
-                checkpointer.save(env_step, (state, buffer), copy.deepcopy(progress), force=True)
+                run.save(env_step, (state, buffer), copy.deepcopy(progress), finite=all_finite(state.params),
+                         force=True)
             if preempted:
                 break
-    bar.close()
-    checkpointer.close()
-    logger.close()
     return run_summary(env_steps=progress["env_step"], updates=int(state.step), evals=progress["evals"],
                        steps_this_run=progress["env_step"] - run_start_step, seconds=time.perf_counter() - run_start,
                        preempted=preempted, state=state, buffer=buffer)

@@ -34,9 +34,11 @@ from envs.mjx import MJXEnv
 from jaxrep.experiments.rl import make_agent, run_summary, start_run
 from jaxrep.rl.fused import FusedDDPG
 from jaxrep.rl.population import Population
-from jaxrep.run.checkpoint import Checkpointer, PreemptionGuard, abstract_like, with_empty, without_empty
-from jaxrep.run.logging import MetricLogger, progress_bar, save_curves, save_video
+from jaxrep.run import loop
+from jaxrep.run.checkpoint import Checkpointer, abstract_like, with_empty, without_empty
+from jaxrep.run.logging import MetricLogger, save_curves, save_video
 from jaxrep.run.workdir_lock import locks_workdir
+from jaxrep.training import all_finite
 
 # Independent random streams folded out of the root key.
 INIT_STREAM, EVAL_STREAM = range(2)
@@ -115,9 +117,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
     logger = MetricLogger(workdir)
     run_start, run_start_chunk = time.perf_counter(), progress["chunk"]
     preempted = False
-    bar = progress_bar(config.total_env_steps, initial=progress["chunk"] * steps_per_chunk,
-                       desc=f"{config.task} {config.method} (mjx, {population.num_members} runs)")
-    with PreemptionGuard() as guard:
+    with loop.RunControl(checkpointer, config.checkpoint_every_chunks, total=config.total_env_steps,
+                         initial=progress["chunk"] * steps_per_chunk, unit="env step",
+                         desc=f"{config.task} {config.method} (mjx, {population.num_members} runs)",
+                         closing=(checkpointer, logger)) as control:
+        control.start_progress()
         while progress["chunk"] < num_chunks:
             start = time.perf_counter()
             state, summary = run(state, config.iterations_per_chunk)
@@ -128,7 +132,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
             record["perf/env_steps_per_s"] = population.num_members * steps_per_chunk / (time.perf_counter() - start)
             record["perf/updates"] = int(state.agent.step[0])
             logger.log(env_step, record)
-            bar.update(steps_per_chunk)
+            control.bar.update(steps_per_chunk)
 
             if progress["chunk"] % config.eval_every_chunks == 0 or progress["chunk"] == num_chunks:
                 returns = np.asarray(evaluate(state.agent.params["actor"], eval_keys))  # (members, envs)
@@ -137,17 +141,15 @@ def train_and_evaluate(config, workdir: str) -> dict:
                     actor = jax.tree.map(lambda leaf: leaf[0], state.agent.params["actor"])
                     frames = film_env.render(jax.device_get(film(actor, eval_keys[0])), config.video.size)
                     save_video(os.path.join(workdir, "videos", f"{env_step:08d}.mp4"), frames, fps=config.video.fps)
-                bar.set_postfix(eval_return=f"{returns.mean():.1f}")
+                control.bar.set_postfix(eval_return=f"{returns.mean():.1f}")
 
-            preempted = guard.requested  # SIGTERM: save now and stop
-            # A copy: the JSON item is written asynchronously while the loop moves on.
-            checkpointer.save(progress["chunk"], without_empty(state), copy.deepcopy(progress),
-                              force=preempted or progress["chunk"] == num_chunks)
+            preempted = control.should_stop(progress["chunk"])  # SIGTERM: save now and stop
+            if control.save_due(progress["chunk"], num_chunks, preempted):
+                # A copy: the JSON item is written asynchronously while the loop moves on.
+                control.save(progress["chunk"], without_empty(state), copy.deepcopy(progress),
+                             finite=all_finite(state.agent.params), force=True)
             if preempted:
                 break
-    bar.close()
-    checkpointer.close()
-    logger.close()
     return run_summary(env_steps=int(state.env_step[0]), updates=int(state.agent.step[0]), evals=progress["evals"],
                        steps_this_run=(progress["chunk"] - run_start_chunk) * steps_per_chunk * population.num_members,
                        seconds=time.perf_counter() - run_start, preempted=preempted, state=state,

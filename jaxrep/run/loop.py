@@ -1,5 +1,6 @@
 """The one host training loop every gradient-trained entrypoint runs through (diffusion, VAE, traversal,
-encoder, eval net), and the experiment-building pieces they share.
+encoder, eval net), the run control every loop shares (`RunControl`: the RL loops step environments between
+their updates and use it too), and the experiment-building pieces they share.
 
 An entrypoint builds its experiment (model, pure step, data, hooks) and calls `fit` (or `fit_in_workdir`,
 which adds config.json, `metrics.jsonl` and the config's schedule). The loop owns step dispatch, logging,
@@ -15,15 +16,13 @@ the progress bar, hooks, checkpoint cadence, preemption and non-finite handling:
 - a failed background save raises `CheckpointSaveError` within a step of its failure (`Checkpointer.poll`);
 - a step's `finite` metric is checked after the next step has been dispatched (keeping the device busy), and
   always before a save: a non-finite step raises `NonFiniteLossError` and nothing after it is saved;
-- JAXREP_KILL_AT_STEP=N SIGKILLs the process right after step N is saved (kill-and-resume tests).
+- hooks (`Hook`) run on their cadence after the step's save is dispatched, and once at the end.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
-import signal
 import time
 from typing import Any, Callable, Sequence
 
@@ -32,10 +31,7 @@ import jax
 from jaxrep import parallel
 from jaxrep.run.checkpoint import Checkpointer, PreemptionGuard, abstract_like
 from jaxrep.run.logging import MetricLogger, progress_bar, save_config
-from jaxrep.training import check_finite, current_learning_rate
-
-# Fault injection for the kill-and-resume tests: SIGKILL this process right after the given step.
-KILL_AT_STEP_ENV = "JAXREP_KILL_AT_STEP"
+from jaxrep.training import NonFiniteLossError, check_finite, current_learning_rate
 
 
 @dataclasses.dataclass
@@ -65,6 +61,69 @@ class FitResult:
     preempted: bool
     metrics: dict  # what the hooks returned at the end
     seconds: float  # wall-clock of the steps, compilation included
+
+
+class RunControl:
+    """What every training loop shares, whatever one of its steps is (a gradient step, an env step, an MJX chunk):
+    the progress bar, SIGTERM (every process stops at the same step), the checkpoint cadence, no non-finite state
+    in a checkpoint, and the cleanup of all of these however the loop ends.
+
+        with RunControl(checkpointer, every, total=T, initial=step, desc="train", closing=(logger,)) as run:
+            run.start_progress()
+            while step < T:
+                ...; step += 1; run.bar.update(1)
+                stop = run.should_stop(step)
+                if run.save_due(step, T, stop):
+                    run.save(step, state, extra, finite=all_finite(state.params), force=stop)
+                if stop:
+                    break
+
+    Without a checkpointer nothing is saved and SIGTERM keeps its default action. On exit, also by an exception,
+    the bar closes and so does everything in `closing` (e.g. the checkpointer, which waits for its last save, and
+    the metric logger).
+    """
+
+    def __init__(self, checkpointer: Checkpointer | None, checkpoint_every: int, *, total: int, initial: int,
+                 desc: str, show_progress: bool = True, unit: str = "step", closing: Sequence[Any] = ()):
+        self.checkpointer, self.checkpoint_every = checkpointer, checkpoint_every
+        self._bar_options = dict(total=total, initial=initial, desc=desc, show=show_progress, unit=unit)
+        self._closing = closing
+        self._guard = PreemptionGuard() if checkpointer is not None else None
+        self.bar = None
+
+    def __enter__(self) -> "RunControl":
+        if self._guard is not None:
+            self._guard.__enter__()
+        return self
+
+    def start_progress(self) -> None:
+        """Shows the progress bar (after compiling, so the compiled step's memory line stands on its own)."""
+        self.bar = progress_bar(**self._bar_options)
+
+    def should_stop(self, step: int) -> bool:
+        """Whether a SIGTERM asks the loop to save `step` and return (the same answer on every process)."""
+        return self._guard is not None and self._guard.should_stop(step)
+
+    def save_due(self, step: int, total: int, stop: bool) -> bool:
+        return self.checkpointer is not None and (step % self.checkpoint_every == 0 or step >= total or stop)
+
+    def save(self, step: int, state: Any, extra: Any, *, finite: Any = True, force: bool = False) -> None:
+        """Saves `step` unless `finite` (a host or device boolean) is false: then `NonFiniteLossError`, and the
+        last good checkpoint stays the latest."""
+        if not bool(finite):
+            raise NonFiniteLossError(f"non-finite parameters at step {step}; stopping without saving, the last good "
+                                     "checkpoint is kept")
+        self.checkpointer.save(step, state, extra, force=force)
+
+    def __exit__(self, *exc) -> None:
+        try:
+            if self.bar is not None:
+                self.bar.close()
+            for resource in self._closing:
+                resource.close()
+        finally:
+            if self._guard is not None:
+                self._guard.__exit__(*exc)
 
 
 def select_devices(config, devices=None) -> list:
@@ -137,70 +196,61 @@ def fit(state: Any, step_fn: Callable, next_batch: Callable[[int], Any], *, tota
       checkpointer: where to save; None saves nothing (the caller keeps the result).
       progress_metrics: the logged metrics the progress display shows (e.g. a loss's terms rather than their sum).
     """
-    kill_at = int(os.environ.get(KILL_AT_STEP_ENV, "-1"))
     step = int(state.step)
     started = time.perf_counter()
     if step >= total_steps:
         return FitResult(state, False, _run_hooks(hooks, state, step, logger, end=True), 0.0)
     saving = checkpointer is not None
-    bar = None  # made after compiling, so the compiled step's memory line stands on its own line
-    try:
-        with (PreemptionGuard() if saving else contextlib.nullcontext()) as preemption:
-            batch, pending = next_batch(step), None
-            step_fn = _compile(step_fn, state, batch)
-            if saving and preemption.should_stop(step):  # SIGTERM while building or compiling
-                if checkpointer.latest_step() != step:
-                    checkpointer.save(step, state, {"data": data_state()}, force=True)
-                checkpointer.wait()
-                print(f"SIGTERM before training: saved step {step}, exiting", flush=True)
-                return FitResult(state, True, {}, time.perf_counter() - started)
-            bar = progress_bar(total_steps, initial=step, desc=desc, show=show_progress)
-            last_log, last_log_step = time.perf_counter(), step
-            while step < total_steps:
-                state, metrics = step_fn(state, batch)
-                step += 1
-                stop = saving and preemption.should_stop(step)  # every step, on every process
-                if saving:
-                    checkpointer.poll()  # a failed background save is reported now, not at the next save
-                # Check the previous step's metrics after dispatching this one, keeping the device busy.
-                if pending is not None:
-                    check_finite(pending)
-                pending = metrics
-                bar.update(1)
-                if step % log_every == 0 or step == total_steps:
-                    now = time.perf_counter()
-                    metrics = jax.device_get(metrics)
-                    check_finite(metrics)
-                    speed = batch_size * (step - last_log_step) / (now - last_log)
-                    scalars = logger.log(step, dict(metrics, learning_rate=current_learning_rate(state.opt_state),
-                                                    samples_per_s=speed))
-                    bar.set_postfix(**{name: f"{scalars[name]:.4f}" for name in progress_metrics if name in scalars},
-                                    samples_s=f"{speed:.0f}")
-                    last_log, last_log_step = now, step
-                if saving and (step % checkpoint_every == 0 or stop):
-                    check_finite(jax.device_get(metrics))
-                    # data_state(): the position after every batch consumed so far
-                    checkpointer.save(step, state, {"data": data_state()}, force=stop)
-                if step < total_steps:  # the end hooks cover the last step
-                    _run_hooks(hooks, state, step, logger, end=False)
-                if step == kill_at:
-                    if saving:
-                        checkpointer.wait()
-                    os.kill(os.getpid(), signal.SIGKILL)
-                if stop:
-                    checkpointer.wait()
-                    print(f"SIGTERM: saved step {step}, exiting", flush=True)
-                    return FitResult(state, True, {}, time.perf_counter() - started)
-                if step < total_steps:
-                    batch = next_batch(step)
-            check_finite(jax.device_get(pending))
+    with RunControl(checkpointer, checkpoint_every, total=total_steps, initial=step, desc=desc,
+                    show_progress=show_progress) as run:
+        batch, pending = next_batch(step), None
+        step_fn = _compile(step_fn, state, batch)
+        if run.should_stop(step):  # SIGTERM while building or compiling
+            if checkpointer.latest_step() != step:
+                checkpointer.save(step, state, {"data": data_state()}, force=True)
+            checkpointer.wait()
+            print(f"SIGTERM before training: saved step {step}, exiting", flush=True)
+            return FitResult(state, True, {}, time.perf_counter() - started)
+        run.start_progress()
+        last_log, last_log_step = time.perf_counter(), step
+        while step < total_steps:
+            state, metrics = step_fn(state, batch)
+            step += 1
+            stop = run.should_stop(step)  # every step, on every process
             if saving:
-                if checkpointer.latest_step() != step:
-                    checkpointer.save(step, state, {"data": data_state()}, force=True)
+                checkpointer.poll()  # a failed background save is reported now, not at the next save
+            # Check the previous step's metrics after dispatching this one, keeping the device busy.
+            if pending is not None:
+                check_finite(pending)
+            pending = metrics
+            run.bar.update(1)
+            if step % log_every == 0 or step == total_steps:
+                now = time.perf_counter()
+                metrics = jax.device_get(metrics)
+                check_finite(metrics)
+                speed = batch_size * (step - last_log_step) / (now - last_log)
+                scalars = logger.log(step, dict(metrics, learning_rate=current_learning_rate(state.opt_state),
+                                                samples_per_s=speed))
+                run.bar.set_postfix(**{name: f"{scalars[name]:.4f}" for name in progress_metrics if name in scalars},
+                                    samples_s=f"{speed:.0f}")
+                last_log, last_log_step = now, step
+            if saving and (step % checkpoint_every == 0 or stop):
+                check_finite(jax.device_get(metrics))
+                # data_state(): the position after every batch consumed so far
+                run.save(step, state, {"data": data_state()}, force=stop)
+            if step < total_steps:  # the end hooks cover the last step
+                _run_hooks(hooks, state, step, logger, end=False)
+            if stop:
                 checkpointer.wait()
-    finally:
-        if bar is not None:
-            bar.close()
+                print(f"SIGTERM: saved step {step}, exiting", flush=True)
+                return FitResult(state, True, {}, time.perf_counter() - started)
+            if step < total_steps:
+                batch = next_batch(step)
+        check_finite(jax.device_get(pending))
+        if saving:
+            if checkpointer.latest_step() != step:
+                run.save(step, state, {"data": data_state()}, force=True)
+            checkpointer.wait()
     seconds = time.perf_counter() - started
     return FitResult(state, False, _run_hooks(hooks, state, step, logger, end=True), seconds)
 

@@ -8,6 +8,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 import jax
@@ -35,10 +36,8 @@ from tests.helpers import (
 tiny_config, cli_args = tiny_diffusion_config, diffusion_cli_args
 
 
-def run_cli(workdir, env_extra=None, **overrides):
-    env = dict(os.environ, **(env_extra or {}))
-    return subprocess.run(cli_args(workdir, **overrides), cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=600)
+def run_cli(workdir, **overrides):
+    return subprocess.run(cli_args(workdir, **overrides), cwd=REPO, capture_output=True, text=True, timeout=600)
 
 
 def restore_latest(workdir, config):
@@ -50,7 +49,9 @@ def restore_latest(workdir, config):
 
 def test_killed_run_resumes_bitwise(tmp_path):
     reference = diffusion_experiment.train_and_evaluate(tiny_config(), str(tmp_path / "uninterrupted"))
-    killed = run_cli(tmp_path / "killed", {diffusion_experiment.KILL_AT_STEP_ENV: "4"})
+    killed = subprocess.run([sys.executable, "-c", "import sys; from tests.helpers import train_diffusion_until_killed; "
+                             "train_diffusion_until_killed(sys.argv[1], step=4, saved=3)", str(tmp_path / "killed")],
+                            cwd=REPO, capture_output=True, text=True, timeout=600)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert Checkpointer(tmp_path / "killed" / "checkpoints", save_every=1).latest_step() == 3
     resumed = run_cli(tmp_path / "killed")

@@ -103,11 +103,13 @@ def test_corrupt_image_stops_with_its_path_and_a_damaged_shard_is_named(inputs, 
 
 def test_killed_preparation_resumes_without_duplicates_or_gaps(inputs, dataset, tmp_path):
     directory = str(tmp_path / "resumed")
-    command = [sys.executable, "-c", "import sys; from tests.experiments.latent_fixtures import prepare_config; "
-               "from jaxrep.experiments.prepare_latents import prepare; prepare(prepare_config(sys.argv[1], sys.argv[2]), sys.argv[3])",
-               *inputs, directory]
-    env = dict(os.environ, **{prepare_latents.KILL_AFTER_BATCHES_ENV: "2"})  # inside the second shard
-    killed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    # The second encoded batch (inside the second shard) ends the process, through `prepare`'s public callback.
+    script = ("import os, signal, sys; from tests.experiments.latent_fixtures import prepare_config; "
+              "from jaxrep.experiments.prepare_latents import prepare; batches = []; "
+              "stop = lambda: batches.append(1) or (len(batches) == 2 and os.kill(os.getpid(), signal.SIGKILL)); "
+              "prepare(prepare_config(sys.argv[1], sys.argv[2]), sys.argv[3], after_batch=stop)")
+    command = [sys.executable, "-c", script, *inputs, directory]
+    killed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert os.listdir(directory).count("shard-00000.json") == 1 and "manifest.json" not in os.listdir(directory)
     resumed = prepare_latents.prepare(fx.prepare_config(*inputs), directory)

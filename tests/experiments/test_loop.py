@@ -221,3 +221,31 @@ def test_the_run_summary_names_the_checkpoint_metrics_new_files_and_next_command
         f"  written: {summary.split('written: ')[1].splitlines()[0]}",
         f"  curves: tensorboard --logdir {tmp_path / 'tensorboard'}", "  next: python -m next"]
     assert set(summary.split("written: ")[1].splitlines()[0].split(", ")) == {"samples_0000006.png", "metrics.jsonl"}
+
+
+class Closable:
+    closed = False
+
+    def close(self):
+        self.closed = True
+
+
+def test_run_control_refuses_a_non_finite_state_and_cleans_up_when_the_loop_raises(tmp_path):
+    """The RL loops' checkpoints go through `RunControl` too: a non-finite state is never saved, and an exception
+    inside the loop still closes the progress bar, the checkpointer and the logger."""
+    checkpointer, logger = Checkpointer(tmp_path / "checkpoints", save_every=2), Closable()
+    state = {"w": jnp.ones(2)}
+    with pytest.raises(RuntimeError, match="env crashed"):
+        with loop.RunControl(checkpointer, 2, total=6, initial=0, desc="rl", show_progress=False,
+                             closing=(checkpointer, logger)) as run:
+            run.start_progress()
+            for step in range(1, 7):
+                state = {"w": state["w"] * (jnp.nan if step == 3 else 1.0)}
+                if run.save_due(step, 6, run.should_stop(step)):
+                    finite = jnp.all(jnp.isfinite(state["w"]))
+                    if step == 4:
+                        with pytest.raises(NonFiniteLossError, match="non-finite parameters at step 4"):
+                            run.save(step, state, {}, finite=finite, force=True)
+                        raise RuntimeError("env crashed")
+                    run.save(step, state, {}, finite=finite, force=True)
+    assert logger.closed and Checkpointer(tmp_path / "checkpoints", save_every=1).all_steps() == [2]
