@@ -7,6 +7,7 @@ import socket
 import sys
 from typing import Any
 
+import chex
 import jax
 import numpy as np
 
@@ -25,7 +26,7 @@ def with_overrides(config: Any, overrides: dict) -> Any:
 
 
 def assert_trees_equal(a: Any, b: Any) -> None:
-    jax.tree.map(lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)), a, b)
+    chex.assert_trees_all_equal(a, b)
 
 
 def free_port() -> int:

@@ -2,6 +2,7 @@
 
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -120,14 +121,14 @@ def test_transplant_blocks_copies_l2r_region_only():
     merged = transplant_blocks(warmup, fresh, num_blocks=3, extra_keys=("projector",))
     copied = ["x_embedder", "t_embedder", "y_embedder", "blocks_0", "blocks_1", "blocks_2", "projector"]
     for key in copied:
-        jax.tree.map(np.testing.assert_array_equal, merged[key], warmup[key])
+        chex.assert_trees_all_equal(merged[key], warmup[key])
     for key in ["blocks_3", "blocks_4", "blocks_5", "blocks_6", "final_layer"]:
-        jax.tree.map(np.testing.assert_array_equal, merged[key], fresh[key])
+        chex.assert_trees_all_equal(merged[key], fresh[key])
     assert sorted(merged) == sorted(fresh)
-    jax.tree.map(np.testing.assert_array_equal, fresh, fresh_before)  # inputs untouched
+    chex.assert_trees_all_equal(fresh, fresh_before)  # inputs untouched
     without_projector = transplant_blocks(warmup, fresh, num_blocks=4)
-    jax.tree.map(np.testing.assert_array_equal, without_projector["projector"], fresh["projector"])
-    jax.tree.map(np.testing.assert_array_equal, without_projector["blocks_3"], warmup["blocks_3"])
+    chex.assert_trees_all_equal(without_projector["projector"], fresh["projector"])
+    chex.assert_trees_all_equal(without_projector["blocks_3"], warmup["blocks_3"])
 
 
 def test_transplant_blocks_errors():

@@ -1,30 +1,34 @@
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from absl.testing import parameterized
 
 from jaxrep.diffusion import gvp_interpolant, linear_interpolant, sample_time
 from jaxrep.losses import flow_matching_loss
 
 
-def test_linear_interpolant_endpoints_and_velocity():
-    x = jax.random.normal(jax.random.key(0), (3, 4, 4, 2))
-    noise = jax.random.normal(jax.random.key(1), x.shape)
-    x_t, v = linear_interpolant(x, noise, jnp.array([0.0, 1.0, 0.25]))
-    np.testing.assert_allclose(x_t[0], x[0])
-    np.testing.assert_allclose(x_t[1], noise[1])
-    np.testing.assert_allclose(x_t[2], 0.75 * x[2] + 0.25 * noise[2], rtol=1e-6)
-    np.testing.assert_allclose(v, noise - x)
+class InterpolantTest(chex.TestCase):
+    """The interpolants' closed forms and derivatives, with and without jit."""
 
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_linear_interpolant_endpoints_and_velocity(self):
+        x = jax.random.normal(jax.random.key(0), (3, 4, 4, 2))
+        noise = jax.random.normal(jax.random.key(1), x.shape)
+        x_t, v = self.variant(linear_interpolant)(x, noise, jnp.array([0.0, 1.0, 0.25]))
+        chex.assert_trees_all_close((x_t[0], x_t[1], x_t[2], v),
+                                    (x[0], noise[1], 0.75 * x[2] + 0.25 * noise[2], noise - x), rtol=1e-6)
 
-@pytest.mark.parametrize("interpolant", [linear_interpolant, gvp_interpolant])
-def test_velocity_is_time_derivative(interpolant):
-    x = jax.random.normal(jax.random.key(0), (2, 5))
-    noise = jax.random.normal(jax.random.key(1), (2, 5))
-    t = jnp.array([0.3, 0.8])
-    _, v = interpolant(x, noise, t)
-    dxdt = jax.jvp(lambda tt: interpolant(x, noise, tt)[0], (t,), (jnp.ones_like(t),))[1]
-    np.testing.assert_allclose(v, dxdt, rtol=1e-5, atol=1e-6)
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.named_parameters(("linear", linear_interpolant), ("gvp", gvp_interpolant))
+    def test_velocity_is_time_derivative(self, interpolant):
+        x = jax.random.normal(jax.random.key(0), (2, 5))
+        noise = jax.random.normal(jax.random.key(1), (2, 5))
+        t = jnp.array([0.3, 0.8])
+        _, v = self.variant(interpolant)(x, noise, t)
+        dxdt = jax.jvp(lambda tt: interpolant(x, noise, tt)[0], (t,), (jnp.ones_like(t),))[1]
+        chex.assert_trees_all_close(v, dxdt, rtol=1e-5, atol=1e-6)
 
 
 def test_gvp_is_variance_preserving():

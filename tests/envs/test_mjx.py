@@ -1,5 +1,6 @@
 """envs/mjx.py: Playground names, flattened observations, action scaling, time limits with auto-reset, checkpoints."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -78,6 +79,6 @@ def test_env_state_checkpoints_bitwise(cartpole, tmp_path):
     restored, _ = Checkpointer(tmp_path, save_every=1).restore(abstract_like(without_empty(state)))
     restored = with_empty(restored, like=state)
     assert jax.tree.structure(restored) == jax.tree.structure(state)
-    jax.tree.map(np.testing.assert_array_equal, restored, state)
+    chex.assert_trees_all_equal(restored, state)
     assert jax.tree.leaves(jax.tree.map(lambda a, b: a.dtype == b.dtype and a.shape == b.shape, restored, state)) \
         == [True] * len(jax.tree.leaves(state))

@@ -4,6 +4,7 @@ inputs failing with clear messages."""
 
 import os
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -250,7 +251,7 @@ def test_aligned_step_on_eight_devices_equals_one_device(method, encoder_dir):
     state_1, losses_1 = run_steps(one.jitted_step, one.state, batches_1)
     state_8, losses_8 = run_steps(eight.jitted_step, eight.state, batches_8)
     np.testing.assert_allclose(losses_8, losses_1, rtol=1e-4)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), state_8.params, state_1.params)
+    chex.assert_trees_all_close(state_8.params, state_1.params, rtol=1e-4, atol=1e-5)
 
 
 def _restore(experiment, directory):

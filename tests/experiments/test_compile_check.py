@@ -20,8 +20,8 @@ from jaxrep.experiments import diffusion as diffusion_experiment
 from jaxrep.nn.vit import ViT
 from jaxrep.run import aot
 from jaxrep.weights.encoder import save_encoder
-from tests.helpers import REPO, with_overrides
 from tests.experiments import latent_fixtures as fx
+from tests.helpers import REPO, with_overrides
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -202,7 +203,7 @@ def test_eight_devices_match_one_device_and_shard_map_matches_jit():
     assert batches_8[0]["image"].sharding.num_devices == 8
     state_8, losses_8 = run_steps(eight.jitted_step, eight.state, batches_8)
     np.testing.assert_allclose(losses_8, losses_1, rtol=1e-4)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), state_8.params, state_1.params)
+    chex.assert_trees_all_close(state_8.params, state_1.params, rtol=1e-4, atol=1e-5)
 
     # The same step, per device under shard_map with an axis name (the pmap form), on global arrays.
     fresh = diffusion_experiment.build_experiment(config, jax.devices()[:8])
@@ -211,7 +212,7 @@ def test_eight_devices_match_one_device_and_shard_map_matches_jit():
                                          out_specs=(P(), P()), check_vma=False))
     state_s, losses_s = run_steps(shard_mapped, fresh.state, batches_8)
     np.testing.assert_allclose(losses_s, losses_1, rtol=1e-4)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), state_s.params, state_1.params)
+    chex.assert_trees_all_close(state_s.params, state_1.params, rtol=1e-4, atol=1e-5)
 
     # And under jax.pmap (maintenance mode, but still the API some users call).
     devices = jax.devices()[:8]

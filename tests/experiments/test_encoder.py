@@ -4,6 +4,7 @@ training on the first aligned run."""
 import os
 import time
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -52,7 +53,7 @@ def test_trained_encoder_checkpoint_round_trips(tmp_path):
     trained = encoder_experiment.train_encoder(config, str(tmp_path), show_progress=False)
     loaded = load_encoder("checkpoint", str(tmp_path))
     assert loaded.model == trained.model and loaded.image_size == 32 and loaded.grid_size == 8
-    jax.tree.map(np.testing.assert_array_equal, loaded.params, trained.params)
+    chex.assert_trees_all_equal(loaded.params, trained.params)
     info = read_encoder_metadata(str(tmp_path))["info"]
     assert info["steps"] == 4 and 0.0 <= info["holdout_factor_accuracy"] <= 1.0
     assert [r["step"] for r in read_metrics(str(tmp_path))] == [2, 4, 4]

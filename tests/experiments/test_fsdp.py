@@ -2,6 +2,7 @@
 replicated layout, per-device state bytes down by ~1/8 in the compiled step's memory analysis, and checkpoints
 restorable across layouts and device counts."""
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -61,7 +62,7 @@ def test_fsdp_splits_params_ema_and_adam_moments(layouts):
     for tree in (fsdp.state.params, fsdp.state.ema_params, fsdp.state.opt_state):
         assert split_fraction(tree) > 0.9
     assert split_fraction(replicated.state.params) == 0.0
-    jax.tree.map(np.testing.assert_array_equal, fsdp.state.params, replicated.state.params)  # same init
+    chex.assert_trees_all_equal(fsdp.state.params, replicated.state.params)  # same init
 
 
 def test_fsdp_training_and_sampling_equal_the_replicated_layout(layouts):
@@ -70,7 +71,7 @@ def test_fsdp_training_and_sampling_equal_the_replicated_layout(layouts):
     state_r, losses_r = run_steps(replicated.jitted_step, copy(replicated.state), batches)
     state_f, losses_f = run_steps(fsdp.jitted_step, copy(fsdp.state), batches)
     np.testing.assert_allclose(losses_f, losses_r, rtol=1e-5)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), state_f.params, state_r.params)
+    chex.assert_trees_all_close(state_f.params, state_r.params, rtol=1e-4, atol=1e-6)
     assert parallel.shardings_of(state_f) == parallel.shardings_of(fsdp.state)  # the step keeps the layout
     labels, key = np.arange(8, dtype=np.int32) % 3, jax.random.key(0)
     images_r = sample_experiment.make_sharded_sampler(replicated)(state_r.ema_params, labels, key)
@@ -103,7 +104,7 @@ def test_checkpoints_restore_across_layouts_and_device_counts(layouts, tmp_path)
     four = diffusion_experiment.build_experiment(tiny_diffusion_config(**WIDE, param_sharding="fsdp"), jax.devices()[:4])
     for target in (replicated, one, four):
         restored, _ = Checkpointer(tmp_path / "fsdp", save_every=1).restore(abstract_like(target.state))
-        jax.tree.map(np.testing.assert_array_equal, restored.params, state_f.params)
+        chex.assert_trees_all_equal(restored.params, state_f.params)
         assert jax.tree.map(lambda leaf: leaf.sharding, restored.params) == \
             jax.tree.map(lambda leaf: leaf.sharding, target.state.params)
     # And the other way: a replicated 1-device checkpoint into the 8-device FSDP layout.
@@ -111,5 +112,5 @@ def test_checkpoints_restore_across_layouts_and_device_counts(layouts, tmp_path)
     checkpointer.save(0, one.state, {}, force=True)
     checkpointer.close()
     restored, _ = Checkpointer(tmp_path / "one", save_every=1).restore(abstract_like(fsdp.state))
-    jax.tree.map(np.testing.assert_array_equal, restored.params, one.state.params)
+    chex.assert_trees_all_equal(restored.params, one.state.params)
     assert split_fraction(restored.params) > 0.9

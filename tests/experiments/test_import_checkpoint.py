@@ -6,8 +6,8 @@ import os
 import subprocess
 import sys
 
+import chex
 import jax
-import numpy as np
 import pytest
 
 from configs import diffusion as diffusion_configs
@@ -77,8 +77,8 @@ def test_import_restores_the_converted_weights(tmp_path):
     config, model, state = restore(workdir)
     assert config.align.method == "none" and int(state.step) == 700 and set(state.params) == {"sit"}
     expected = sit_params_from_state_dict(ema, model)
-    jax.tree.map(np.testing.assert_array_equal, jax.device_get(state.ema_params["sit"]), expected)
-    jax.tree.map(np.testing.assert_array_equal, jax.device_get(state.params["sit"]), expected)
+    chex.assert_trees_all_equal(jax.device_get(state.ema_params["sit"]), expected)
+    chex.assert_trees_all_equal(jax.device_get(state.params["sit"]), expected)
     with pytest.raises(FileExistsError, match="already holds checkpoints"):
         import_checkpoint(tiny_sit_config(), workdir, checkpoint_path=str(path))
 
@@ -86,7 +86,7 @@ def test_import_restores_the_converted_weights(tmp_path):
     import_checkpoint(tiny_sit_config(), raw, checkpoint_path=str(path), weights="model", step=5)
     _, _, state = restore(raw)
     assert int(state.step) == 5
-    jax.tree.map(np.testing.assert_array_equal, jax.device_get(state.params["sit"]),
+    chex.assert_trees_all_equal(jax.device_get(state.params["sit"]),
                  sit_params_from_state_dict(model_weights, model))
 
 
@@ -127,7 +127,7 @@ def test_keep_projector_imports_the_projector(tmp_path, monkeypatch):
     saved, _, state = restore(workdir)
     assert saved.align.method == "repa"
     expected = projector_params_from_state_dict(ema, MLPProjector(8, 16), hidden_size=WIDTH)
-    jax.tree.map(np.testing.assert_array_equal, jax.device_get(state.ema_params["projector"]), expected)
+    chex.assert_trees_all_equal(jax.device_get(state.ema_params["projector"]), expected)
 
 
 def test_cli_imports(tmp_path):
@@ -142,5 +142,5 @@ def test_cli_imports(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     _, model, state = restore(str(workdir))
     assert int(state.step) == 3
-    jax.tree.map(np.testing.assert_array_equal, jax.device_get(state.ema_params["sit"]),
+    chex.assert_trees_all_equal(jax.device_get(state.ema_params["sit"]),
                  sit_params_from_state_dict(model_weights, model))

@@ -26,8 +26,8 @@ from jaxrep.run.logging import read_metrics
 from jaxrep.weights.autoencoder_kl import load_autoencoder_kl
 from jaxrep.weights.encoder import save_encoder
 from jaxrep.weights.features import save_eval_net
-from tests.helpers import distributed_flags, finish_processes, free_port, start_processes
 from tests.experiments import latent_fixtures as fx
+from tests.helpers import distributed_flags, finish_processes, free_port, start_processes
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NUM_GOOD = fx.NUM_CLASSES * fx.IMAGES_PER_CLASS

@@ -6,6 +6,7 @@ import json
 import os
 import sys
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -107,7 +108,7 @@ def test_eight_devices_match_one_device(vae_workdir):
         assert batch_8["z"].sharding.num_devices == 8
         state_8, metrics_8 = eight.jitted_step(state_8, batch_8)
         np.testing.assert_allclose(metrics_8["loss"], metrics_1["loss"], rtol=1e-4)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5), state_8.params, state_1.params)
+    chex.assert_trees_all_close(state_8.params, state_1.params, rtol=1e-3, atol=1e-5)
 
 
 @pytest.mark.slow

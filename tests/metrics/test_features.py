@@ -3,6 +3,7 @@ and the reference-statistics cache."""
 
 import os
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -89,7 +90,7 @@ def test_eval_net_checkpoint_round_trip(tiny_net, tmp_path):
     loaded_model, loaded_params, metadata = load_eval_net(tmp_path / "net")
     assert loaded_model == model
     assert metadata["info"]["holdout_factor_accuracy"] == 1.0 and metadata["data_source"] == "shapes32"
-    jax.tree.map(np.testing.assert_array_equal, loaded_params, params)
+    chex.assert_trees_all_equal(loaded_params, params)
     extractor = load_feature_extractor("eval_net", tmp_path / "net")
     assert extractor.fingerprint == eval_net_extractor(model, params, image_shape=IMAGE_SHAPE).fingerprint
     assert extractor.metadata["path"] == str(tmp_path / "net")

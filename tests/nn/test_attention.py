@@ -1,5 +1,6 @@
 """Attention implementations (`model.attention_impl`): one parameter layout, the same outputs and gradients."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -46,7 +47,7 @@ def test_cpu_layout_equals_xla_in_params_outputs_and_gradients(fields):
     x, t, y = inputs()
     xla, cpu = tiny_sit(**fields), tiny_sit(attention_impl="cpu_layout", **fields)
     init = lambda model: model.init(jax.random.key(0), x, t, y)["params"]  # noqa: E731
-    jax.tree.map(np.testing.assert_array_equal, init(cpu), init(xla))  # one parameter layout, the same init
+    chex.assert_trees_all_equal(init(cpu), init(xla))  # one parameter layout, the same init
     params = perturbed_params(xla, x, t, y)
     forward = lambda model: jax.jit(lambda p: model.apply({"params": p}, x, t, y, hidden_at=1))  # noqa: E731
     (v_xla, h_xla), (v_cpu, h_cpu) = forward(xla)(params), forward(cpu)(params)

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -105,7 +106,7 @@ def test_deprecated_attention_names_load_the_same_params(reference, tmp_path):
     shutil.copy(reference["directory"] / "config.json", tmp_path / "config.json")
     _, params = load_autoencoder_kl(tmp_path)
     _, expected = load_autoencoder_kl(reference["directory"])
-    jax.tree.map(np.testing.assert_array_equal, params, expected)
+    chex.assert_trees_all_equal(params, expected)
 
 
 def test_single_file_gets_the_sd_vae_ft_mse_architecture(tmp_path):

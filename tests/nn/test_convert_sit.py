@@ -4,7 +4,7 @@ import argparse
 import math
 import pickle
 
-import jax
+import chex
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -182,7 +182,7 @@ def inputs(batch=3):
 
 
 def chex_equal(actual, expected):
-    jax.tree.map(np.testing.assert_array_equal, actual, expected)
+    chex.assert_trees_all_equal(actual, expected)
 
 
 def relative_error(actual, expected):

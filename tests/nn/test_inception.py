@@ -9,6 +9,7 @@ patches them (average pools that exclude padding; a max pool in Mixed_7c).
 import os
 import pickle
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -273,7 +274,7 @@ def test_loads_pth_and_safetensors_files(reference, tmp_path):
     direct = inception_variables_from_state_dict(state_dict)
     for name in ("pt_inception.pth", "inception.safetensors"):
         loaded = load_inception_variables(tmp_path / name)
-        jax.tree.map(np.testing.assert_array_equal, loaded, direct)
+        chex.assert_trees_all_equal(loaded, direct)
     with pytest.raises(FileNotFoundError, match="pt_inception"):
         load_inception_variables(tmp_path / "missing.pth")
 

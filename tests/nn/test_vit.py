@@ -2,6 +2,7 @@
 
 import re
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -176,7 +177,7 @@ def test_parity_from_hub_and_legacy_names(hf_plain):
     hub = _hf_to_hub(state_dict)
     assert "blocks.1.attn.qkv.weight" in hub and "blocks.0.ls2.gamma" in hub and "norm.bias" in hub
     for layout in (hub, _hf_to_legacy(state_dict), {f"dinov2.{k}": v for k, v in state_dict.items()}):
-        jax.tree.map(np.testing.assert_array_equal, dinov2_params_from_state_dict(layout, model), direct)
+        chex.assert_trees_all_equal(dinov2_params_from_state_dict(layout, model), direct)
     ref_patches, _, patches, _ = _run_both(
         hf_plain, model, dinov2_params_from_state_dict(hub, model), _pixels(56))
     np.testing.assert_array_less(np.abs(patches - ref_patches).max(), 1e-4)
@@ -192,7 +193,7 @@ def test_load_from_safetensors_and_torch_files(hf_plain, tmp_path):
               str(tmp_path / "hub.safetensors"))
     torch.save(hf_plain.state_dict(), tmp_path / "hf.pth")
     for filename in ("hub.safetensors", "hf.pth"):
-        jax.tree.map(np.testing.assert_array_equal, load_dinov2_params(tmp_path / filename, model), direct)
+        chex.assert_trees_all_equal(load_dinov2_params(tmp_path / filename, model), direct)
 
 
 def test_load_state_dict_reads_bfloat16(tmp_path):

@@ -53,9 +53,9 @@ def test_update_is_pure_and_compiles_once(agent, state):
     batch = random_batch(jax.random.PRNGKey(1))
     first, metrics = update(state, batch)
     again, metrics_again = update(state, batch)
-    jax.tree.map(np.testing.assert_array_equal, first, again)  # same inputs, same outputs
-    jax.tree.map(np.testing.assert_array_equal, metrics, metrics_again)
-    jax.tree.map(np.testing.assert_array_equal, before, state)  # inputs untouched
+    chex.assert_trees_all_equal(first, again)  # same inputs, same outputs
+    chex.assert_trees_all_equal(metrics, metrics_again)
+    chex.assert_trees_all_equal(before, state)  # inputs untouched
     update(first, random_batch(jax.random.PRNGKey(2)))  # new values, same shapes
     assert len(traces) == 1
     assert int(first.step) == int(state.step) + 1
@@ -93,7 +93,7 @@ def test_beer_with_zero_weight_is_plain_ddpg_and_beer_changes_the_critic(state):
     batch = random_batch(jax.random.PRNGKey(5))
     plain, plain_metrics = jax.jit(make_agent(beer=None).update)(state, batch)
     zero, _ = jax.jit(make_agent(beer=BeerOptions(coef=0.0)).update)(state, batch)
-    jax.tree.map(np.testing.assert_array_equal, plain.params, zero.params)
+    chex.assert_trees_all_equal(plain.params, zero.params)
     assert "beer/loss" not in plain_metrics
     # A large weight with the bound active on part of the batch moves the critic differently.
     strong, metrics = jax.jit(make_agent(beer=BeerOptions(coef=10.0, gamma=0.1)).update)(state, batch)

@@ -6,6 +6,7 @@ compiles in seconds); the MJX env itself is tested in tests/envs/test_mjx.py and
 
 import functools
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -58,7 +59,7 @@ def test_random_phase_leaves_the_agent_untouched(fused):
     assert int(early.env_step) == START_STEPS == int(early.buffer.size)
     assert int(early.agent.step) == 0 and int(summary["train/updates"]) == 0
     assert np.isnan(summary["critic/td_loss"])  # no update ran, so no update metric is reported
-    jax.tree.map(np.testing.assert_array_equal, early.agent.params, state.agent.params)
+    chex.assert_trees_all_equal(early.agent.params, state.agent.params)
 
 
 def test_resume_after_a_chunk_is_bitwise_identical(fused, tmp_path):
@@ -74,7 +75,7 @@ def test_resume_after_a_chunk_is_bitwise_identical(fused, tmp_path):
     assert extra == {"chunk": 2} and int(restored.env_step) == 2 * ITERATIONS * NUM_ENVS
     resumed, _ = run_chunks(run, restored, 2)
 
-    jax.tree.map(np.testing.assert_array_equal, resumed, uninterrupted)
+    chex.assert_trees_all_equal(resumed, uninterrupted)
     # Not vacuous: the run moved on after the checkpoint.
     assert int(resumed.agent.step) > int(first.agent.step)
     assert not np.array_equal(resumed.agent.params["critic"]["head"]["kernel"],

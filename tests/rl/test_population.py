@@ -4,6 +4,7 @@ weight), every member resumes bitwise after a checkpoint, and evaluation is per 
 import dataclasses
 import functools
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -41,7 +42,7 @@ def member(tree, index):
 
 
 def assert_close(actual, expected):
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6), actual, expected)
+    chex.assert_trees_all_close(actual, expected, rtol=2e-5, atol=2e-6)
 
 
 def test_member_i_of_n_seeds_is_the_single_run_of_seed_i():
@@ -92,7 +93,7 @@ def test_population_resumes_bitwise_for_every_member(tmp_path):
     checkpointer.close()
     restored, _ = Checkpointer(tmp_path / "checkpoints", save_every=1).restore(abstract_like(init(keys)))
     resumed, _ = run_chunks(run, restored, 2)
-    jax.tree.map(np.testing.assert_array_equal, resumed, uninterrupted)
+    chex.assert_trees_all_equal(resumed, uninterrupted)
     assert not np.array_equal(resumed.agent.params["critic"]["head"]["kernel"],
                               first.agent.params["critic"]["head"]["kernel"])
 

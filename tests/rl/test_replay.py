@@ -1,5 +1,6 @@
 """jaxrep.rl.replay: ring wraparound, block adds, uniform sampling over filled slots."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -38,7 +39,7 @@ def test_block_add_wraps_and_matches_single_adds():
     block = replay.init_replay(6, 3, 2)
     block = replay.add(block, transitions(range(4)))
     block = replay.add(block, transitions(range(4, 10)))  # wraps: 4 5 | 6 7 8 9
-    jax.tree.map(np.testing.assert_array_equal, single, block)
+    chex.assert_trees_all_equal(single, block)
     np.testing.assert_array_equal(block.data.reward, [6, 7, 8, 9, 4, 5])
 
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -39,8 +40,8 @@ def tiny_config():
 def assert_same_run(a, b):
     assert a["env_steps"] == b["env_steps"] and a["updates"] == b["updates"]
     assert a["evals"] == b["evals"]
-    jax.tree.map(np.testing.assert_array_equal, a["state"], b["state"])
-    jax.tree.map(np.testing.assert_array_equal, a["buffer"], b["buffer"])
+    chex.assert_trees_all_equal(a["state"], b["state"])
+    chex.assert_trees_all_equal(a["buffer"], b["buffer"])
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -99,7 +100,7 @@ def test_run_counts_and_resumes_bitwise(tmp_path):
         shutil.rmtree(os.path.join(interrupted_dir, "checkpoints", chunk))
     resumed = train_rl_mjx.train_and_evaluate(config, interrupted_dir)
     assert resumed["member_evals"] == expected["member_evals"]
-    jax.tree.map(np.testing.assert_array_equal, resumed["state"], expected["state"])
+    chex.assert_trees_all_equal(resumed["state"], expected["state"])
 
     # Member 1 is the 1-seed run of seed 1.
     alone = tiny_config()
