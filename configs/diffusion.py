@@ -33,6 +33,7 @@ from jaxrep.diffusion.interpolants import INTERPOLANTS, TIME_WEIGHTINGS
 from jaxrep.diffusion.samplers import ODE_METHODS, SAMPLERS
 from jaxrep.nn.attention import ATTENTION_IMPLS
 from jaxrep.parallel import PARAM_SHARDINGS
+from jaxrep.weights import hub
 from jaxrep.weights.encoder import SOURCES as ENCODER_SOURCES
 
 CPU_BASES = ("cpu", "fmnist")  # tiny pixel-space SiTs that train in minutes on a laptop CPU
@@ -335,8 +336,9 @@ def validate_alignment(config: ml_collections.ConfigDict, check_files: bool = Tr
         if align.encoder.source == "dinov2":
             require(preset in ("S/14", "B/14", "L/14", "g/14"), "align.encoder.preset",
                     f"must be one of ('S/14', 'B/14', 'L/14', 'g/14') for each encoder, got {preset!r}")
-            require(not check_files or (bool(path) and os.path.isfile(path)), "align.encoder.path",
-                    f"no DINOv2 weights file at {path!r} (a .safetensors/.pth; see docs/dinov2.md)")
+            require(not check_files or hub.is_hub_name(path) or (bool(path) and os.path.isfile(path)),
+                    "align.encoder.path", f"no DINOv2 weights file at {path!r} (a .safetensors/.pth, or a Hugging "
+                    "Face name such as hf://facebook/dinov2-base; see docs/dinov2.md)")
         else:
             require(bool(path), "align.encoder.path", "empty; name the encoder checkpoint directory")
             require(os.path.exists(path) or (len(specs) == 1 and config.data.source in FACTOR_SOURCES),

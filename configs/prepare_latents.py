@@ -14,6 +14,7 @@ import ml_collections
 
 from configs._common import ACTIVATION_DTYPES, distributed_config, preset_base
 from jaxrep.config_checks import require, require_choice, require_positive
+from jaxrep.weights import hub
 
 PRESETS = ("imagenet256", "imagenet512")
 
@@ -61,9 +62,10 @@ def validate(config: ml_collections.ConfigDict, *, num_local_devices: int) -> No
             f"no image directory at {config.data_dir!r}")
     require(not config.labels_path or os.path.isfile(config.labels_path), "labels_path",
             f"no such file {config.labels_path!r}")
-    require(bool(config.vae.path) and os.path.exists(config.vae.path), "vae.path",
-            f"no SD-VAE at {config.vae.path!r}: a diffusers AutoencoderKL directory (config.json + "
-            "diffusion_pytorch_model.safetensors) or .safetensors file (docs/imagenet.md)")
+    require(bool(config.vae.path) and (hub.is_hub_name(config.vae.path) or os.path.exists(config.vae.path)),
+            "vae.path", f"no SD-VAE at {config.vae.path!r}: a diffusers AutoencoderKL directory (config.json + "
+            "diffusion_pytorch_model.safetensors), a .safetensors file or a Hugging Face name such as "
+            "hf://stabilityai/sd-vae-ft-ema (docs/imagenet.md)")
 
 
 __all__ = ["PRESETS", "get_config", "validate"]

@@ -35,7 +35,8 @@ from jaxrep.data.latent_records import FORMAT, MANIFEST, DatasetError, encode_re
 from jaxrep.files import file_sha256, write_json_atomic
 from jaxrep.run.logging import progress_bar
 from jaxrep.run.workdir_lock import locks_workdir
-from jaxrep.weights.autoencoder_kl import load_autoencoder_kl
+from jaxrep.weights import hub
+from jaxrep.weights.autoencoder_kl import HUB_FILES, load_autoencoder_kl
 
 # Errors that mean bad input or a run that cannot go on (the command line prints them as one line).
 EXPECTED_ERRORS = (DatasetError, ImageReadError)
@@ -164,6 +165,8 @@ def prepare(config, output_dir: str, *, after_batch: Callable[[], None] = lambda
     (e.g. to report progress elsewhere, or to stop the process at a chosen point)."""
     local_devices = jax.local_devices()
     prepare_configs.validate(config, num_local_devices=len(local_devices))
+    config = config.copy_and_resolve_references()
+    config.vae.path = hub.resolve(config.vae.path, field="vae.path", files=HUB_FILES)  # hashed into the plan
     entries, classes = list_images(config.data_dir, config.labels_path)
     entries = entries[:config.max_images] if config.max_images else entries
     os.makedirs(output_dir, exist_ok=True)

@@ -20,7 +20,11 @@ from flax import traverse_util
 
 from jaxrep.diffusion.latents import LatentNormalization
 from jaxrep.nn.autoencoder_kl import SD_VAE_FT_MSE_CONFIG, AutoencoderKL
+from jaxrep.weights import hub
 from jaxrep.weights.convert import MissingWeightsError, load_state_dict, match_params
+
+# The files of a diffusers AutoencoderKL repository on the Hugging Face Hub (hf://stabilityai/sd-vae-ft-ema).
+HUB_FILES = ("config.json", "diffusion_pytorch_model.safetensors")
 
 __all__ = ["abstract_autoencoder_kl", "autoencoder_kl_params_from_state_dict", "load_autoencoder_kl",
            "load_latent_stats"]
@@ -99,7 +103,8 @@ def load_autoencoder_kl(path: str | os.PathLike, *, dtype: Any = jnp.float32) ->
 
     Args:
       path: a diffusers model directory (`config.json` and `diffusion_pytorch_model.safetensors`, or `.bin`,
-        read with `weights_only=True`), or a single weights file, which gets `SD_VAE_FT_MSE_CONFIG`.
+        read with `weights_only=True`), a single weights file, which gets `SD_VAE_FT_MSE_CONFIG`, or a Hugging
+        Face name such as `hf://stabilityai/sd-vae-ft-ema` (`jaxrep.weights.hub`).
       dtype: compute dtype of the model (params stay float32).
 
     Returns:
@@ -110,7 +115,7 @@ def load_autoencoder_kl(path: str | os.PathLike, *, dtype: Any = jnp.float32) ->
       UnreadableWeightsError (an OSError): the weights file cannot be read (truncated, corrupt, wrong format).
       CheckpointMismatchError: the weights do not fit the configured architecture (keys listed).
     """
-    path = os.fspath(path)
+    path = hub.resolve(os.fspath(path), field="vae.path", files=HUB_FILES)
     if os.path.isdir(path):
         config = _model_config(os.path.join(path, "config.json"))
         candidates = [os.path.join(path, f"diffusion_pytorch_model.{ext}") for ext in ("safetensors", "bin")]

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 from jaxrep.align.encoder import FrozenEncoder
 from jaxrep.align.hog import HOG
 from jaxrep.nn.vit import ViT, resample_pos_embed, vit_preset
+from jaxrep.weights import hub
 from jaxrep.weights.convert import WeightFileError, load_dinov2_params
 from jaxrep.weights.frozen import FrozenWeightsError, read_frozen_metadata, restore_frozen_params, save_frozen
 
@@ -74,6 +75,9 @@ def _load_checkpoint(directory: str) -> FrozenEncoder:
 
 
 def _load_dinov2(path: str, preset: str, image_size: int) -> FrozenEncoder:
+    path = hub.resolve(path, field="align.encoder.path", files=("model.safetensors",))
+    if os.path.isdir(path):  # a transformers checkpoint folder (a hub snapshot)
+        path = os.path.join(path, "model.safetensors")
     if not os.path.isfile(path):
         raise EncoderFileError(f"align.encoder.path: no DINOv2 weights file at {path!r} (see docs/dinov2.md)")
     native = vit_preset(preset)
