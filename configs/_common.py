@@ -37,6 +37,24 @@ def distributed_config() -> ml_collections.ConfigDict:
     return distributed
 
 
+def logging_config() -> ml_collections.ConfigDict:
+    """The `logging` sub-config of the training entrypoints: optional W&B next to metrics.jsonl and TensorBoard
+    (`jaxrep.run.logging.MetricLogger`; the `wandb` extra). WANDB_MODE=offline logs without a network."""
+    logging = ml_collections.ConfigDict()
+    logging.wandb = False  # also log scalars, sample grids, videos and the config to W&B (process 0 only)
+    logging.project = "jaxrep"
+    logging.entity = ""  # empty: W&B's default entity
+    logging.name = ""  # empty: the work directory's name
+    logging.tags = ""  # comma-separated
+    return logging
+
+
+def validate_logging(config: ml_collections.ConfigDict) -> None:
+    """Checks the `logging` sub-config; raises ConfigError naming the field."""
+    if config.logging.wandb:
+        require(bool(config.logging.project.strip()), "logging.project", "empty; name the W&B project")
+
+
 def optim_config(*, learning_rate: float, warmup_steps: int, grad_clip: float,
                  weight_decay: float | None = None) -> ml_collections.ConfigDict:
     """The `optim` sub-config; `weight_decay=None` leaves that field out (plain Adam)."""

@@ -25,7 +25,14 @@ import os
 
 import ml_collections
 
-from configs._common import ACTIVATION_DTYPES, FACTOR_SOURCES, distributed_config, preset_base
+from configs._common import (
+    ACTIVATION_DTYPES,
+    FACTOR_SOURCES,
+    distributed_config,
+    logging_config,
+    preset_base,
+    validate_logging,
+)
 from jaxrep.align.erw import erw_initial_weight
 from jaxrep.align.objective import METHODS as ALIGN_METHODS
 from jaxrep.config_checks import ConfigError, require, require_choice, require_positive
@@ -109,6 +116,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.sample_every = 50_000  # steps between EMA sample grids (0: only at the end)
 
     config.distributed = distributed_config()
+    config.logging = logging_config()
 
     config.align = ml_collections.ConfigDict()
     config.align.method = "none"  # representation alignment: 'none', 'repa', 'irepa' or 'erw'
@@ -236,6 +244,7 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int, image_size:
                      "model.mlp_ratio", "sample.num_steps", "sample.num_images")
     require(config.batch_size % num_devices == 0, "batch_size",
             f"{config.batch_size} is not divisible by the {num_devices} devices of the mesh")
+    validate_logging(config)
     require_choice(config, "param_sharding", PARAM_SHARDINGS)
     require(config.optim.learning_rate > 0, "optim.learning_rate", f"must be > 0, got {config.optim.learning_rate}")
     require(config.optim.warmup_steps >= 0, "optim.warmup_steps", "must be >= 0")

@@ -22,6 +22,7 @@ import os
 
 import ml_collections
 
+from configs._common import logging_config, validate_logging
 from jaxrep.config_checks import ConfigError, require, require_choice, require_positive
 from jaxrep.rl.beer import FORMS as BEER_FORMS
 from jaxrep.rl.networks import INIT_SCHEMES
@@ -73,6 +74,7 @@ def _paper_config(task: str) -> ml_collections.ConfigDict:
     config.video.size = 84  # frame side in pixels
     config.video.fps = 30  # playback rate of the MP4
     config.log_every = 1_000  # env steps between training-metric logs (incl. rank of the critic features)
+    config.logging = logging_config()
     config.checkpoint_every = 10_000  # env steps between checkpoints (replay buffer included)
     config.checkpoint_keep = 2  # checkpoints kept on disk
     return config
@@ -105,6 +107,7 @@ def validate_agent(config: ml_collections.ConfigDict) -> None:
     """The checks the host and the MJX loop share: method, agent, BEER, batch and replay; ConfigError naming
     the field."""
     require_choice(config, "method", ("beer", "ddpg"))
+    validate_logging(config)
     require_choice(config, "beer.form", BEER_FORMS)
     require_choice(config, "agent.init_scheme", INIT_SCHEMES)
     require_positive(config, "env.action_repeat", "env.episode_length", "total_env_steps", "batch_size",

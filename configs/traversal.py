@@ -20,7 +20,7 @@ import os
 import ml_collections
 
 from configs import vae as vae_configs
-from configs._common import optim_config, preset_base, validate_optim
+from configs._common import logging_config, optim_config, preset_base, validate_logging, validate_optim
 from jaxrep.config_checks import ConfigError, require, require_choice, require_positive
 from jaxrep.traversal import EQUATIONS, SPATIAL_OPERATORS
 
@@ -72,6 +72,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.eval.num_strips = 4  # strips written (K rows x T + 1 columns each)
 
     config.log_every = 100  # steps between metric logs
+    config.logging = logging_config()
     config.checkpoint_every = 1000  # steps between checkpoints
     config.keep_checkpoints = 3  # checkpoints kept on disk
     return config
@@ -102,6 +103,7 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
     """Checks the config before anything compiles; raises ConfigError naming the field."""
     require_positive(config, "batch_size", "total_steps", "log_every", "checkpoint_every", "keep_checkpoints",
                      "classifier.hidden", "eval.vp_pairs", "eval.step_size", "eval.num_strips")
+    validate_logging(config)
     require(config.batch_size % num_devices == 0, "batch_size",
             f"{config.batch_size} is not divisible by the {num_devices} devices of the mesh")
     require(0.0 <= config.ema_decay < 1.0, "ema_decay", f"must be in [0, 1), got {config.ema_decay}")

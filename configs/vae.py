@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from configs._common import optim_config, preset_base, validate_optim
+from configs._common import logging_config, optim_config, preset_base, validate_logging, validate_optim
 from jaxrep.config_checks import ConfigError, require, require_choice, require_positive
 from jaxrep.data.procedural import DSprites
 from jaxrep.data.traversal_sequences import OFFICIAL_STARTS, OFFICIAL_STOP, OFFICIAL_STRIDES
@@ -73,6 +73,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.eval.num_strips = 4  # regularized: traversal strips written (K rows x T + 1 columns each)
 
     config.log_every = 100  # steps between metric logs
+    config.logging = logging_config()
     config.checkpoint_every = 10_000  # steps between checkpoints
     config.keep_checkpoints = 3  # checkpoints kept on disk
     return config
@@ -102,6 +103,7 @@ def get_config(preset: str = "plain") -> ml_collections.ConfigDict:
 def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
     """Checks the config before anything compiles; raises ConfigError naming the field."""
     require_choice(config, "method", METHODS)
+    validate_logging(config)
     require_positive(config, "batch_size", "total_steps", "log_every", "checkpoint_every", "keep_checkpoints",
                      "model.latent_dim", "model.hidden_dim", "eval.num_images",
                      "eval.dci_trees", "eval.nll_images", "eval.nll_samples")

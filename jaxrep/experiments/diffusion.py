@@ -40,7 +40,7 @@ from jaxrep.experiments.prerequisites import Prerequisite
 from jaxrep.nn.sit import SiT, sit_preset
 from jaxrep.run import loop
 from jaxrep.run.checkpoint import Checkpointer
-from jaxrep.run.logging import save_image_grid
+from jaxrep.run.logging import Media, save_image_grid
 from jaxrep.run.workdir_lock import locks_workdir
 from jaxrep.training import NonFiniteLossError, create_train_state, make_optimizer, make_train_step
 from jaxrep.weights.autoencoder_kl import load_latent_stats
@@ -317,15 +317,17 @@ def alignment_probe(experiment: Experiment, dataset) -> Callable[[Any, int], dic
                             latent_normalization(experiment.config))
 
 
-def sample_writer(experiment: Experiment, workdir: str) -> Callable[[Any, int], None]:
-    """write(state, step): EMA samples of `sample.num_images` labels to `workdir/samples_<step>.png`."""
+def sample_writer(experiment: Experiment, workdir: str) -> Callable[[Any, int], dict]:
+    """write(state, step): EMA samples of `sample.num_images` labels to `workdir/samples_<step>.png`, logged as
+    `samples` (a `Media` entry: W&B shows it)."""
     config = experiment.config
     num_labels = config.sample.num_images
     sample_labels = jnp.arange(num_labels, dtype=jnp.int32) % config.data.num_classes
 
-    def write(state, step: int) -> None:
+    def write(state, step: int) -> dict:
         images = experiment.sampler(state.ema_params, sample_labels, experiment.sample_key)
-        save_image_grid(os.path.join(workdir, f"samples_{step:07d}.png"), np.asarray(images), upscale=2,
-                        ncols=int(np.ceil(np.sqrt(num_labels))))
+        path = os.path.join(workdir, f"samples_{step:07d}.png")
+        save_image_grid(path, np.asarray(images), upscale=2, ncols=int(np.ceil(np.sqrt(num_labels))))
+        return {"samples": Media(path)}
 
     return write

@@ -37,7 +37,7 @@ from jaxrep.rl.ddpg import DDPG, BeerOptions
 from jaxrep.rl.networks import Actor, Critic
 from jaxrep.run import loop
 from jaxrep.run.checkpoint import Checkpointer, abstract_like
-from jaxrep.run.logging import MetricLogger, save_config, save_curves, save_video
+from jaxrep.run.logging import Media, MetricLogger, save_config, save_curves, save_video
 from jaxrep.run.workdir_lock import locks_workdir
 from jaxrep.training import all_finite
 
@@ -156,7 +156,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     diagnostics = jax.jit(lambda state, buffer, key: agent.representation_metrics(
         state, replay.sample(buffer, key, config.batch_size)))
 
-    logger = MetricLogger(workdir)
+    logger = MetricLogger(workdir, config=config)
     staged: list[tuple] = []  # transitions not yet in the device buffer
     window_metrics: list[dict] = []  # update metrics since the last log (device arrays, no sync)
     window_returns: list[float] = []
@@ -181,7 +181,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
         save_curves(os.path.join(workdir, "learning_curve.png"), {config.method: (steps, means)},
                     xlabel="env steps", ylabel="eval return", title=config.task)
         if film is not None:
-            save_video(os.path.join(workdir, "videos", f"{progress['env_step']:08d}.mp4"), film, fps=config.video.fps)
+            video = os.path.join(workdir, "videos", f"{progress['env_step']:08d}.mp4")
+            save_video(video, film, fps=config.video.fps)
+            logger.log(progress["env_step"], {"eval/video": Media(video, kind="video")})
         return float(returns.mean())
 
     preempted = False

@@ -36,7 +36,7 @@ from jaxrep.rl.fused import FusedDDPG
 from jaxrep.rl.population import Population
 from jaxrep.run import loop
 from jaxrep.run.checkpoint import Checkpointer, abstract_like, with_empty, without_empty
-from jaxrep.run.logging import MetricLogger, save_curves, save_video
+from jaxrep.run.logging import Media, MetricLogger, save_curves, save_video
 from jaxrep.run.workdir_lock import locks_workdir
 from jaxrep.training import all_finite
 
@@ -114,7 +114,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     film_env, film = make_film(config, population.fused.agent) if config.video.enabled else (None, None)
     steps_per_chunk = config.env.num_envs * config.iterations_per_chunk  # per member
     num_chunks = config.total_env_steps // steps_per_chunk
-    logger = MetricLogger(workdir)
+    logger = MetricLogger(workdir, config=config)
     run_start, run_start_chunk = time.perf_counter(), progress["chunk"]
     preempted = False
     with loop.RunControl(checkpointer, config.checkpoint_every_chunks, total=config.total_env_steps,
@@ -140,7 +140,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
                 if film is not None:  # member 0's first evaluation episode
                     actor = jax.tree.map(lambda leaf: leaf[0], state.agent.params["actor"])
                     frames = film_env.render(jax.device_get(film(actor, eval_keys[0])), config.video.size)
-                    save_video(os.path.join(workdir, "videos", f"{env_step:08d}.mp4"), frames, fps=config.video.fps)
+                    video = os.path.join(workdir, "videos", f"{env_step:08d}.mp4")
+                    save_video(video, frames, fps=config.video.fps)
+                    logger.log(env_step, {"eval/video": Media(video, kind="video")})
                 control.bar.set_postfix(eval_return=f"{returns.mean():.1f}")
 
             preempted = control.should_stop(progress["chunk"])  # SIGTERM: save now and stop

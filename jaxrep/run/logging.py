@@ -1,20 +1,24 @@
-"""Run outputs: metrics (stdout progress bar, `metrics.jsonl`, TensorBoard), configs and pictures.
+"""Run outputs: metrics (stdout progress bar, `metrics.jsonl`, TensorBoard, optionally W&B), configs and pictures.
 
 Everything writes into the run's work directory. Only process 0 writes on multi-host runs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import sys
 import time
+import uuid
 from typing import Any, Mapping, Sequence
 
 import jax
 import numpy as np
 from tqdm.auto import tqdm
+
+from jaxrep.config_checks import ConfigError
 
 
 def is_main_process() -> bool:
@@ -25,14 +29,63 @@ def _to_float(value: Any) -> float:
     return float(np.asarray(value))
 
 
-class MetricLogger:
-    """Appends `{"step": s, **metrics}` lines to `metrics.jsonl` and scalars to TensorBoard events."""
+@dataclasses.dataclass(frozen=True)
+class Media:
+    """A picture or video file to log next to the scalars (`MetricLogger.log`): W&B shows it; metrics.jsonl and
+    TensorBoard keep scalars only (the file itself is in the work directory)."""
 
-    def __init__(self, workdir: str, *, tensorboard: bool = True):
+    path: str
+    kind: str = "image"  # "image" or "video"
+
+
+WANDB_RUN_ID = "wandb_run_id"  # work-directory file: a resumed run continues the same W&B run
+
+
+class _WandbRun:
+    """The W&B side of a `MetricLogger` (`config.logging`: wandb, project, entity, name, tags)."""
+
+    def __init__(self, workdir: str, logging_config: Any, run_config: Any):
+        try:
+            import wandb
+        except ImportError as error:
+            raise ConfigError("logging.wandb: W&B is not installed; pip install 'jaxrep[wandb]'") from error
+        id_path = os.path.join(workdir, WANDB_RUN_ID)
+        if os.path.exists(id_path):
+            with open(id_path) as file:
+                run_id = file.read().strip()
+        else:
+            run_id = uuid.uuid4().hex[:12]
+            with open(id_path, "w") as file:
+                file.write(run_id)
+        tags = [tag.strip() for tag in logging_config.tags.split(",") if tag.strip()]
+        self._wandb = wandb
+        self._run = wandb.init(project=logging_config.project, entity=logging_config.entity or None,
+                               name=logging_config.name or os.path.basename(os.path.abspath(workdir)),
+                               tags=tags, id=run_id, resume="allow", dir=workdir,
+                               config=run_config.to_dict() if hasattr(run_config, "to_dict") else run_config)
+
+    def log(self, step: int, scalars: Mapping[str, float], media: Mapping[str, Media]) -> None:
+        entries = {name: value for name, value in scalars.items() if math.isfinite(value)}
+        for name, item in media.items():
+            entries[name] = (self._wandb.Video(item.path, format="mp4") if item.kind == "video"
+                             else self._wandb.Image(item.path))
+        self._run.log(entries, step=int(step))
+
+    def close(self) -> None:
+        self._run.finish()
+
+
+class MetricLogger:
+    """Appends `{"step": s, **metrics}` lines to `metrics.jsonl` and scalars to TensorBoard events; with
+    `config.logging.wandb` also to a W&B run (scalars, `Media` files and the config; the run's id is kept in the
+    work directory, so a resumed run continues the same W&B run). Only process 0 logs."""
+
+    def __init__(self, workdir: str, *, tensorboard: bool = True, config: Any = None):
         self.workdir = workdir
         self._enabled = is_main_process()
         self._jsonl = None
         self._tb = None
+        self._wandb = None
         if self._enabled:
             os.makedirs(workdir, exist_ok=True)
             self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", buffering=1)
@@ -40,15 +93,22 @@ class MetricLogger:
                 from tensorboardX import SummaryWriter
 
                 self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+            logging_config = config.get("logging") if config is not None else None
+            if logging_config is not None and logging_config.wandb:
+                self._wandb = _WandbRun(workdir, logging_config, config)
 
     def log(self, step: int, metrics: Mapping[str, Any]) -> dict[str, float]:
-        scalars = {k: _to_float(v) for k, v in metrics.items()}
+        """Logs the scalars of `metrics` (and, to W&B, its `Media` entries); returns the scalars."""
+        media = {k: v for k, v in metrics.items() if isinstance(v, Media)}
+        scalars = {k: _to_float(v) for k, v in metrics.items() if k not in media}
         if self._enabled:
             record = {"step": int(step), **{k: (v if math.isfinite(v) else str(v)) for k, v in scalars.items()}}
             self._jsonl.write(json.dumps(record) + "\n")
             if self._tb is not None:
                 for name, value in scalars.items():
                     self._tb.add_scalar(name, value, int(step))
+            if self._wandb is not None:
+                self._wandb.log(step, scalars, media)
         return scalars
 
     def close(self) -> None:
@@ -56,6 +116,8 @@ class MetricLogger:
             self._jsonl.close()
         if self._tb is not None:
             self._tb.close()
+        if self._wandb is not None:
+            self._wandb.close()
 
 
 def read_metrics(workdir: str) -> list[dict]:

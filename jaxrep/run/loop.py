@@ -262,7 +262,7 @@ def fit_in_workdir(config, workdir: str, state: Any, step_fn: Callable, next_bat
     log_every, checkpoint_every, batch_size), logging to `workdir`; closes the logger and `checkpointer`.
     `options`: fit's data_state, hooks, desc, show_progress, progress_metrics."""
     save_config(workdir, config)
-    logger = MetricLogger(workdir, tensorboard=tensorboard)
+    logger = MetricLogger(workdir, tensorboard=tensorboard, config=config)
     try:
         return fit(state, step_fn, next_batch, total_steps=config.total_steps if total_steps is None else total_steps,
                    logger=logger, log_every=config.log_every, batch_size=config.batch_size,
