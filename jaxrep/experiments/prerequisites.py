@@ -34,7 +34,7 @@ class Prerequisite:
       config: that config, resolved.
       workdir: where it goes; it exists once the run is there.
       run: run(config, workdir), the experiment function of `entrypoint`.
-      done: done(workdir), whether the run is there (default: `holds_a_saved_step`).
+      done: done(workdir), whether the run is there (default: `holds_a_run`).
     """
 
     field: str
@@ -43,7 +43,7 @@ class Prerequisite:
     config: ml_collections.ConfigDict
     workdir: str
     run: Callable[[ml_collections.ConfigDict, str], Any]
-    done: Callable[[str], bool] = dataclasses.field(default=lambda workdir: holds_a_saved_step(workdir))
+    done: Callable[[str], bool] = dataclasses.field(default=lambda workdir: holds_a_run(workdir))
 
     @property
     def command(self) -> str:
@@ -53,11 +53,14 @@ class Prerequisite:
         return not self.done(self.workdir)
 
 
-def holds_a_saved_step(directory: str) -> bool:
-    """Whether `directory` holds an orbax step (a numbered folder): a frozen network is saved once, at the end of
-    its run, so a directory with only the metrics of an interrupted run does not count."""
-    return os.path.isdir(directory) and any(name.isdigit() and os.path.isdir(os.path.join(directory, name))
-                                            for name in os.listdir(directory))
+# What an interrupted run of a frozen network leaves in its work directory (the network is saved once, at the end).
+INTERRUPTED_RUN_FILES = frozenset({"config.json", "metrics.jsonl", "LOCK", "tensorboard"})
+
+
+def holds_a_run(path: str) -> bool:
+    """Whether `path` holds more than an interrupted run leaves behind: a finished network, or anything else,
+    which a prerequisite stage must not train over (an empty directory is free to use)."""
+    return os.path.exists(path) and not (os.path.isdir(path) and set(os.listdir(path)) <= INTERRUPTED_RUN_FILES)
 
 
 def factor_network(field: str, entrypoint: str, config_file: str, get_config: Callable, run: Callable, data,

@@ -176,7 +176,8 @@ def test_a_truncated_or_foreign_weight_file_ends_in_one_line_naming_it(tmp_path)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert lines[-1].startswith(f"error: align.encoder.path: '{truncated}' is not a DINOv2 S/14 file: {truncated}: "
                                 "cannot read the weights (truncated or corrupt?)")
-    (tmp_path / "not_an_encoder").mkdir()
+    (tmp_path / "not_an_encoder").mkdir()  # a folder of other files: no encoder stage trains over them
+    (tmp_path / "not_an_encoder" / "notes.txt").write_text("not an encoder")
     result = run_cli(tmp_path / "run", **{"align.method": "repa", "align.encoder.path": tmp_path / "not_an_encoder",
                                            "align.depth": 1})
     assert result.returncode == 1 and "Traceback" not in result.stderr

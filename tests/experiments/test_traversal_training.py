@@ -25,6 +25,7 @@ from tests.helpers import (
     tiny_vae_config,
     with_overrides,
 )
+from train.cli import run_main
 
 TINY_OVERRIDES = {
     "batch_size": 8, "total_steps": 4, "log_every": 1, "checkpoint_every": 2, "num_devices": 1,
@@ -35,10 +36,12 @@ TINY_OVERRIDES = {
 
 @pytest.fixture(scope="module")
 def potential_run(tmp_path_factory):
-    """The potential family end to end from an empty generator directory: the VAE is trained on first use."""
+    """The potential family end to end from an empty generator directory: the VAE is made first, as the
+    entrypoint's runner does (`train.cli.run_main` with the experiment's prerequisites)."""
     root = tmp_path_factory.mktemp("traversal")
     vae_workdir, workdir = root / "vae", root / "potential"
-    state = traversal_experiment.train_and_evaluate(tiny_config(str(vae_workdir)), str(workdir))
+    state = run_main(traversal_experiment.train_and_evaluate, tiny_config(str(vae_workdir)), str(workdir),
+                     prerequisites=traversal_experiment.prerequisites)
     return str(vae_workdir), workdir, state
 
 
