@@ -26,6 +26,7 @@ def _config(task: str) -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.task = task  # "domain-task"; must be a MuJoCo Playground DM Control Suite env (envs.mjx)
     config.method = host.method  # "beer" (DDPG + BEER regulariser) or "ddpg"
+    config.logging = host.logging  # optional W&B (configs/_common.py:logging_config)
     config.seed = 0  # root PRNG key; parameters, exploration, env resets and evaluation derive from it
     config.num_seeds = 1  # independent runs vmapped in one program, seeds seed, seed + 1, ... (jaxrep.rl.population)
     config.beer_coefs = ""  # comma-separated BEER weights, each run with num_seeds seeds in the same program;

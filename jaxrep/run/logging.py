@@ -101,14 +101,14 @@ class MetricLogger:
         """Logs the scalars of `metrics` (and, to W&B, its `Media` entries); returns the scalars."""
         media = {k: v for k, v in metrics.items() if isinstance(v, Media)}
         scalars = {k: _to_float(v) for k, v in metrics.items() if k not in media}
-        if self._enabled:
+        if self._enabled and scalars:
             record = {"step": int(step), **{k: (v if math.isfinite(v) else str(v)) for k, v in scalars.items()}}
             self._jsonl.write(json.dumps(record) + "\n")
             if self._tb is not None:
                 for name, value in scalars.items():
                     self._tb.add_scalar(name, value, int(step))
-            if self._wandb is not None:
-                self._wandb.log(step, scalars, media)
+        if self._enabled and self._wandb is not None and (scalars or media):
+            self._wandb.log(step, scalars, media)
         return scalars
 
     def close(self) -> None:

@@ -80,8 +80,9 @@ def test_two_processes_train_to_completion_as_one_process_on_their_four_devices(
 def test_sigterm_to_one_process_saves_the_same_step_on_both_and_the_rerun_resumes_bitwise(tmp_path):
     workdir, metrics = tmp_path / "preempted", tmp_path / "preempted" / "metrics.jsonl"
     # checkpoint_every beyond the run: only the preemption save and the final save happen.
+    # One device per process keeps the four processes of the resume below cheap on two cores.
     processes = start_processes(cluster_commands(workdir, total_steps=100_000, checkpoint_every=10**9),
-                                tmp_path / "a")
+                                tmp_path / "a", devices_per_process=1)
     deadline = time.time() + 240
     while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 3):
         for i, process in enumerate(processes):
@@ -95,9 +96,11 @@ def test_sigterm_to_one_process_saves_the_same_step_on_both_and_the_rerun_resume
 
     total = stopped[0] + 2
     # The same commands again (with the longer schedule): they resume; a second cluster runs uninterrupted beside.
-    resuming = start_processes(cluster_commands(workdir, total_steps=total, checkpoint_every=10**9), tmp_path / "b")
+    resuming = start_processes(cluster_commands(workdir, total_steps=total, checkpoint_every=10**9), tmp_path / "b",
+                               devices_per_process=1)
     finish_processes(start_processes(cluster_commands(tmp_path / "uninterrupted", total_steps=total,
-                                                      checkpoint_every=10**9), tmp_path / "c"), tmp_path / "c")
+                                                      checkpoint_every=10**9), tmp_path / "c",
+                                     devices_per_process=1), tmp_path / "c")
     outputs = finish_processes(resuming, tmp_path / "b")
     assert all(f"restored step {stopped[0]}" in stdout for stdout, _ in outputs)
     resumed, uninterrupted = restore_state(str(workdir)), restore_state(str(tmp_path / "uninterrupted"))

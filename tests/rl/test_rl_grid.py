@@ -5,10 +5,10 @@ import os
 
 import pytest
 
-import jaxrep.experiments.rl as train_rl
 from configs import rl_grid as grid_configs
 from configs.rl import validate as validate_host
 from jaxrep.config_checks import ConfigError
+from jaxrep.experiments import rl as rl_experiment
 from jaxrep.experiments import rl_grid
 
 
@@ -94,7 +94,7 @@ def test_grid_writes_one_table_and_skips_finished_runs(tmp_path, monkeypatch):
     def must_not_train(config, workdir):
         raise AssertionError(f"retrained the finished run in {workdir}")
 
-    monkeypatch.setattr(train_rl, "train_and_evaluate", must_not_train)
+    monkeypatch.setattr(rl_experiment, "train_and_evaluate", must_not_train)
     again = rl_grid.run_grid(tiny_grid(), str(tmp_path))
     assert again["results"] == summary["results"]
 
@@ -108,7 +108,7 @@ def test_a_preempted_run_stops_the_grid_and_the_rerun_finishes_it(tmp_path, monk
         steps = config.total_env_steps // 2 if preempted else config.total_env_steps
         return {"env_steps": steps, "evals": [(steps, float(len(calls)))], "preempted": preempted}
 
-    monkeypatch.setattr(train_rl, "train_and_evaluate", fake_run)
+    monkeypatch.setattr(rl_experiment, "train_and_evaluate", fake_run)
     first = rl_grid.run_grid(tiny_grid(), str(tmp_path))
     assert first["preempted"] and [r["method"] for r in first["results"]] == ["beer"]
     assert not os.path.exists(tmp_path / "cartpole-balance" / "ddpg" / "seed0" / "result.json")
@@ -119,13 +119,13 @@ def test_a_preempted_run_stops_the_grid_and_the_rerun_finishes_it(tmp_path, monk
 
 def test_an_mjx_cell_gives_one_row_per_seed(tmp_path, monkeypatch):
     pytest.importorskip("mujoco_playground")
-    import jaxrep.experiments.rl_mjx as train_rl_mjx
+    from jaxrep.experiments import rl_mjx as mjx_experiment
 
     def fake_population(config, workdir):  # two members, two evaluations
         assert config.num_seeds == 2
         return {"env_steps": 400, "preempted": False, "member_evals": [[200, [1.0, 2.0]], [400, [3.0, 4.0]]]}
 
-    monkeypatch.setattr(train_rl_mjx, "train_and_evaluate", fake_population)
+    monkeypatch.setattr(mjx_experiment, "train_and_evaluate", fake_population)
     rl_grid.run_grid(tiny_grid(loop="mjx", methods="ddpg", num_seeds=2, seed=5), str(tmp_path))
     with open(tmp_path / "results.json") as f:
         rows = json.load(f)

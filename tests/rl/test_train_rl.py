@@ -11,8 +11,9 @@ import jax
 import numpy as np
 import pytest
 
-import jaxrep.experiments.rl as train_rl
 from configs.rl import get_config
+from jaxrep.experiments import rl as rl_experiment
+from jaxrep.run import loop
 from jaxrep.run.logging import read_metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -47,7 +48,7 @@ def assert_same_run(a, b):
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("uninterrupted"))
-    return workdir, train_rl.train_and_evaluate(tiny_config(), workdir)
+    return workdir, rl_experiment.train_and_evaluate(tiny_config(), workdir)
 
 
 def test_run_writes_its_outputs(uninterrupted):
@@ -70,29 +71,25 @@ def test_killed_run_resumes_identically(uninterrupted, tmp_path):
     _, expected = uninterrupted
     config = tiny_config()
     config.total_env_steps = 70
-    first = train_rl.train_and_evaluate(config, str(tmp_path))
+    first = rl_experiment.train_and_evaluate(config, str(tmp_path))
     assert first["env_steps"] == 70
     shutil.rmtree(tmp_path / "checkpoints" / "70")  # killed after the mid-episode checkpoint at step 45
-    resumed = train_rl.train_and_evaluate(tiny_config(), str(tmp_path))
+    resumed = rl_experiment.train_and_evaluate(tiny_config(), str(tmp_path))
     assert_same_run(resumed, expected)
 
 
 def test_preempted_run_saves_and_resumes_identically(uninterrupted, tmp_path, monkeypatch):
     _, expected = uninterrupted
 
-    class PreemptedAtStep53(train_rl.PreemptionGuard):
-        polls = 0
+    class PreemptedAtStep53(loop.PreemptionGuard):
+        def should_stop(self, step):  # the loop asks once per env step, as a SIGTERM would answer at step 53
+            return step >= 53
 
-        @property
-        def requested(self):
-            self.polls += 1
-            return self.polls >= 53  # the loop polls once per env step
-
-    monkeypatch.setattr(train_rl, "PreemptionGuard", PreemptedAtStep53)
-    first = train_rl.train_and_evaluate(tiny_config(), str(tmp_path))
+    monkeypatch.setattr(loop, "PreemptionGuard", PreemptedAtStep53)
+    first = rl_experiment.train_and_evaluate(tiny_config(), str(tmp_path))
     assert first["preempted"] and first["env_steps"] == 53
     monkeypatch.undo()
-    resumed = train_rl.train_and_evaluate(tiny_config(), str(tmp_path))
+    resumed = rl_experiment.train_and_evaluate(tiny_config(), str(tmp_path))
     assert not resumed["preempted"]
     assert_same_run(resumed, expected)
 
@@ -114,16 +111,16 @@ def test_learns_a_short_horizon_task_beyond_random(tmp_path):
     config.log_every = 1000
     config.checkpoint_every = 2000
     start = time.perf_counter()
-    summary = train_rl.train_and_evaluate(config, str(tmp_path))
+    summary = rl_experiment.train_and_evaluate(config, str(tmp_path))
     elapsed = time.perf_counter() - start
 
-    env = train_rl.make_env(config)
+    env = rl_experiment.make_env(config)
     rng = np.random.default_rng(0)
     random_action = lambda *_: rng.uniform(-1, 1, env.action_size).astype(np.float32)
-    eval_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), train_rl.EVAL_STREAM)
+    eval_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), rl_experiment.EVAL_STREAM)
     random_returns = np.concatenate([
-        train_rl.run_episodes(env, random_action, eval_key, config.eval_episodes),  # the agent's eval starts
-        train_rl.run_episodes(env, random_action, jax.random.PRNGKey(123), 30),
+        rl_experiment.run_episodes(env, random_action, eval_key, config.eval_episodes),  # the agent's eval starts
+        rl_experiment.run_episodes(env, random_action, jax.random.PRNGKey(123), 30),
     ])
     print(f"trained {summary['final_eval_return']:.1f}, random max {random_returns.max():.1f} "
           f"mean {random_returns.mean():.1f}, {elapsed:.1f} s")

@@ -19,8 +19,8 @@ from tests.extras import import_extra
 
 import_extra("mujoco_playground", "playground")
 
-import jaxrep.experiments.rl_mjx as train_rl_mjx  # noqa: E402
 from configs.rl_mjx import ConfigError, get_config, validate  # noqa: E402
+from jaxrep.experiments import rl_mjx as mjx_experiment  # noqa: E402
 from jaxrep.run.logging import read_metrics  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -73,7 +73,7 @@ def test_run_counts_and_resumes_bitwise(tmp_path):
     uninterrupted_dir, interrupted_dir = str(tmp_path / "uninterrupted"), str(tmp_path / "interrupted")
     config = tiny_config()
     config.num_seeds = 2
-    expected = train_rl_mjx.train_and_evaluate(config, uninterrupted_dir)
+    expected = mjx_experiment.train_and_evaluate(config, uninterrupted_dir)
     # 3 chunks x 5 iterations x 2 envs per seed; updates in iterations ending at env steps 18, 20, ..., 30 (7 x 2).
     assert expected["env_steps"] == 30 and expected["updates"] == 14
     state = expected["state"]
@@ -98,14 +98,14 @@ def test_run_counts_and_resumes_bitwise(tmp_path):
     shutil.copytree(uninterrupted_dir, interrupted_dir)
     for chunk in ("2", "3"):
         shutil.rmtree(os.path.join(interrupted_dir, "checkpoints", chunk))
-    resumed = train_rl_mjx.train_and_evaluate(config, interrupted_dir)
+    resumed = mjx_experiment.train_and_evaluate(config, interrupted_dir)
     assert resumed["member_evals"] == expected["member_evals"]
     chex.assert_trees_all_equal(resumed["state"], expected["state"])
 
     # Member 1 is the 1-seed run of seed 1.
     alone = tiny_config()
     alone.seed = 1
-    single = train_rl_mjx.train_and_evaluate(alone, str(tmp_path / "seed1"))
+    single = mjx_experiment.train_and_evaluate(alone, str(tmp_path / "seed1"))
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a[1], b[0], rtol=2e-5, atol=2e-6),
                  expected["state"].agent, single["state"].agent)
 
