@@ -16,8 +16,8 @@ architecture and against HOG cells, on seed 0 (iREPA's spatial-structure control
 
 Every method trains `configs/diffusion.py:cpu` / `cpu_{repa,irepa,erw}` with the same seeds, step budget,
 batch and optimizer (`jaxrep.experiments.diffusion.train_and_evaluate`, in `--runs_dir/<method>/seed<k>`; runs
-resume from their checkpoints, so an interrupted study continues where it stopped). ERW's warmup steps count in the budget
-(its global step includes them, as the ERW paper's compute comparison does), and its warmup and half-life are
+resume from their checkpoints, so an interrupted study continues where it stopped). ERW's warmup steps count in
+the budget (its global step includes them, as the ERW paper's compute comparison does), and its warmup and half-life are
 set to 1/6 of the budget like the preset. Every `--eval_every` steps the checkpoint is evaluated with
 `train.evaluate`'s pieces and its `cpu` preset settings: its EMA weights draw `--num_samples` class-balanced
 samples with the run's sampler (Heun ODE, CFG; `--sample_steps` overrides the step count), and FD (plus
@@ -233,7 +233,8 @@ def time_per_step(method: str, steps: int) -> dict[str, float]:
     timings = {}
     for stage in stages:
         experiment = diffusion_experiment.build_experiment(config, stage=stage)
-        raw = parallel.global_batch(next(make_iterator(diffusion_experiment.training_dataset(experiment))), experiment.mesh)
+        dataset = diffusion_experiment.training_dataset(experiment)
+        raw = parallel.global_batch(next(make_iterator(dataset)), experiment.mesh)
         compiled = experiment.jitted_step.lower(experiment.state, experiment.prepare_batch(raw)).compile()
         state, metrics = compiled(experiment.state, experiment.prepare_batch(raw))
         jax.block_until_ready(metrics)

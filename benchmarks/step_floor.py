@@ -4,8 +4,8 @@
     python -m benchmarks.step_floor --only beer --rounds 5
 
 For each step, every `dot_general` of jaxrep's program (forward and backward, as traced:
-`benchmarks.tools.matmul_floor`) is timed alone at its shapes and the times are summed: what the step would take if it did nothing but its
-matmuls, each at the rate XLA reaches for that shape alone.
+`benchmarks.tools.matmul_floor`) is timed alone at its shapes and the times are summed: what the step would take
+if it did nothing but its matmuls, each at the rate XLA reaches for that shape alone.
 jaxrep's step and the PyTorch step (`benchmarks.torch_ddpg`'s official BEER.py update; `benchmarks.repa_step`'s
 official REPA step) are timed interleaved in the same run (medians of `--rounds`). The report gives the
 fastest ratio to PyTorch the floor allows, against the issue's target: a target above it is out of reach

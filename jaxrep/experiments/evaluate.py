@@ -9,8 +9,8 @@ Steps (all outputs in one directory, `<workdir>/eval/<description>/` unless `out
    the shares into `samples_<N>x<H>x<W>x3.npz` (`arr_0` uint8 (N, H, W, 3) NHWC, `arr_1` the labels: the layout
    of ADM's `evaluator.py`; grey images are repeated to RGB there) and `samples_grid.png`. `sample_only` stops here.
 4. On process 0: features of the uint8 samples (in-repo eval net, or pytorch-fid's Inception for standard FID) and
-   of the real training images (computed once, cached in `reference.cache_dir`); Frechet distance on all samples, precision /
-   recall / density / coverage (k = 5) on up to `prdc_max_samples`.
+   of the real training images (computed once, cached in `reference.cache_dir`); Frechet distance on all
+   samples, precision / recall / density / coverage (k = 5) on up to `prdc_max_samples`.
 5. `results.json` (metrics, settings, paths, timings) and one printed line with FD/P/R/D/C.
 
 The eval net for the procedural datasets is a prerequisite (`prerequisites`): `train.evaluate` trains it first, as

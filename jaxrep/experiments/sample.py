@@ -13,7 +13,8 @@ The sampling stage of `train.evaluate` (which then scores the file); this entryp
    `labels='random'`. Balanced labels remove the class-histogram noise from FID; that is the default here.
 3. Latent runs are decoded through the SD-VAE (`vae.path`, default the one the prepared dataset was encoded with):
    x = decode(z / data.latent_scale) (or iREPA's z / scale + bias per channel), uint8 =
-   floor(clip(255 (x + 1) / 2, 0, 255)), as REPA's generate.py converts (truncating). Pixel-space runs are quantised by rounding (`jaxrep.run.logging.to_uint8`).
+   floor(clip(255 (x + 1) / 2, 0, 255)), as REPA's generate.py converts (truncating). Pixel-space runs are
+   quantised by rounding (`jaxrep.run.logging.to_uint8`).
 4. Each process writes its share to `shares/process_PPP.npz`; after a barrier process 0 merges them by index into
    `samples_<N>x<H>x<W>x3.npz` (`arr_0` uint8 NHWC, `arr_1` labels: ADM's evaluator layout), checks that the
    shares are disjoint and complete, removes them and writes `samples_grid.png`.
