@@ -23,6 +23,7 @@ from absl import app, flags
 
 from benchmarks.grid_results import complete_tasks, load, unfinished_tasks
 from jaxrep.rl import statistics
+from jaxrep.run import rl_figures
 
 _GRID = flags.DEFINE_list("grid", ["/work/beer_study"], "Work directories of train.rl_grid runs, comma-separated.")
 _OUTPUT = flags.DEFINE_string("output", "docs/results/beer.md", "Markdown report; PNGs go next to it.")
@@ -43,13 +44,13 @@ def main(argv) -> None:
     output_dir = os.path.dirname(_OUTPUT.value) or "."
     stem = os.path.splitext(os.path.basename(_OUTPUT.value))[0]
     png = {name: os.path.join(output_dir, f"{stem}_{name}.png") for name in ("aggregates", "profiles", "curves")}
-    statistics.plot_aggregates(png["aggregates"], intervals)
+    rl_figures.plot_aggregates(png["aggregates"], intervals)
     taus = np.linspace(0, 1, 41)
     profiles, cis = statistics.performance_profiles(scores, taus)
-    statistics.plot_profiles(png["profiles"], taus, profiles, cis)
+    rl_figures.plot_profiles(png["profiles"], taus, profiles, cis)
     steps = {t: [s for s, _ in per[(t, methods[0])][0]["evals"]] for t in tasks}
     curves = {t: {m: np.array([[v for _, v in r["evals"]] for r in per[(t, m)]]) for m in methods} for t in tasks}
-    statistics.plot_learning_curves(png["curves"], steps, curves)
+    rl_figures.plot_learning_curves(png["curves"], steps, curves)
     improvement = (statistics.probability_of_improvement(scores, "beer", "ddpg")
                    if {"beer", "ddpg"} <= set(methods) else None)
     # A vmapped MJX cell reports its wall-clock once per seed row: count each run once.

@@ -13,8 +13,7 @@ _MODULES = {
     "population": ("Population",),
     "replay": ("ReplayBuffer", "Transitions", "init_replay"),
     "statistics": ("aggregate_intervals", "higher_interval", "learning_curve_bands", "normalize_returns",
-                   "performance_profiles", "plot_aggregates", "plot_learning_curves", "plot_profiles",
-                   "probability_of_improvement"),
+                   "performance_profiles", "probability_of_improvement"),
 }
 __getattr__, __dir__ = lazy_exports(__name__, _MODULES)
 __all__ = sorted(name for names in _MODULES.values() for name in names)

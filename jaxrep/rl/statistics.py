@@ -2,7 +2,7 @@
 the Edge of the Statistical Precipice", NeurIPS 2021): the interquartile mean (IQM) and mean of normalised
 scores with stratified-bootstrap confidence intervals, performance profiles, and the probability of
 improvement. The computation is rliable's (`rliable.library`, `rliable.metrics`); these functions fix the data
-layout, the normalisation and the plots.
+layout and the normalisation (the plots: `jaxrep.run.rl_figures`).
 
 rliable's stratified bootstrap draws its indices from NumPy's global generator (`StratifiedBootstrap.update_indices`
 calls `np.random.choice`) whatever `random_state` it is given, so each function here seeds that generator for
@@ -92,49 +92,6 @@ def performance_profiles(scores: Mapping[str, np.ndarray], taus: Sequence[float]
         return library.create_performance_profile(dict(scores), np.asarray(taus), reps=reps)
 
 
-def plot_aggregates(path: str, intervals: Mapping[str, Mapping[str, Interval]]) -> None:
-    """IQM and mean with their intervals, one row per method (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    methods = list(intervals)
-    fig, axes = plt.subplots(1, 2, figsize=(8, 0.6 * len(methods) + 1.4), dpi=120)
-    for ax, name in zip(axes, ("iqm", "mean")):
-        for row, method in enumerate(methods):
-            point, low, high = intervals[method][name]
-            ax.plot([low, high], [row, row], lw=6, alpha=0.5)
-            ax.plot([point], [row], "k|", ms=14)
-        ax.set_yticks(range(len(methods)), methods)
-        ax.set_title(f"{name.upper() if name == 'iqm' else 'Mean'} (normalised score)")
-        ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def plot_profiles(path: str, taus: Sequence[float], profiles: Mapping[str, np.ndarray],
-                  cis: Mapping[str, np.ndarray]) -> None:
-    """Performance profiles with their bootstrap bands (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
-    for method, profile in profiles.items():
-        ax.plot(taus, profile, label=method)
-        ax.fill_between(taus, cis[method][0], cis[method][1], alpha=0.2)
-    ax.set_xlabel("normalised score tau")
-    ax.set_ylabel("fraction of runs with score > tau")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
 def learning_curve_bands(curves: np.ndarray, *, confidence: float = 0.95, resamples: int = 10_000, seed: int = 0
                          ) -> np.ndarray:
     """(3, points) mean and percentile-bootstrap interval over runs of (runs, points) evaluation returns, per
@@ -146,33 +103,3 @@ def learning_curve_bands(curves: np.ndarray, *, confidence: float = 0.95, resamp
         raise ValueError(f"curves must be (runs, points), got shape {curves.shape}")
     return np.array([bootstrap_mean_ci(curves[:, i], confidence=confidence, resamples=resamples, seed=seed)
                      for i in range(curves.shape[1])]).T
-
-
-def plot_learning_curves(path: str, steps: Mapping[str, Sequence[int]],
-                         curves: Mapping[str, Mapping[str, np.ndarray]]) -> None:
-    """One panel per task: each method's mean evaluation return against env steps with its bootstrap band.
-
-    Args:
-      steps: {task: evaluation env steps (points,)}.
-      curves: {task: {method: (runs, points) returns}}.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    tasks = list(curves)
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.2), dpi=110, squeeze=False)
-    for ax, task in zip(axes[0], tasks):
-        for method, runs in curves[task].items():
-            mean, low, high = learning_curve_bands(runs)
-            ax.plot(steps[task], mean, label=f"{method} (n={len(runs)})")
-            ax.fill_between(steps[task], low, high, alpha=0.2)
-        ax.set_title(task)
-        ax.set_xlabel("env steps")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("eval return (95 % bootstrap CI)")
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)

@@ -12,11 +12,9 @@ from jaxrep.rl import (
     learning_curve_bands,
     normalize_returns,
     performance_profiles,
-    plot_aggregates,
-    plot_learning_curves,
-    plot_profiles,
     probability_of_improvement,
 )
+from jaxrep.run.rl_figures import plot_aggregates, plot_learning_curves, plot_profiles
 
 
 @pytest.fixture(scope="module")
