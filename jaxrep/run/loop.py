@@ -164,7 +164,7 @@ def resume(config, workdir: str, state: Any, start: tuple[Any, dict] | None = No
 
 
 def _compile(step_fn: Callable, state: Any, batch: Any) -> Callable:
-    if not hasattr(step_fn, "lower"):  # a plain Python step (tests)
+    if not hasattr(step_fn, "lower"):  # a plain Python callable runs as given, without an ahead-of-time compile
         return step_fn
     start = time.perf_counter()
     compiled = step_fn.lower(state, batch).compile()
@@ -190,7 +190,8 @@ def fit(state: Any, step_fn: Callable, next_batch: Callable[[int], Any], *, tota
 
     Args:
       state: a TrainState (restored or fresh).
-      step_fn: step(state, batch) -> (state, metrics) with `make_train_step`'s metrics; jitted or compiled.
+      step_fn: step(state, batch) -> (state, metrics) with `make_train_step`'s metrics; jitted (compiled here on
+        the first batch), compiled, or a plain Python callable.
       next_batch: next_batch(step) -> the global batch of step `step` + 1 (the iterator advances on call).
       data_state: the input pipeline's state after the batches consumed so far (saved as `extra["data"]`).
       checkpointer: where to save; None saves nothing (the caller keeps the result).
