@@ -70,26 +70,36 @@ def make_env(config, render: bool = False) -> DMCEnv:
 
 
 def run_episodes(env: DMCEnv, action_fn, key: jax.Array, episodes: int, *, film: list | None = None,
-                 frame_size: int = 84) -> np.ndarray:
+                 frame_size: int = 84, record: list | None = None) -> np.ndarray:
     """Undiscounted returns of `episodes` episodes; episode i starts from `seed_from_key(key, i)`.
 
     `action_fn(observation, episode, t) -> action` (deterministic policy, random baseline, ...). With `film` (a
     list; the env built with `render=True`), the first episode's `frame_size`-pixel frames are appended to it:
-    one after the reset and one after every agent step.
+    one after the reset and one after every agent step. With `record` (a list), each episode's (first
+    observation, rewards (T,)) is appended to it.
     """
     returns = np.zeros(episodes)
     for episode in range(episodes):
         filming = film is not None and episode == 0
         observation, done, t = env.reset(seed_from_key(key, episode)), False, 0
+        first, rewards = observation, []
         if filming:
             film.append(env.render(frame_size, frame_size))
         while not done:
             step = env.step(action_fn(observation, episode, t))
             returns[episode] += step.reward
+            rewards.append(step.reward)
             observation, done, t = step.observation, step.terminated or step.truncated, t + 1
             if filming:
                 film.append(env.render(frame_size, frame_size))
+        if record is not None:
+            record.append((first, np.asarray(rewards, np.float64)))
     return returns
+
+
+def discounted_return(rewards: np.ndarray, discount: float) -> float:
+    """sum_t discount^t r_t: the Monte-Carlo return that Q(s_0, pi(s_0)) estimates."""
+    return float(np.sum(rewards * discount ** np.arange(len(rewards))))
 
 
 def restore_episode(env: DMCEnv, seed: int, buffer: replay.ReplayBuffer, episode_step: int) -> np.ndarray:
@@ -152,7 +162,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
     act = jax.jit(explore)
     train = jax.jit(add_train_act, donate_argnums=(0, 1))
-    policy = jax.jit(agent.policy)
+    policy, value = jax.jit(agent.policy), jax.jit(agent.value)
     diagnostics = jax.jit(lambda state, buffer, key: agent.representation_metrics(
         state, replay.sample(buffer, key, config.batch_size)))
 
@@ -171,12 +181,20 @@ def train_and_evaluate(config, workdir: str) -> dict:
     def flush(buffer):
         return replay.add(buffer, take_staged()) if staged else buffer
 
-    def evaluate(actor_params) -> float:
+    def evaluate(params) -> float:
+        """Returns of the deterministic policy, and BEER's Q-estimation error: the critic's Q(s_0, pi(s_0)) at
+        each evaluation episode's start against that episode's discounted Monte-Carlo return."""
         film = [] if config.video.enabled else None  # the first evaluation episode, filmed
-        returns = run_episodes(eval_env, lambda obs, *_: np.asarray(policy(actor_params, obs)), eval_key,
-                               config.eval_episodes, film=film, frame_size=config.video.size)
+        episodes: list = []
+        returns = run_episodes(eval_env, lambda obs, *_: np.asarray(policy(params["actor"], obs)), eval_key,
+                               config.eval_episodes, film=film, frame_size=config.video.size, record=episodes)
+        estimates = np.asarray(value(params, np.stack([first for first, _ in episodes])))
+        targets = np.array([discounted_return(rewards, config.agent.discount) for _, rewards in episodes])
         progress["evals"].append([progress["env_step"], float(returns.mean())])
-        logger.log(progress["env_step"], {"eval/return": returns.mean(), "eval/return_std": returns.std()})
+        logger.log(progress["env_step"], {"eval/return": returns.mean(), "eval/return_std": returns.std(),
+                                          "eval/q_estimate": estimates.mean(), "eval/mc_return": targets.mean(),
+                                          "eval/q_error": np.mean(estimates - targets),
+                                          "eval/q_abs_error": np.mean(np.abs(estimates - targets))})
         steps, means = zip(*progress["evals"])
         save_curves(os.path.join(workdir, "learning_curve.png"), {config.method: (steps, means)},
                     xlabel="env steps", ylabel="eval return", title=config.task)
@@ -221,7 +239,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
                 buffer = flush(buffer)
 
             if env_step % config.eval_every == 0:
-                run.bar.set_postfix(eval_return=f"{evaluate(state.params['actor']):.1f}")
+                run.bar.set_postfix(eval_return=f"{evaluate(state.params):.1f}")
 
             if env_step % config.log_every == 0:
                 buffer = flush(buffer)

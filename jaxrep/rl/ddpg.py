@@ -143,6 +143,12 @@ class DDPG:
         """Deterministic action pi(s) in [-1, 1]^A (evaluation). observation: (..., obs_size)."""
         return self.actor.apply({"params": actor_params}, observation)
 
+    def value(self, params, observation: jax.Array) -> jax.Array:
+        """The critic's estimate Q(s, pi(s)) of the policy's discounted return from `observation` (..., obs_size)
+        (evaluation: compared with the Monte-Carlo return of the same episode, BEER's Q-estimation error)."""
+        q, _ = self._critic(params["critic"], observation, self.policy(params["actor"], observation))
+        return q
+
     def act(self, actor_params, observation: jax.Array, key: jax.Array, env_step: jax.Array) -> jax.Array:
         """Exploration action for one observation (obs_size,) -> (A,).
 

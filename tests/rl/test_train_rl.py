@@ -61,6 +61,13 @@ def test_run_writes_its_outputs(uninterrupted):
     records = read_metrics(workdir)
     evals = [r for r in records if "eval/return" in r]
     assert [(r["step"], r["eval/return"]) for r in evals] == [tuple(e) for e in summary["evals"]]
+    # BEER's Q-estimation error: the critic at each evaluation episode's start against its discounted return,
+    # which for rewards in [0, 1] lies in [0, 1 / (1 - discount)].
+    discount = tiny_config().agent.discount
+    for r in evals:
+        assert 0.0 <= r["eval/mc_return"] <= 1.0 / (1.0 - discount)
+        assert r["eval/q_error"] == pytest.approx(r["eval/q_estimate"] - r["eval/mc_return"], rel=1e-5, abs=1e-6)
+        assert r["eval/q_abs_error"] >= abs(r["eval/q_error"]) - 1e-6
     trained = [r for r in records if "critic/td_loss" in r]
     assert trained and {"beer/active_fraction", "rank/srank", "rank/effective_rank",
                         "perf/env_steps_per_s"} <= set(trained[-1])
@@ -164,3 +171,9 @@ def test_evaluation_films_its_first_episode_to_mp4_with_egl(tmp_path):
                              text=True, timeout=300)
     assert refused.returncode == 1
     assert refused.stderr.strip().splitlines()[-1].startswith("config error: video.enabled: needs a rendering")
+
+
+def test_the_discounted_return_is_the_geometric_sum():
+    rewards = np.ones(50)
+    assert rl_experiment.discounted_return(rewards, 0.9) == pytest.approx((1 - 0.9**50) / (1 - 0.9), rel=1e-12)
+    assert rl_experiment.discounted_return(np.array([0.0, 0.0, 2.0]), 0.5) == pytest.approx(0.5)
