@@ -178,6 +178,7 @@ def test_alignment_diagnostics_are_logged_every_n_steps(encoder_dir, tmp_path):
     assert records[0]["align_cka"] != records[1]["align_cka"]  # the block's tokens moved
 
 
+@pytest.mark.slow  # the study tool's diagnostics; the training-time probe is tested above
 def test_checkpoint_diagnostics_reproduce_the_logged_ones_and_cover_vanilla(encoder_dir, tmp_path):
     config = aligned_config(encoder_dir, "repa", total_steps=4, checkpoint_every=2, keep_checkpoints=3,
                             **{"align.diagnostics_every": 2})
@@ -202,6 +203,7 @@ def test_checkpoint_diagnostics_reproduce_the_logged_ones_and_cover_vanilla(enco
         checkpoint_diagnostics(str(tmp_path / "vanilla"), with_overrides(config, {"model.hidden_size": 48}))
 
 
+@pytest.mark.slow  # REPA's several-encoder option; the one-encoder path runs in every aligned test
 @pytest.mark.parametrize("method", ["repa", "erw"])
 def test_several_target_encoders_average_their_projection_losses(method, encoder_dir, tmp_path):
     # REPA's SILoss with a list of encoders: each has its own projector; the loss is the mean over encoders.

@@ -50,8 +50,9 @@ def restore_latest(workdir, config):
 
 def test_killed_run_resumes_bitwise(tmp_path):
     reference = diffusion_experiment.train_and_evaluate(tiny_config(), str(tmp_path / "uninterrupted"))
-    killed = subprocess.run([sys.executable, "-c", "import sys; from tests.helpers import train_diffusion_until_killed; "
-                             "train_diffusion_until_killed(sys.argv[1], step=4, saved=3)", str(tmp_path / "killed")],
+    script = ("import sys; from tests.helpers import train_diffusion_until_killed as run; "
+              "run(sys.argv[1], step=4, saved=3)")
+    killed = subprocess.run([sys.executable, "-c", script, str(tmp_path / "killed")],
                             cwd=REPO, capture_output=True, text=True, timeout=600)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert Checkpointer(tmp_path / "killed" / "checkpoints", save_every=1).latest_step() == 3
@@ -193,7 +194,7 @@ def test_a_second_job_on_a_held_work_directory_is_refused_in_one_line(tmp_path):
     assert not (tmp_path / "checkpoints").exists() and (tmp_path / "LOCK").exists()
 
 
-def test_eight_devices_match_one_device_and_shard_map_matches_jit():
+def test_eight_devices_match_one_device():
     # A large Adam epsilon keeps Adam from amplifying float noise in near-zero gradients into O(lr) updates.
     config = tiny_config(batch_size=16, **{"optim.eps": 1e-3})
     one = diffusion_experiment.build_experiment(config, jax.devices()[:1])
@@ -206,8 +207,15 @@ def test_eight_devices_match_one_device_and_shard_map_matches_jit():
     np.testing.assert_allclose(losses_8, losses_1, rtol=1e-4)
     chex.assert_trees_all_close(state_8.params, state_1.params, rtol=1e-4, atol=1e-5)
 
-    # The same step, per device under shard_map with an axis name (the pmap form), on global arrays.
+
+@pytest.mark.slow  # the pmap-style forms of the step; the jit form on 8 devices runs in the default suite
+def test_shard_map_and_pmap_forms_of_the_step_match_one_device():
+    config = tiny_config(batch_size=16, **{"optim.eps": 1e-3})
+    one = diffusion_experiment.build_experiment(config, jax.devices()[:1])
+    state_1, losses_1 = run_steps(one.jitted_step, one.state, first_batches(config, one.mesh, 3))
     fresh = diffusion_experiment.build_experiment(config, jax.devices()[:8])
+    batches_8 = first_batches(config, fresh.mesh, 3)
+    # The same step, per device under shard_map with an axis name (the pmap form), on global arrays.
     mapped_step = diffusion_experiment.make_train_step_for_axis(fresh, parallel.DATA_AXIS)
     shard_mapped = jax.jit(jax.shard_map(mapped_step, mesh=fresh.mesh, in_specs=(P(), P(parallel.DATA_AXIS)),
                                          out_specs=(P(), P()), check_vma=False))

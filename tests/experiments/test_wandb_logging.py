@@ -17,9 +17,10 @@ def test_a_resumed_run_continues_its_wandb_run_with_every_scalar(tmp_path):
     import_extra("wandb", "wandb")
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     workdir = tmp_path / "run"
-    for total_steps in (3, 6):  # the second command resumes the first run
+    for total_steps in (2, 4):  # the second command resumes the first run
         run = subprocess.run(diffusion_cli_args(workdir, **{"logging.wandb": True, "logging.tags": "cpu,test",
-                                                            "total_steps": total_steps, "sample_every": 3}),
+                                                            "total_steps": total_steps, "sample_every": 2,
+                                                            "checkpoint_every": 2}),
                              cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
         assert run.returncode == 0, run.stderr[-2000:]
     run_id = (workdir / WANDB_RUN_ID).read_text().strip()

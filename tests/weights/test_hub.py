@@ -47,7 +47,7 @@ def offline(cache) -> dict:
 
 def test_an_aligned_run_names_its_dinov2_as_repa_does(hub_cache, tmp_path):
     aligned = {"align.method": "repa", "align.encoder.source": "dinov2", "align.encoder.preset": "S/14",
-               "align.encoder.image_size": 112, "align.depth": 1, "align.projector_dim": 16, "total_steps": 1,
+               "align.encoder.image_size": 56, "align.depth": 1, "align.projector_dim": 16, "total_steps": 1,
                "sample_every": 0}
     run = subprocess.run(diffusion_cli_args(tmp_path / "run", **aligned,
                                             **{"align.encoder.path": "hf://facebook/dinov2-small"}),
