@@ -332,6 +332,7 @@ def test_random_encoder_control_keeps_the_architecture_and_replaces_the_weights(
     assert_trees_equal(experiment.alignment.encoder_params, expected)
 
 
+@pytest.mark.slow  # the HOG control end to end; HOG itself is tested against skimage in tests/align/test_hog.py
 def test_hog_control_aligns_to_one_hog_cell_per_patch(tmp_path):
     # No encoder file: the tiny SiT's 4 x 4 grid on 32-px images gives 8-px HOG cells, 9 orientations wide.
     config = aligned_config(str(tmp_path / "absent"), "repa", **{"align.encoder.source": "hog"})

@@ -256,6 +256,7 @@ def test_second_call_does_not_recompile():
     assert not compiles, [r.getMessage() for r in compiles]
 
 
+@pytest.mark.slow  # restoring into another device count: tests/experiments/test_fsdp.py runs in the default suite
 def test_checkpoint_from_eight_devices_restores_on_one_and_the_next_step_agrees(tmp_path):
     # One run on 8 devices writes its checkpoint; a 1-device experiment restores it against its own mesh and takes
     # the next step on the same batch as the 8-device state: equal parameters, equal next loss.

@@ -18,7 +18,7 @@ from jaxrep.experiments import encoder as encoder_experiment
 from jaxrep.experiments.factor_training import describe_holdout_accuracy
 from jaxrep.nn.vit import ViT
 from jaxrep.run.logging import read_metrics
-from jaxrep.weights.encoder import load_encoder, read_encoder_metadata
+from jaxrep.weights.encoder import load_encoder, read_encoder_metadata, save_encoder
 from tests.helpers import tiny_diffusion_config as tiny_config
 from train.cli import run_main
 
@@ -48,17 +48,16 @@ def test_pretraining_loss_at_zero_heads_is_log_class_counts():
     np.testing.assert_allclose(loss, np.mean(np.log(source.factor_sizes)) + 0.5 * np.log(2.0), rtol=1e-6)
 
 
-def test_trained_encoder_checkpoint_round_trips(tmp_path):
-    config = tiny_encoder_config()
-    trained = encoder_experiment.train_encoder(config, str(tmp_path), show_progress=False)
-    loaded = load_encoder("checkpoint", str(tmp_path))
-    assert loaded.model == trained.model and loaded.image_size == 32 and loaded.grid_size == 8
-    chex.assert_trees_all_equal(loaded.params, trained.params)
-    info = read_encoder_metadata(str(tmp_path))["info"]
-    assert info["steps"] == 4 and 0.0 <= info["holdout_factor_accuracy"] <= 1.0
-    assert [r["step"] for r in read_metrics(str(tmp_path))] == [2, 4, 4]
+def test_a_saved_encoder_loads_back_exactly_and_a_bad_config_trains_nothing(tmp_path):
+    vit = ViT(width=16, depth=1, num_heads=2, patch_size=4, pos_embed_grid=8)
+    params = vit.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
+    save_encoder(str(tmp_path / "encoder"), vit, params, image_size=32, info={"steps": 0})
+    loaded = load_encoder("checkpoint", str(tmp_path / "encoder"))
+    assert loaded.model == vit and loaded.image_size == 32 and loaded.grid_size == 8
+    chex.assert_trees_all_equal(loaded.params, params)
     with pytest.raises(ConfigError, match="^model.patch_size:"):
         encoder_experiment.train_encoder(tiny_encoder_config(image_size=30), str(tmp_path / "bad"))
+    assert not (tmp_path / "bad").exists()
 
 
 def test_the_missing_encoder_is_a_stage_of_its_own_and_builders_never_train(tmp_path, monkeypatch, capsys):
@@ -75,7 +74,9 @@ def test_the_missing_encoder_is_a_stage_of_its_own_and_builders_never_train(tmp_
     state = run_main(diffusion_experiment.train_and_evaluate, config, str(tmp_path / "run"),
                      prerequisites=diffusion_experiment.prerequisites)
     assert "stage train.encoder: align.encoder.path=" in capsys.readouterr().out
-    assert read_encoder_metadata(path)["info"]["steps"] == 4 and int(state.step) == 2
+    info = read_encoder_metadata(path)["info"]
+    assert info["steps"] == 4 and 0.0 <= info["holdout_factor_accuracy"] <= 1.0 and int(state.step) == 2
+    assert [r["step"] for r in read_metrics(path)] == [2, 4, 4]  # the stage's own metrics, in its own directory
     stamp = os.path.getmtime(path)
     time.sleep(0.01)
     monkeypatch.setattr(encoder_experiment, "train_encoder", lambda *a, **k: pytest.fail("retrained"))

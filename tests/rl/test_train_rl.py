@@ -101,6 +101,7 @@ def test_preempted_run_saves_and_resumes_identically(uninterrupted, tmp_path, mo
     assert_same_run(resumed, expected)
 
 
+@pytest.mark.slow  # a learning check, a small study; the loop's mechanics are tested bitwise above
 def test_learns_a_short_horizon_task_beyond_random(tmp_path):
     """cartpole-balance with 100 agent steps per episode (400 control steps, action repeat 4): 2000 env steps
     with 4 updates per step lift the deterministic policy far above anything uniform random actions reach."""
