@@ -119,12 +119,19 @@ def gaussian_log_density(z: jax.Array, mean: jax.Array | float = 0.0, log_var: j
     return -0.5 * jnp.sum(_LOG_2PI + log_var + jnp.square(z - mean) * jnp.exp(-log_var), axis=-1)
 
 
+def _elbo_terms(logits: jax.Array, images: jax.Array, mean: jax.Array,
+                log_var: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(reconstruction (B,), kl (B,)): the Bernoulli cross-entropy summed over pixels and KL(q(z|x) || N(0, I))."""
+    chex.assert_equal_shape([logits, images])
+    chex.assert_equal_shape([mean, log_var])
+    return -bernoulli_log_likelihood(logits, images), gaussian_kl(mean, log_var)
+
+
 def elbo_loss_per_example(logits: jax.Array, images: jax.Array, mean: jax.Array, log_var: jax.Array) -> jax.Array:
     """Negative ELBO per image, (B,): sum over pixels of the Bernoulli cross-entropy + KL(q(z|x) || N(0, I))
     (Kingma and Welling 2014, Eq. 10). Shapes as in `elbo_loss`."""
-    chex.assert_equal_shape([logits, images])
-    chex.assert_equal_shape([mean, log_var])
-    return -bernoulli_log_likelihood(logits, images) + gaussian_kl(mean, log_var)
+    reconstruction, kl = _elbo_terms(logits, images, mean, log_var)
+    return reconstruction + kl
 
 
 def elbo_loss(logits: jax.Array, images: jax.Array, mean: jax.Array,
@@ -138,9 +145,8 @@ def elbo_loss(logits: jax.Array, images: jax.Array, mean: jax.Array,
     Returns:
       loss: scalar; aux: "reconstruction" (mean BCE) and "kl" (mean KL), both scalars.
     """
-    loss = jnp.mean(elbo_loss_per_example(logits, images, mean, log_var))
-    return loss, {"reconstruction": -jnp.mean(bernoulli_log_likelihood(logits, images)),
-                  "kl": jnp.mean(gaussian_kl(mean, log_var))}
+    reconstruction, kl = _elbo_terms(logits, images, mean, log_var)
+    return jnp.mean(reconstruction + kl), {"reconstruction": jnp.mean(reconstruction), "kl": jnp.mean(kl)}
 
 
 def posterior_samples(vae: ConvVAE, params: Any, images: jax.Array,

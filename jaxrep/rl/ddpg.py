@@ -32,16 +32,19 @@ from jaxrep.rl.networks import Actor, Critic, critic_head_kernel
 from jaxrep.train_state import TrainState, ema_update, step_key
 
 
-def _td_target(reward: jax.Array, not_done: jax.Array, next_q_target: jax.Array, discount: float) -> jax.Array:
-    return jax.lax.stop_gradient(reward + discount * not_done * next_q_target)
+def _squared_td_errors(q: jax.Array, reward: jax.Array, not_done: jax.Array, next_q_target: jax.Array,
+                       discount: float) -> tuple[jax.Array, jax.Array]:
+    """((Q - y)^2 (B,), y (B,)) with the TD target y held constant."""
+    chex.assert_equal_shape([q, reward, not_done, next_q_target])
+    td_target = jax.lax.stop_gradient(reward + discount * not_done * next_q_target)
+    return jnp.square(q - td_target), td_target
 
 
 def critic_loss_per_example(q: jax.Array, reward: jax.Array, not_done: jax.Array, next_q_target: jax.Array,
                             discount: float) -> jax.Array:
     """The squared TD error per transition, (B,): (Q(s, a) - y)^2 with y = r + gamma (1 - done) Q'(s', pi'(s'))
     held constant (Lillicrap et al. 2016, Eq. 4-5). Shapes as in `critic_loss`."""
-    chex.assert_equal_shape([q, reward, not_done, next_q_target])
-    return jnp.square(q - _td_target(reward, not_done, next_q_target, discount))
+    return _squared_td_errors(q, reward, not_done, next_q_target, discount)[0]
 
 
 def critic_loss(q: jax.Array, reward: jax.Array, not_done: jax.Array, next_q_target: jax.Array,
@@ -61,8 +64,8 @@ def critic_loss(q: jax.Array, reward: jax.Array, not_done: jax.Array, next_q_tar
     Returns:
       (loss, td_target): the scalar loss and y, (B,).
     """
-    return (jnp.mean(critic_loss_per_example(q, reward, not_done, next_q_target, discount)),
-            _td_target(reward, not_done, next_q_target, discount))
+    errors, td_target = _squared_td_errors(q, reward, not_done, next_q_target, discount)
+    return jnp.mean(errors), td_target
 
 
 def actor_loss_per_example(q: jax.Array) -> jax.Array:
