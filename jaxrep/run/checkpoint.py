@@ -245,6 +245,11 @@ class PreemptionGuard:
         self._previous = None
         self._is_outermost = False
 
+    @classmethod
+    def active(cls) -> bool:
+        """Whether a guard is held (an inner one then shares its flag)."""
+        return cls._outermost is not None
+
     @property
     def requested(self) -> bool:
         """This process's flag: set by its SIGTERM (one process) or once `should_stop` returned true."""

@@ -10,9 +10,10 @@ the progress bar, hooks, checkpoint cadence, preemption and non-finite handling:
 - every `log_every` steps and at the end the metrics, learning rate and samples/s go to the logger;
 - every `checkpoint_every` steps, at the end and on SIGTERM the state is saved with the input pipeline's
   position in `extra["data"]`; a preempted run saves the same step on every process (`PreemptionGuard`),
-  prints `SIGTERM: saved step N` and returns with preempted=True (without a checkpointer there is nothing to
-  save and SIGTERM keeps its default action); a SIGTERM during compilation, or earlier under an outer guard
-  (`train.cli.run_main(preemptible=True)`), saves the starting step unless it is already saved;
+  prints `SIGTERM: saved step N` and returns with preempted=True; a SIGTERM during compilation, or earlier under
+  an outer guard (`train.cli.run_main(preemptible=True)`), saves the starting step unless it is already saved.
+  Without a checkpointer there is nothing to save: under an outer guard (a prerequisite stage) a SIGTERM stops
+  the loop at the next step and it returns with preempted=True, otherwise SIGTERM keeps its default action;
 - a failed background save raises `CheckpointSaveError` within a step of its failure (`Checkpointer.poll`);
 - a step's `finite` metric is checked after the next step has been dispatched (keeping the device busy), and
   always before a save: a non-finite step raises `NonFiniteLossError` and nothing after it is saved;
@@ -78,7 +79,8 @@ class RunControl:
                 if stop:
                     break
 
-    Without a checkpointer nothing is saved and SIGTERM keeps its default action. On exit, also by an exception,
+    Without a checkpointer nothing is saved, and SIGTERM stops the loop only under an outer `PreemptionGuard` (the
+    caller then discards the unfinished state); with neither it keeps its default action. On exit, also by an exception,
     the bar closes and so does everything in `closing` (e.g. the checkpointer, which waits for its last save, and
     the metric logger).
     """
@@ -88,7 +90,7 @@ class RunControl:
         self.checkpointer, self.checkpoint_every = checkpointer, checkpoint_every
         self._bar_options = dict(total=total, initial=initial, desc=desc, show=show_progress, unit=unit)
         self._closing = closing
-        self._guard = PreemptionGuard() if checkpointer is not None else None
+        self._guard = PreemptionGuard() if checkpointer is not None or PreemptionGuard.active() else None
         self.bar = None
 
     def __enter__(self) -> "RunControl":
@@ -207,10 +209,11 @@ def fit(state: Any, step_fn: Callable, next_batch: Callable[[int], Any], *, tota
         batch, pending = next_batch(step), None
         step_fn = _compile(step_fn, state, batch)
         if run.should_stop(step):  # SIGTERM while building or compiling
-            if checkpointer.latest_step() != step:
-                checkpointer.save(step, state, {"data": data_state()}, force=True)
-            checkpointer.wait()
-            print(f"SIGTERM before training: saved step {step}, exiting", flush=True)
+            if saving:
+                if checkpointer.latest_step() != step:
+                    checkpointer.save(step, state, {"data": data_state()}, force=True)
+                checkpointer.wait()
+            print(f"SIGTERM before training: {_kept(saving, step)}, exiting", flush=True)
             return FitResult(state, True, {}, time.perf_counter() - started)
         run.start_progress()
         last_log, last_log_step = time.perf_counter(), step
@@ -242,8 +245,9 @@ def fit(state: Any, step_fn: Callable, next_batch: Callable[[int], Any], *, tota
             if step < total_steps:  # the end hooks cover the last step
                 _run_hooks(hooks, state, step, logger, end=False)
             if stop:
-                checkpointer.wait()
-                print(f"SIGTERM: saved step {step}, exiting", flush=True)
+                if saving:
+                    checkpointer.wait()
+                print(f"SIGTERM: {_kept(saving, step)}, exiting", flush=True)
                 return FitResult(state, True, {}, time.perf_counter() - started)
             if step < total_steps:
                 batch = next_batch(step)
@@ -254,6 +258,10 @@ def fit(state: Any, step_fn: Callable, next_batch: Callable[[int], Any], *, tota
             checkpointer.wait()
     seconds = time.perf_counter() - started
     return FitResult(state, False, _run_hooks(hooks, state, step, logger, end=True), seconds)
+
+
+def _kept(saving: bool, step: int) -> str:
+    return f"saved step {step}" if saving else f"stopped at step {step}, nothing saved"
 
 
 def fit_in_workdir(config, workdir: str, state: Any, step_fn: Callable, next_batch: Callable[[int], Any], *,

@@ -2,6 +2,7 @@
 training on the first aligned run."""
 
 import os
+import signal
 import time
 
 import chex
@@ -17,6 +18,7 @@ from jaxrep.experiments import diffusion as diffusion_experiment
 from jaxrep.experiments import encoder as encoder_experiment
 from jaxrep.experiments.factor_training import describe_holdout_accuracy
 from jaxrep.nn.vit import ViT
+from jaxrep.run import loop
 from jaxrep.run.logging import read_metrics
 from jaxrep.weights.encoder import load_encoder, read_encoder_metadata, save_encoder
 from tests.helpers import tiny_diffusion_config as tiny_config
@@ -83,6 +85,31 @@ def test_the_missing_encoder_is_a_stage_of_its_own_and_builders_never_train(tmp_
     assert diffusion_experiment.prerequisites(config, str(tmp_path / "run"))[0].missing() is False
     assert diffusion_experiment.build_experiment(config).alignment.encoder.width == 16
     assert os.path.getmtime(path) == stamp
+
+
+def test_a_sigterm_during_the_encoder_stage_stops_it_at_the_next_step_and_saves_nothing(tmp_path, monkeypatch,
+                                                                                      capsys):
+    tiny = tiny_encoder_config(total_steps=50)
+    monkeypatch.setattr(encoder_configs, "get_config", lambda preset: tiny)
+    path = str(tmp_path / "encoder")
+    config = tiny_config(**{"align.method": "repa", "align.depth": 1, "align.projector_dim": 16,
+                            "align.encoder.path": path, "total_steps": 2, "sample_every": 0})
+    run_hooks = loop._run_hooks
+
+    def sigterm_at_step_3(hooks, state, step, logger, *, end):
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)  # the stage's loop has no checkpointer, yet must stop
+        return run_hooks(hooks, state, step, logger, end=end)
+
+    monkeypatch.setattr(loop, "_run_hooks", sigterm_at_step_3)
+    result = run_main(diffusion_experiment.train_and_evaluate, config, str(tmp_path / "run"), preemptible=True,
+                      prerequisites=diffusion_experiment.prerequisites)
+    out = capsys.readouterr().out
+    assert result is None and "SIGTERM: stopped at step 4, nothing saved" in out
+    assert "SIGTERM: the encoder's training stopped; nothing saved" in out
+    assert diffusion_experiment.prerequisites(config, str(tmp_path / "run"))[0].missing()  # rerunning trains it
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
 @pytest.mark.slow
