@@ -13,6 +13,11 @@ Presets:
   program: 3-4 min per cell); MJX's contact-rich tasks crawl on this CPU (cheetah-run: 3-5 agent steps/s per
   seed, 5 seeds in one program, 2-3 hours per cell), so cheetah-run, walker-walk and reacher-easy run on the
   host dm-control loop (`host_tasks`): 1-2.5 min per 20k-step run, training included.
+- `mechanism`: BEER's mechanism study (issue 31, docs/results/beer.md): cheetah-run and walker-walk on the host
+  loop, cartpole-swingup on MJX, 5 seeds, 100k agent steps (10k uniform-random first, evaluated every 5k on 10
+  episodes); the runs record the Q-estimation error, srank and BEER's cosine against its bound
+  (`jaxrep.experiments.rl_grid.MECHANISM_METRICS`). About 10 min per host run on 2 CPU cores: ~4 hours in all,
+  in resumable pieces.
 """
 
 from __future__ import annotations
@@ -43,14 +48,22 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
     config.replay_capacity = 100_000  # capped at total_env_steps
     config.num_envs = 8  # MJX: envs stepped together per seed
     config.beer_coef = 1e-3  # beta of the "beer" cells
-    if preset not in ("cpu", "study"):
-        raise ConfigError(f"preset: unknown rl_grid preset {preset!r}; known: 'cpu', 'study'")
+    if preset not in ("cpu", "study", "mechanism"):
+        raise ConfigError(f"preset: unknown rl_grid preset {preset!r}; known: 'cpu', 'study', 'mechanism'")
     if preset == "study":
         config.tasks = "cartpole-swingup,cheetah-run,walker-walk,reacher-easy"
         config.host_tasks = "cheetah-run,walker-walk,reacher-easy"
         config.num_seeds = 5
         config.total_env_steps = 20_000
         config.start_steps = config.eval_every = 2_000
+    if preset == "mechanism":
+        config.tasks = "cheetah-run,walker-walk,cartpole-swingup"  # the host runs first, the MJX cell last
+        config.host_tasks = "cheetah-run,walker-walk"
+        config.num_seeds = 5
+        config.total_env_steps = 100_000
+        config.start_steps = 10_000
+        config.eval_every = 5_000
+        config.eval_episodes = 10
     return config
 
 

@@ -50,6 +50,11 @@ def _drop_metadata(step_dir):
     os.remove(os.path.join(step_dir, "state", "_METADATA"))
 
 
+def _garble_checksums(step_dir):
+    path = os.path.join(step_dir, CHECKSUMS)
+    open(path, "w").write(open(path).read()[:-7])
+
+
 def _empty(step_dir):
     for folder, _, names in os.walk(step_dir, topdown=False):
         for name in names:
@@ -67,8 +72,8 @@ def test_every_committed_checkpoint_gets_a_checksum_record(tmp_path):
     assert extra == {"data": {"position": 3}}
 
 
-@pytest.mark.parametrize("damage", [_truncate, _flip_a_byte, _drop_metadata, _empty],
-                         ids=["truncated", "bit-flip", "no-metadata", "empty-folder"])
+@pytest.mark.parametrize("damage", [_truncate, _flip_a_byte, _drop_metadata, _garble_checksums, _empty],
+                         ids=["truncated", "bit-flip", "no-metadata", "garbled-checksums", "empty-folder"])
 def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, damage, capsys):
     checkpointer = _saved(tmp_path / "ckpt")
     damage(str(tmp_path / "ckpt" / "3"))

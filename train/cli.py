@@ -21,6 +21,7 @@ from typing import Any, Callable
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from jaxrep import files
 from jaxrep.config_checks import ConfigError
 from jaxrep.experiments.prerequisites import run_missing
 from jaxrep.run.checkpoint import CheckpointMismatchError, CheckpointSaveError, DamagedCheckpointError, PreemptionGuard
@@ -96,6 +97,20 @@ def run_program(main: Callable[[list[str]], Any], *, config: str, workdir: str |
     app.run(main, flags_parser=parse_flags)
 
 
+def check_storage(config: Any, workdir: str | None) -> None:
+    """ConfigError naming the field (or `workdir`) whose URL (gs://...) needs a storage client not installed here."""
+    if workdir:
+        files.check_backend(workdir, "workdir")
+    pending = [("", config)]
+    while pending:
+        prefix, node = pending.pop()
+        for name, value in node.items():
+            if hasattr(value, "items"):
+                pending.append((f"{prefix}{name}.", value))
+            elif isinstance(value, str):
+                files.check_backend(value, f"{prefix}{name}")
+
+
 def run_main(train_fn: Callable[[Any, str], Any], config: Any, workdir: str,
              expected_errors: tuple[type[Exception], ...] = (), preemptible: bool = False,
              prerequisites: Callable[[Any, str], list] | None = None) -> Any:
@@ -117,6 +132,7 @@ def run_main(train_fn: Callable[[Any, str], Any], config: Any, workdir: str,
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO; keep the progress bar readable
     started = time.time()
     try:
+        check_storage(config, workdir)
         if "distributed" in config:
             initialize_from_config(config.distributed)
         with PreemptionGuard() if preemptible else contextlib.nullcontext():

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
+
+from jaxrep import files
 
 
 class ArraySource:
@@ -25,8 +25,8 @@ class ArraySource:
         self._images = self._load(images, images_key)
         if labels is not None:
             self._labels = self._load(labels, labels_key)
-        elif images.endswith(".npz") and labels_key in np.load(images, allow_pickle=False).files:
-            self._labels = np.load(images, allow_pickle=False)[labels_key]
+        elif images.endswith(".npz") and labels_key in np.load(files.local_copy(images), allow_pickle=False).files:
+            self._labels = np.load(files.local_copy(images), allow_pickle=False)[labels_key]
         else:
             self._labels = np.zeros((len(self._images),), np.int32)
         if self._images.ndim != 4:
@@ -36,8 +36,9 @@ class ArraySource:
 
     @staticmethod
     def _load(path: str, key: str) -> np.ndarray:
-        if not os.path.exists(path):
+        if not files.path(path).exists():
             raise FileNotFoundError(f"data.path: no such file {path!r}")
+        path = files.local_copy(path)  # memory-mapped: a file in a bucket is copied to this host first
         if path.endswith(".npy"):
             return np.load(path, mmap_mode="r", allow_pickle=False)
         archive = np.load(path, allow_pickle=False)

@@ -8,9 +8,10 @@ grey; the source pads them with black to 32 x 32 (two pixels a side) so that pat
 from __future__ import annotations
 
 import gzip
-import os
 
 import numpy as np
+
+from jaxrep import files
 
 DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -42,8 +43,8 @@ def read_idx(path: str) -> np.ndarray:
 
 def _find(directory: str, stem: str) -> str:
     for name in (f"{stem}.gz", stem):
-        if os.path.isfile(os.path.join(directory, name)):
-            return os.path.join(directory, name)
+        if files.path(files.join(directory, name)).is_file():
+            return files.local_copy(files.join(directory, name))
     raise MissingDatasetError(
         f"data.path: no Fashion-MNIST file {stem}(.gz) in {directory!r}; install it with `apt-get install "
         f"dataset-fashion-mnist` (as root, or with sudo; files in {DEBIAN_DIR}) or put the four IDX files of "

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
 
+from jaxrep import files
 from jaxrep.config_checks import ConfigError
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
@@ -38,15 +38,13 @@ def list_images(root: str, labels_path: str = "") -> tuple[list[ImageEntry], lis
 
     Class names are the sorted top-level folder names for a class-folder tree, and empty for a label file.
     """
-    if not os.path.isdir(root):
+    if not files.path(root).is_dir():
         raise ConfigError(f"data_dir: no such directory {root!r}")
-    paths = sorted(os.path.relpath(os.path.join(folder, name), root).replace(os.sep, "/")
-                   for folder, _, names in os.walk(root) for name in names
-                   if name.lower().endswith(IMAGE_EXTENSIONS))
+    paths = sorted(name for name in files.files_under(root) if name.lower().endswith(IMAGE_EXTENSIONS))
     if not paths:
         raise ConfigError(f"data_dir: no images ({', '.join(IMAGE_EXTENSIONS)}) under {root!r}")
-    labels_path = labels_path or (os.path.join(root, "dataset.json")
-                                  if os.path.isfile(os.path.join(root, "dataset.json")) else "")
+    labels_path = labels_path or (files.join(root, "dataset.json")
+                                  if files.path(files.join(root, "dataset.json")).is_file() else "")
     if labels_path:
         labels = _read_label_file(labels_path)
         missing = [path for path in paths if path not in labels]
@@ -64,11 +62,10 @@ def list_images(root: str, labels_path: str = "") -> tuple[list[ImageEntry], lis
 
 
 def _read_label_file(path: str) -> dict[str, int]:
-    if not os.path.isfile(path):
+    if not files.path(path).is_file():
         raise ConfigError(f"labels_path: no such file {path!r}")
     try:
-        with open(path) as file:
-            pairs = json.load(file)["labels"]
+        pairs = json.loads(files.path(path).read_text())["labels"]
         return {str(name): int(label) for name, label in pairs}
     except (ValueError, KeyError, TypeError) as error:
         raise ConfigError(f"labels_path: {path!r} is not an EDM dataset.json "
@@ -78,8 +75,7 @@ def _read_label_file(path: str) -> dict[str, int]:
 def read_rgb(path: str) -> np.ndarray:
     """(H, W, 3) uint8 of the image file at `path`; ImageReadError naming the path if it cannot be decoded."""
     try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
+        return decode_image(files.read_bytes(path))
     except (OSError, ValueError, Image.DecompressionBombError) as error:
         raise ImageReadError(f"{path}: unreadable image ({error})") from None
 

@@ -16,14 +16,13 @@ msgpack (through flax.serialization) restores only plain arrays, numbers and byt
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import numpy as np
 from flax import serialization
 
 from jaxrep.data.images import decode_image
-from jaxrep.files import file_sha256
+from jaxrep import files
 
 MANIFEST = "manifest.json"
 FORMAT = "jaxrep-latent-records-v1"
@@ -51,13 +50,12 @@ def decode_record(data: bytes) -> dict[str, Any]:
 
 
 def read_manifest(directory: str) -> dict:
-    path = os.path.join(directory, MANIFEST)
-    if not os.path.isfile(path):
+    path = files.join(directory, MANIFEST)
+    if not files.path(path).is_file():
         raise DatasetError(f"data.path: no {MANIFEST} in {directory!r}; prepare the dataset with "
                            "`python -m train.prepare_latents` (an unfinished preparation has no manifest yet)")
     try:
-        with open(path) as file:
-            manifest = json.load(file)
+        manifest = json.loads(files.path(path).read_text())
     except ValueError as error:
         raise DatasetError(f"{path}: not valid JSON ({error})") from None
     if manifest.get("format") != FORMAT:
@@ -70,13 +68,13 @@ def verify_dataset(directory: str, *, checksums: bool = True) -> dict:
     DatasetError naming the first damaged shard."""
     manifest = read_manifest(directory)
     for shard in manifest["shards"]:
-        path = os.path.join(directory, shard["file"])
-        if not os.path.isfile(path):
+        path = files.join(directory, shard["file"])
+        if not files.path(path).is_file():
             raise DatasetError(f"{path}: shard missing from the prepared dataset")
-        if os.path.getsize(path) != shard["bytes"]:
-            raise DatasetError(f"{path}: {os.path.getsize(path)} bytes, the manifest records {shard['bytes']} "
+        if files.file_size(path) != shard["bytes"]:
+            raise DatasetError(f"{path}: {files.file_size(path)} bytes, the manifest records {shard['bytes']} "
                                "(truncated or rewritten)")
-        if checksums and file_sha256(path) != shard["sha256"]:
+        if checksums and files.file_sha256(path) != shard["sha256"]:
             raise DatasetError(f"{path}: SHA-256 differs from the manifest (damaged)")
     return manifest
 
@@ -87,15 +85,17 @@ class LatentRecordSource:
 
     The image bytes are decoded inside `__getitem__`, i.e. in the grain pipeline's worker processes when it runs
     with workers. Opening checks the manifest and every shard's size; `verify_dataset` also checks checksums.
+    ArrayRecord reads local files only: the shards of a dataset in a bucket are copied to this host's disk first
+    (`jaxrep.files.local_copy`, once).
     """
 
     def __init__(self, directory: str, *, with_images: bool = False):
-        if not os.path.isdir(directory):
+        if not files.path(directory).is_dir():
             raise DatasetError(f"data.path: no such directory {directory!r}")
         self.directory = directory
         self.manifest = verify_dataset(directory, checksums=False)
         self.with_images = with_images
-        self._paths = [os.path.join(directory, shard["file"]) for shard in self.manifest["shards"]]
+        self._paths = [files.local_copy(files.join(directory, shard["file"])) for shard in self.manifest["shards"]]
         self._records = None  # opened lazily, so the source pickles cheaply into grain's workers
 
     def _reader(self):

@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any, Callable
 
 import jax
@@ -28,7 +27,7 @@ import numpy as np
 
 from configs import diffusion as diffusion_configs
 from configs import encoder as encoder_configs
-from jaxrep import parallel
+from jaxrep import files, parallel
 from jaxrep.align.diagnostics import alignment_diagnostics
 from jaxrep.align.encoder import FrozenEncoder, make_target_fn
 from jaxrep.align.erw import transplant_blocks
@@ -57,10 +56,10 @@ class WithEncoderImages:
     """
 
     def __init__(self, source, path: str):
-        if not os.path.isfile(path):
+        if not files.path(path).is_file():
             raise ConfigError(f"align.encoder.images_path: no such file {path!r}")
         self._source = source
-        self._images = np.load(path, mmap_mode="r", allow_pickle=False)
+        self._images = np.load(files.local_copy(path), mmap_mode="r", allow_pickle=False)
         if self._images.ndim != 4 or self._images.shape[-1] != 3:
             raise ConfigError(f"align.encoder.images_path: expected (N, H, W, 3) images, got {self._images.shape}")
         if len(self._images) != len(source):
@@ -105,7 +104,7 @@ def require_encoder(config) -> None:
     if missing:
         raise ConfigError(f"align.encoder.path: no encoder checkpoint at {specs[0][0]!r}; make it first with "
                           f"`{missing[0].command}` (train.diffusion does so itself)")
-    if not os.path.exists(specs[0][0]):
+    if not files.path(specs[0][0]).exists():
         raise ConfigError(f"align.encoder.path: no encoder checkpoint at {specs[0][0]!r}; train one with "
                           f"`python -m train.encoder` or use a DINOv2 file (align.encoder.source='dinov2')")
 

@@ -29,7 +29,6 @@ bicubic resize to `image_size`), so at alignment time the encoder sees what it s
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import flax.linen as nn
@@ -38,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import encoder as encoder_configs
+from jaxrep import files
 from jaxrep.align.encoder import FrozenEncoder, to_unit_rgb
 from jaxrep.align.targets import preprocess_images
 from jaxrep.chunked import map_in_chunks
@@ -131,5 +131,5 @@ def train_encoder(config, workdir: str, *, show_progress: bool = True) -> Frozen
     accuracy = describe_holdout_accuracy(source, [fit.holdout_metrics["holdout_factor_accuracy"]], fit.holdout_count,
                                          kind="per-token ")
     print(f"encoder: {config.total_steps} steps in {fit.seconds:.0f} s; {accuracy}; saved to "
-          f"{os.path.abspath(workdir)}", flush=True)
+          f"{files.path(workdir)}", flush=True)
     return FrozenEncoder(vit, fit.ema_params["vit"], config.image_size, {"info": info})

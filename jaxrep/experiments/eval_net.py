@@ -13,13 +13,13 @@ checkpoint it needs is missing. The held-out factor accuracy is printed and stor
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from configs import eval_net as eval_net_configs
+from jaxrep import files
 from jaxrep.experiments.factor_training import build_source, describe_holdout_accuracy, fit_on_factors, stopped_early
 from jaxrep.nn.eval_net import EvalNet
 from jaxrep.supervised import factor_classification_loss
@@ -67,6 +67,6 @@ def train_eval_net(config, workdir: str, *, show_progress: bool = True) -> tuple
                   info=info)
     accuracies = [fit.holdout_metrics[f"holdout_accuracy_{index}"] for index in range(len(source.factor_names))]
     print(f"eval net: {config.total_steps} steps in {fit.seconds:.0f} s; "
-          f"{describe_holdout_accuracy(source, accuracies, fit.holdout_count)}; saved to {os.path.abspath(workdir)}",
+          f"{describe_holdout_accuracy(source, accuracies, fit.holdout_count)}; saved to {files.path(workdir)}",
           flush=True)
     return model, fit.ema_params

@@ -22,7 +22,6 @@ A latent run's reference images are the crops stored in its prepared dataset.
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import jax
@@ -31,7 +30,7 @@ import numpy as np
 from configs import eval_net as eval_net_configs
 from configs import evaluate as evaluate_configs
 from configs._common import FACTOR_SOURCES
-from jaxrep import parallel
+from jaxrep import files, parallel
 from jaxrep.config_checks import ConfigError
 from jaxrep.data.latent_records import DatasetError, read_manifest
 from jaxrep.experiments import eval_net as eval_net_experiment
@@ -60,11 +59,11 @@ def reference_description(config, indices: np.ndarray) -> dict:
     description = {"data_source": config.data.source, "num_images": int(len(indices)),
                    "selection": "all" if indices[-1] == len(indices) - 1 else "permutation(seed 0)"}
     if config.data.source == "arrays":
-        stat = os.stat(config.data.path)
-        description.update(path=os.path.abspath(config.data.path), size=stat.st_size, mtime=stat.st_mtime)
+        stat = files.path(config.data.path).stat()
+        description.update(path=str(files.path(config.data.path)), size=stat.length, mtime=stat.mtime)
     if config.data.source == "latent_records":
         shards = read_manifest(config.data.path)["shards"]
-        description.update(path=os.path.abspath(config.data.path), shards_sha256=[s["sha256"] for s in shards])
+        description.update(path=str(files.path(config.data.path)), shards_sha256=[s["sha256"] for s in shards])
     return description
 
 
@@ -94,7 +93,7 @@ def uint8_batches(source, indices: np.ndarray, batch_size: int, show_progress: b
 
 def eval_net_path(eval_config, run_config) -> str:
     """`features.eval_net_path`, else the default `workdirs/eval_net_<data source>`."""
-    return eval_config.features.eval_net_path or os.path.join("workdirs", f"eval_net_{run_config.data.source}")
+    return eval_config.features.eval_net_path or files.join("workdirs", f"eval_net_{run_config.data.source}")
 
 
 def prerequisites(eval_config, workdir: str) -> list[Prerequisite]:
@@ -118,7 +117,7 @@ def feature_extractor_for(eval_config, run_config):
         return load_feature_extractor("inception", features.inception_path)
     source_name = run_config.data.source
     path = eval_net_path(eval_config, run_config)
-    if not os.path.exists(path):
+    if not files.path(path).exists():
         fix = ("make it first with `python -m train.eval_net` (train.evaluate does so itself)"
                if source_name in FACTOR_SOURCES
                else "for user data train one on it or use features.extractor='inception'")
@@ -139,7 +138,7 @@ def reference_set(eval_config, config, experiment, extractor, show_progress: boo
         extractor, lambda: uint8_batches(experiment.source, indices, batch_size, show_progress),
         cache_dir=eval_config.reference.cache_dir, description=reference_description(config, indices),
         batch_size=batch_size, mesh=experiment.mesh, keep=eval_config.prdc_max_samples)
-    return real, {**reference_description(config, indices), "cache": os.path.abspath(cache_path),
+    return real, {**reference_description(config, indices), "cache": str(files.path(cache_path)),
                   "cache_hit": cache_hit}
 
 
@@ -171,7 +170,7 @@ def evaluate(eval_config, workdir: str, *, show_progress: bool = True) -> dict |
     config, experiment, step, output_dir = (sampled[k] for k in ("config", "experiment", "step", "output_dir"))
     images, npz_path = sampled["images"], sampled["npz"]
     seconds = dict(sampled["seconds"])
-    grid_path = os.path.join(output_dir, "samples_grid.png")
+    grid_path = files.join(output_dir, "samples_grid.png")
 
     tick = time.perf_counter()
     fake = sample_features(images, extractor, eval_config, experiment.mesh)
@@ -189,19 +188,18 @@ def evaluate(eval_config, workdir: str, *, show_progress: bool = True) -> dict |
 
     results = {
         "fd": fd, **knn,
-        "workdir": os.path.abspath(workdir), "step": int(step), "weights": "ema" if eval_config.use_ema else "raw",
+        "workdir": str(files.path(workdir)), "step": int(step), "weights": "ema" if eval_config.use_ema else "raw",
         "num_samples": int(len(images)), "seed": int(eval_config.seed), "sample": dict(config.sample.to_dict()),
         "feature_extractor": {"kind": extractor.kind, "dim": extractor.dim, "fingerprint": extractor.fingerprint,
                               "path": extractor.metadata.get("path", "")},
         "reference": reference,
         "prdc_k": int(eval_config.prdc_k), "prdc_num_real": int(len(real.features)),
-        "prdc_num_fake": int(len(fake.features)), "samples_npz": os.path.abspath(npz_path),
-        "grid_png": os.path.abspath(grid_path), "num_devices": int(experiment.mesh.size),
+        "prdc_num_fake": int(len(fake.features)), "samples_npz": npz_path,
+        "grid_png": grid_path, "num_devices": int(experiment.mesh.size),
         "sampling_images_per_s": len(images) / seconds["sampling"],
         "seconds": {name: round(value, 2) for name, value in seconds.items()},
     }
-    with open(os.path.join(output_dir, "results.json"), "w") as file:
-        json.dump(results, file, indent=2)
+    files.path(files.join(output_dir, "results.json")).write_text(json.dumps(results, indent=2))
     print(f"step {step} ({results['weights']}), {len(images)} samples, {extractor.kind} features: FD {fd:.4f}  "
           f"precision {knn['precision']:.4f}  recall {knn['recall']:.4f}  density {knn['density']:.4f}  "
           f"coverage {knn['coverage']:.4f}  ({seconds['total']:.0f} s; {output_dir})", flush=True)

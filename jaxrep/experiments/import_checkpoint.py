@@ -18,13 +18,12 @@ config's alignment and imports the file's projector too (to continue aligned tra
 
 from __future__ import annotations
 
-import os
 import re
 
 import jax
 import jax.numpy as jnp
 
-from jaxrep import parallel
+from jaxrep import files, parallel
 from jaxrep.config_checks import ConfigError
 from jaxrep.experiments.diffusion import build_experiment
 from jaxrep.nn.sit import PRESETS, SiT
@@ -52,8 +51,8 @@ def import_checkpoint(config, workdir: str, *, checkpoint_path: str, weights: st
                       keep_projector: bool = False):
     """Writes the converted checkpoint into `workdir` (module docstring); returns the saved TrainState."""
     checkpoint = read_sit_checkpoint(checkpoint_path, weights)
-    directory = os.path.join(workdir, "checkpoints")
-    if os.path.isdir(directory) and os.listdir(directory):
+    directory = files.join(workdir, "checkpoints")
+    if files.path(directory).is_dir() and list(files.path(directory).iterdir()):
         raise FileExistsError(f"{directory} already holds checkpoints; import into a new work directory")
     config = config.copy_and_resolve_references()
     if not keep_projector:

@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import sys
+import tempfile
 from typing import Callable
 
 import jax
@@ -32,7 +33,7 @@ from configs import prepare_latents as prepare_configs
 from jaxrep import parallel
 from jaxrep.data.images import ImageReadError, center_crop_adm, encode_image, list_images, read_rgb
 from jaxrep.data.latent_records import FORMAT, MANIFEST, DatasetError, encode_record, shard_info_name, shard_name
-from jaxrep.files import file_sha256, write_json_atomic
+from jaxrep import files
 from jaxrep.run.logging import progress_bar
 from jaxrep.run.workdir_lock import locks_workdir
 from jaxrep.weights import hub
@@ -43,7 +44,7 @@ EXPECTED_ERRORS = (DatasetError, ImageReadError)
 
 
 def vae_weights_file(path: str) -> str:
-    return path if os.path.isfile(path) else os.path.join(path, "diffusion_pytorch_model.safetensors")
+    return path if files.path(path).is_file() else files.join(path, "diffusion_pytorch_model.safetensors")
 
 
 def make_plan(config, entries, classes) -> dict:
@@ -51,29 +52,27 @@ def make_plan(config, entries, classes) -> dict:
     listing = hashlib.sha256("\n".join(f"{e.path}\t{e.label}" for e in entries).encode()).hexdigest()
     return {"format": FORMAT, "num_images": len(entries), "listing_sha256": listing, "classes": classes,
             "image_size": config.image_size, "image_format": config.image_format,
-            "records_per_shard": config.records_per_shard, "vae_sha256": file_sha256(vae_weights_file(config.vae.path))}
+            "records_per_shard": config.records_per_shard, "vae_sha256": files.file_sha256(vae_weights_file(config.vae.path))}
 
 
 def check_plan(output_dir: str, plan: dict) -> None:
-    path = os.path.join(output_dir, "plan.json")
-    if os.path.isfile(path):
-        with open(path) as file:
-            previous = json.load(file)
+    path = files.join(output_dir, "plan.json")
+    if files.path(path).is_file():
+        previous = json.loads(files.path(path).read_text())
         changed = [name for name in plan if previous.get(name) != plan[name]]
         if changed:
             raise DatasetError(f"workdir: {output_dir!r} holds a preparation with other settings ({', '.join(changed)} "
                                "differ); use a new directory")
     elif jax.process_index() == 0:
-        write_json_atomic(path, plan)
+        files.write_json_atomic(path, plan)
 
 
 def shard_done(output_dir: str, index: int, num_shards: int) -> bool:
-    info_path = os.path.join(output_dir, shard_info_name(index))
-    path = os.path.join(output_dir, shard_name(index, num_shards))
-    if not (os.path.isfile(info_path) and os.path.isfile(path)):
+    info_path = files.join(output_dir, shard_info_name(index))
+    path = files.join(output_dir, shard_name(index, num_shards))
+    if not (files.path(info_path).is_file() and files.path(path).is_file()):
         return False
-    with open(info_path) as file:
-        return json.load(file)["bytes"] == os.path.getsize(path)
+    return json.loads(files.path(info_path).read_text())["bytes"] == files.file_size(path)
 
 
 def make_encoder(vae_path: str, dtype: str, mesh):
@@ -92,7 +91,7 @@ def make_encoder(vae_path: str, dtype: str, mesh):
 def load_cropped(root: str, entry, image_size: int, image_format: str):
     """((cropped uint8 image, its encoded bytes), None) or (None, ImageReadError) for one listed image."""
     try:
-        crop = center_crop_adm(read_rgb(os.path.join(root, entry.path)), image_size)
+        crop = center_crop_adm(read_rgb(files.join(root, entry.path)), image_size)
         return (crop, encode_image(crop, image_format)), None
     except ImageReadError as error:
         return None, error
@@ -102,8 +101,10 @@ def write_shard(config, output_dir, index, num_shards, entries, encode, pool, ba
                 after_batch: Callable[[], None]) -> None:
     from array_record.python.array_record_module import ArrayRecordWriter
 
-    path = os.path.join(output_dir, shard_name(index, num_shards))
-    temporary = f"{path}.tmp"
+    path = files.join(output_dir, shard_name(index, num_shards))
+    # ArrayRecord writes local files: the shard is written here, then moved or uploaded whole.
+    temporary = (f"{path}.tmp" if files.is_local(path)
+                 else os.path.join(tempfile.gettempdir(), f"jaxrep-{os.getpid()}-{shard_name(index, num_shards)}"))
     writer = ArrayRecordWriter(temporary, "group_size:1")
     count, skipped, latent_shape = 0, [], None
     loaded = pool.map(lambda entry: load_cropped(config.data_dir, entry, config.image_size, config.image_format),
@@ -133,28 +134,27 @@ def write_shard(config, output_dir, index, num_shards, entries, encode, pool, ba
         count += len(images)
         after_batch()
     writer.close()
-    os.replace(temporary, path)
-    write_json_atomic(os.path.join(output_dir, shard_info_name(index)),
-                      {"file": os.path.basename(path), "count": count, "bytes": os.path.getsize(path),
-                       "sha256": file_sha256(path), "skipped": skipped, "latent_shape": latent_shape})
+    info = {"file": shard_name(index, num_shards), "count": count, "bytes": os.path.getsize(temporary),
+            "sha256": files.file_sha256(temporary), "skipped": skipped, "latent_shape": latent_shape}
+    files.publish(temporary, path)
+    files.write_json_atomic(files.join(output_dir, shard_info_name(index)), info)
 
 
 def write_manifest(output_dir: str, plan: dict, num_shards: int, vae_path: str) -> dict:
     shards = []
     for index in range(num_shards):
-        info_path = os.path.join(output_dir, shard_info_name(index))
+        info_path = files.join(output_dir, shard_info_name(index))
         if not shard_done(output_dir, index, num_shards):
             raise DatasetError(f"{info_path}: shard {index} is unfinished (did a process fail?); rerun to complete it")
-        with open(info_path) as file:
-            shards.append(json.load(file))
+        shards.append(json.loads(files.path(info_path).read_text()))
     latent_shape = next((s["latent_shape"] for s in shards if s["latent_shape"]), None)
     manifest = {**{k: plan[k] for k in ("format", "classes", "image_size", "image_format", "records_per_shard")},
                 "num_images": plan["num_images"], "num_records": sum(s["count"] for s in shards),
                 "num_skipped": sum(len(s["skipped"]) for s in shards),
                 "num_classes": len(plan["classes"]) or None, "latent_shape": latent_shape,
-                "vae": {"path": os.path.abspath(vae_path), "sha256": plan["vae_sha256"]},
+                "vae": {"path": str(files.path(vae_path)), "sha256": plan["vae_sha256"]},
                 "shards": [{k: s[k] for k in ("file", "count", "bytes", "sha256", "skipped")} for s in shards]}
-    write_json_atomic(os.path.join(output_dir, MANIFEST), manifest)
+    files.write_json_atomic(files.join(output_dir, MANIFEST), manifest)
     return manifest
 
 
@@ -169,7 +169,7 @@ def prepare(config, output_dir: str, *, after_batch: Callable[[], None] = lambda
     config.vae.path = hub.resolve(config.vae.path, field="vae.path", files=HUB_FILES)  # hashed into the plan
     entries, classes = list_images(config.data_dir, config.labels_path)
     entries = entries[:config.max_images] if config.max_images else entries
-    os.makedirs(output_dir, exist_ok=True)
+    files.path(output_dir).mkdir(parents=True, exist_ok=True)
     plan = make_plan(config, entries, classes)
     check_plan(output_dir, plan)
     num_shards = -(-len(entries) // config.records_per_shard)

@@ -12,13 +12,13 @@ On several processes a missing prerequisite is refused in one line: it is one ho
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any, Callable, Sequence
 
 import jax
 import ml_collections
 
 from configs._common import factor_preset_for_run
+from jaxrep import files
 from jaxrep.config_checks import ConfigError
 from jaxrep.run.checkpoint import PreemptionGuard
 
@@ -60,7 +60,8 @@ INTERRUPTED_RUN_FILES = frozenset({"config.json", "metrics.jsonl", "LOCK", "tens
 def holds_a_run(path: str) -> bool:
     """Whether `path` holds more than an interrupted run leaves behind: a finished network, or anything else,
     which a prerequisite stage must not train over (an empty directory is free to use)."""
-    return os.path.exists(path) and not (os.path.isdir(path) and set(os.listdir(path)) <= INTERRUPTED_RUN_FILES)
+    folder = files.path(path)
+    return folder.exists() and not (folder.is_dir() and {entry.name for entry in folder.iterdir()} <= INTERRUPTED_RUN_FILES)
 
 
 def factor_network(field: str, entrypoint: str, config_file: str, get_config: Callable, run: Callable, data,

@@ -120,7 +120,6 @@ def restore_episode(env: DMCEnv, seed: int, buffer: replay.ReplayBuffer, episode
 def start_run(config, workdir: str, validate_fn) -> jax.Array:
     """Validates the config, writes it to `workdir`, and returns the run's root key (the RL loops' preamble)."""
     validate_fn(config)
-    os.makedirs(workdir, exist_ok=True)
     save_config(workdir, config)
     return jax.random.PRNGKey(config.seed)
 

@@ -16,17 +16,17 @@ rewrites `results.json` (every run's evaluations and wall-clock, summed over its
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 
 from configs import rl as rl_configs
 from configs import rl_grid as grid_configs
 from configs import rl_mjx as mjx_configs
+from jaxrep import files
 from jaxrep.config_checks import ConfigError
 from jaxrep.run.active_clock import ActiveClock
 from jaxrep.run.checkpoint import PreemptionGuard
-from jaxrep.run.logging import save_config
+from jaxrep.run.logging import read_metrics, save_config
 
 
 def mjx_tasks() -> tuple[str, ...]:
@@ -106,20 +106,20 @@ def cells(grid) -> list[dict]:
 
 def run_cell(cell: dict, workdir: str) -> dict | None:
     """Trains (or resumes) one run; its per-seed evaluations, or None if it was preempted."""
-    result_path = os.path.join(workdir, "result.json")
-    if os.path.exists(result_path):
-        with open(result_path) as f:
-            return json.load(f)
+    result_path = files.path(files.join(workdir, "result.json"))
+    if result_path.exists():
+        return json.loads(result_path.read_text())
     with ActiveClock() as clock:
         summary, evals = train_cell(cell, workdir)
-    os.makedirs(workdir, exist_ok=True)
     seconds = add_seconds(workdir, clock.seconds)
     if summary["preempted"]:
         return None
     result = {"task": cell["task"], "method": cell["method"], "loop": cell["loop"], "seeds": cell["seeds"],
-              "env_steps": summary["env_steps"], "evals": evals, "seconds": seconds}
-    with open(result_path, "w") as f:
-        json.dump(result, f, indent=1)
+              "env_steps": summary["env_steps"], "evals": evals,
+              "mechanism": [mechanism_series(workdir, member=m if len(cell["seeds"]) > 1 else None)
+                            for m in range(len(cell["seeds"]))],
+              "seconds": seconds}
+    files.write_json_atomic(result_path, result)
     return result
 
 
@@ -138,31 +138,49 @@ def train_cell(cell: dict, workdir: str) -> tuple[dict, list]:
     return summary, evals
 
 
+# BEER's mechanism as the loops log it (`jaxrep.experiments.rl`): the critic's Q-estimation error at each evaluation,
+# and at each log the critic features' srank and BEER's cosine of consecutive features against its bound.
+MECHANISM_METRICS = ("eval/q_error", "eval/q_abs_error", "eval/q_estimate", "eval/mc_return", "rank/srank",
+                     "bound/cosine", "bound/bound", "bound/active_fraction")
+
+
+def mechanism_series(workdir: str, member: int | None = None) -> dict[str, list]:
+    """{metric: [[step, value], ...]} of `MECHANISM_METRICS` in the run's `metrics.jsonl`, of one `member` of an MJX
+    population (its `<metric>_member<m>` entries) or of the run (a step logged twice, by a resumed run, keeps its
+    last value); metrics the loop did not log are left out."""
+    series: dict[str, dict[int, float]] = {}
+    suffix = "" if member is None else f"_member{member}"
+    logged = read_metrics(workdir) if files.path(files.join(workdir, "metrics.jsonl")).exists() else []
+    for record in logged:
+        for name in MECHANISM_METRICS:
+            if isinstance(record.get(name + suffix), float):
+                series.setdefault(name, {})[record["step"]] = record[name + suffix]
+    return {name: sorted([step, value] for step, value in values.items()) for name, values in series.items()}
+
+
 def add_seconds(workdir: str, seconds: float) -> float:
     """Adds one piece's wall-clock (time the process was stopped left out, `jaxrep.run.active_clock`) to the run's
     total in `grid_seconds.json` (a resumed run counts every piece)."""
-    path = os.path.join(workdir, "grid_seconds.json")
-    total = seconds + (json.load(open(path))["seconds"] if os.path.exists(path) else 0.0)
-    with open(path, "w") as f:
-        json.dump({"seconds": total}, f)
+    path = files.path(files.join(workdir, "grid_seconds.json"))
+    total = seconds + (json.loads(path.read_text())["seconds"] if path.exists() else 0.0)
+    files.write_json_atomic(path, {"seconds": total})
     return total
 
 
 def write_tables(workdir: str, results: list[dict]) -> None:
     """`results.json` (one entry per task, method and seed) and `results.md` (final returns)."""
     rows = [{"task": r["task"], "method": r["method"], "seed": seed, "loop": r["loop"], "env_steps": r["env_steps"],
-             "evals": evals, "run_seconds": r.get("seconds")} for r in results
-            for seed, evals in zip(r["seeds"], r["evals"])]
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-        json.dump(rows, f, indent=1)
+             "evals": evals, "run_seconds": r.get("seconds"), "mechanism": mechanism}
+            for r in results for seed, evals, mechanism in zip(r["seeds"], r["evals"],
+                                                               r.get("mechanism", [{}] * len(r["seeds"])))]
+    files.write_json_atomic(files.join(workdir, "results.json"), rows)
     lines = ["| task | method | loop | env steps | final eval return per seed | mean |", "|---|---|---|---|---|---|"]
     for r in results_by_cell(rows):
         finals = [row["evals"][-1][1] for row in r]
         per_seed = ", ".join(f"{row['seed']}: {v:.1f}" for row, v in zip(r, finals))
         lines.append(f"| {r[0]['task']} | {r[0]['method']} | {r[0]['loop']} | {r[0]['env_steps']} | {per_seed} | "
                      f"{np.mean(finals):.1f} |")
-    with open(os.path.join(workdir, "results.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+    files.write_bytes(files.join(workdir, "results.md"), ("\n".join(lines) + "\n").encode())
 
 
 def results_by_cell(rows: list[dict]) -> list[list[dict]]:
@@ -176,12 +194,11 @@ def run_grid(grid, workdir: str) -> dict:
     """Runs (or resumes) every cell of the grid; {"results": rows done, "preempted": bool}."""
     grid_configs.validate(grid)
     runs = cells(grid)
-    os.makedirs(workdir, exist_ok=True)
     save_config(workdir, grid)
     results = []
     with PreemptionGuard() as guard:
         for cell in runs:
-            result = run_cell(cell, os.path.join(workdir, cell["workdir"]))
+            result = run_cell(cell, files.join(workdir, cell["workdir"]))
             if result is None or guard.requested:
                 if result is not None:
                     results.append(result)

@@ -20,7 +20,6 @@ evaluation episode. Needs the `playground` extra.
 from __future__ import annotations
 
 import copy
-import json
 import os
 import time
 from typing import Callable
@@ -31,6 +30,7 @@ import numpy as np
 
 from configs.rl_mjx import beer_coefs, validate
 from envs.mjx import MJXEnv
+from jaxrep import files
 from jaxrep.experiments.rl import make_agent, run_summary, start_run
 from jaxrep.rl.fused import FusedDDPG
 from jaxrep.rl.population import Population
@@ -41,7 +41,7 @@ from jaxrep.run.workdir_lock import locks_workdir
 from jaxrep.training import all_finite
 
 # Independent random streams folded out of the root key.
-INIT_STREAM, EVAL_STREAM = range(2)
+INIT_STREAM, EVAL_STREAM, DIAGNOSTICS_STREAM = range(3)
 
 
 def make_env(config) -> MJXEnv:
@@ -98,7 +98,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
     checkpoint); `eval_returns.json` keeps each member's evaluations."""
     start_run(config, workdir, validate)
     population = make_population(config)
-    init_keys, eval_keys = (member_keys(config, population, stream) for stream in (INIT_STREAM, EVAL_STREAM))
+    init_keys, eval_keys, diagnostics_keys = (member_keys(config, population, stream)
+                                              for stream in (INIT_STREAM, EVAL_STREAM, DIAGNOSTICS_STREAM))
     labels = member_labels(config, population)
 
     state = jax.jit(population.init, static_argnums=1)(init_keys, config.replay_capacity)
@@ -111,6 +112,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
     run = jax.jit(population.run, static_argnums=1, donate_argnums=0)
     evaluate = jax.jit(population.evaluate)
+    diagnostics = jax.jit(population.representation_metrics, static_argnums=2)
     film_env, film = make_film(config, population.fused.agent) if config.video.enabled else (None, None)
     steps_per_chunk = config.env.num_envs * config.iterations_per_chunk  # per member
     num_chunks = config.total_env_steps // steps_per_chunk
@@ -135,8 +137,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
             control.bar.update(steps_per_chunk)
 
             if progress["chunk"] % config.eval_every_chunks == 0 or progress["chunk"] == num_chunks:
-                returns = np.asarray(evaluate(state.agent.params["actor"], eval_keys))  # (members, envs)
-                log_evaluation(workdir, logger, progress, env_step, returns, labels, config)
+                outcome = jax.device_get(evaluate(state.agent.params, eval_keys))  # entries (members, envs)
+                returns = np.asarray(outcome["return"])
+                log_evaluation(workdir, logger, progress, env_step, outcome, labels, config)
+                chunk_keys = jax.vmap(jax.random.fold_in, (0, None))(diagnostics_keys, progress["chunk"])
+                log_per_member(logger, env_step, jax.device_get(diagnostics(state, chunk_keys, config.batch_size)))
                 if film is not None:  # member 0's first evaluation episode
                     actor = jax.tree.map(lambda leaf: leaf[0], state.agent.params["actor"])
                     frames = film_env.render(jax.device_get(film(actor, eval_keys[0])), config.video.size)
@@ -168,10 +173,22 @@ def member_means(summary: dict) -> dict[str, float]:
     return record
 
 
-def log_evaluation(workdir: str, logger: MetricLogger, progress: dict, env_step: int, returns: np.ndarray,
+def log_per_member(logger: MetricLogger, env_step: int, metrics: dict) -> None:
+    """Logs entries (members,) as their mean and, with several members, as `<name>_member<m>`."""
+    values = {name: np.mean(value) for name, value in metrics.items()}
+    if len(next(iter(metrics.values()))) > 1:
+        values.update({f"{name}_member{m}": v for name, value in metrics.items() for m, v in enumerate(value)})
+    logger.log(env_step, values)
+
+
+def log_evaluation(workdir: str, logger: MetricLogger, progress: dict, env_step: int, outcome: dict,
                    labels: list[str], config) -> None:
-    """Logs an evaluation (mean over members and envs, and per member), keeps it in `progress` and rewrites
+    """Logs an evaluation (`FusedDDPG.evaluate`'s entries, (members, envs)): the return and BEER's Q-estimation
+    error (the critic's Q(s_0, pi(s_0)) against the episode's discounted Monte-Carlo return, as the host loop
+    logs it), as means over members and envs and per member; keeps the returns in `progress` and rewrites
     `eval_returns.json` and `learning_curve.png`."""
+    returns = np.asarray(outcome["return"])
+    error = np.asarray(outcome["q_estimate"]) - np.asarray(outcome["mc_return"])
     per_member = returns.mean(axis=1)
     progress["evals"].append([env_step, float(returns.mean())])
     progress["member_evals"].append([env_step, [float(r) for r in per_member]])
@@ -179,9 +196,12 @@ def log_evaluation(workdir: str, logger: MetricLogger, progress: dict, env_step:
     if len(labels) > 1:
         values.update({f"eval/return_member{m}": r for m, r in enumerate(per_member)})
     logger.log(env_step, values)
-    with open(os.path.join(workdir, "eval_returns.json"), "w") as f:
-        json.dump({"task": config.task, "method": config.method, "members": labels,
-                   "evals": progress["member_evals"]}, f, indent=1)
+    log_per_member(logger, env_step, {"eval/q_estimate": np.mean(outcome["q_estimate"], axis=1),
+                                      "eval/mc_return": np.mean(outcome["mc_return"], axis=1),
+                                      "eval/q_error": error.mean(axis=1), "eval/q_abs_error": np.abs(error).mean(axis=1)})
+    files.write_json_atomic(files.join(workdir, "eval_returns.json"),
+                            {"task": config.task, "method": config.method, "members": labels,
+                             "evals": progress["member_evals"]})
     steps = [step for step, _ in progress["member_evals"]]
     curves = {label: (steps, [means[m] for _, means in progress["member_evals"]]) for m, label in enumerate(labels)}
     save_curves(os.path.join(workdir, "learning_curve.png"), curves, xlabel="env steps", ylabel="eval return",

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 
 import ml_collections
 
 from configs import diffusion as diffusion_configs
+from jaxrep import files
 
 
 def load_run_config(workdir: str) -> ml_collections.ConfigDict:
     """The run's resolved config from `<workdir>/config.json`, over today's defaults (fields added since the run
     keep their defaults, so older work directories still load)."""
-    path = os.path.join(workdir, "config.json")
-    if not os.path.isfile(path):
+    path = files.path(files.join(workdir, "config.json"))
+    if not path.is_file():
         raise FileNotFoundError(f"{path} not found: {workdir!r} is not a train.diffusion work directory")
-    with open(path) as file:
-        saved = json.load(file)
+    saved = json.loads(path.read_text())
     config = diffusion_configs.base_config()
     config.update(saved)
     return config

@@ -22,7 +22,7 @@ The sampling stage of `train.evaluate` (which then scores the file); this entryp
 
 from __future__ import annotations
 
-import os
+import io
 import time
 from typing import Any, Callable
 
@@ -37,7 +37,7 @@ from jaxrep.data.latent_records import read_manifest
 from jaxrep.diffusion.latents import LatentNormalization
 from jaxrep.experiments import diffusion as diffusion_experiment
 from jaxrep.experiments.run_config import load_run_config, sampling_config
-from jaxrep.files import write_json_atomic
+from jaxrep import files
 from jaxrep.run.checkpoint import Checkpointer, abstract_like
 from jaxrep.run.logging import progress_bar, save_image_grid, to_uint8
 
@@ -49,8 +49,8 @@ LABEL_STREAM = 0x6C61626C  # folded into the seed key for REPA's random labels (
 
 def restore_params(experiment: diffusion_experiment.Experiment, workdir: str, step: int, use_ema: bool):
     """(params, step) of checkpoint `step` (-1: latest), restored replicated on the experiment's mesh."""
-    directory = os.path.join(workdir, "checkpoints")
-    if not os.path.isdir(directory):
+    directory = files.join(workdir, "checkpoints")
+    if not files.path(directory).is_dir():
         raise FileNotFoundError(f"no checkpoints/ in {workdir!r}; train first with python -m train.diffusion")
     checkpointer = Checkpointer(directory, save_every=1)
     try:
@@ -75,7 +75,7 @@ def vae_path_for(eval_config, run_config) -> str:
     else:
         raise ConfigError("vae.path: the run models latents; name the SD-VAE that decodes them (a diffusers "
                           "AutoencoderKL directory or .safetensors file)")
-    if not os.path.exists(path):
+    if not files.path(path).exists():
         raise ConfigError(f"vae.path: no SD-VAE at {path!r}")
     return path
 
@@ -151,7 +151,8 @@ def write_sample_file(path: str, images: np.ndarray, labels: np.ndarray) -> None
     """ADM's sample layout: `arr_0` uint8 (N, H, W, 3) NHWC, `arr_1` int64 labels (N,)."""
     if images.shape[-1] == 1:  # ADM's Inception reads RGB
         images = np.repeat(images, 3, axis=-1)
-    np.savez(path, arr_0=images, arr_1=labels.astype(np.int64))
+    with files.path(path).open("wb") as file:
+        np.savez(file, arr_0=images, arr_1=labels.astype(np.int64))
 
 
 def merge_shares(share_paths: list[str], num_samples: int) -> tuple[np.ndarray, np.ndarray]:
@@ -159,7 +160,7 @@ def merge_shares(share_paths: list[str], num_samples: int) -> tuple[np.ndarray, 
     overlap or leave an index out."""
     images, labels, seen = None, np.zeros((num_samples,), np.int32), np.zeros((num_samples,), bool)
     for path in share_paths:
-        with np.load(path, allow_pickle=False) as share:
+        with np.load(io.BytesIO(files.read_bytes(path)), allow_pickle=False) as share:
             indices = share["indices"]
             if seen[indices].any():
                 raise RuntimeError(f"{path}: sample indices overlap another process's share")
@@ -185,8 +186,8 @@ def sample(eval_config, workdir: str, output_dir: str = "", *, show_progress: bo
                                    diffusion_experiment.latent_normalization(config)) if latent else None)
     params, step = restore_params(experiment, workdir, eval_config.step, eval_config.use_ema)
     output_dir = output_dir or eval_config.output_dir or default_output_dir(workdir, eval_config, config, step)
-    share_dir = os.path.join(output_dir, "shares")
-    os.makedirs(share_dir, exist_ok=True)
+    share_dir = files.join(output_dir, "shares")
+    files.path(share_dir).mkdir(parents=True, exist_ok=True)
     process, processes = jax.process_index(), jax.process_count()
     seconds = {"setup": time.perf_counter() - start}
     tick = time.perf_counter()
@@ -195,32 +196,31 @@ def sample(eval_config, workdir: str, output_dir: str = "", *, show_progress: bo
         batch_size=eval_config.batch_size, num_classes=config.data.num_classes, key=jax.random.key(eval_config.seed),
         mesh=experiment.mesh, labels=eval_config.labels, process_index=process, process_count=processes,
         show_progress=show_progress and process == 0)
-    share_path = os.path.join(share_dir, f"process_{process:03d}.npz")
+    share_path = files.join(share_dir, f"process_{process:03d}.npz")
     if images is not None:
-        np.savez(f"{share_path}.tmp.npz", images=images, labels=labels, indices=indices)
-        os.replace(f"{share_path}.tmp.npz", share_path)
+        with files.path(f"{share_path}.tmp.npz").open("wb") as file:
+            np.savez(file, images=images, labels=labels, indices=indices)
+        files.path(f"{share_path}.tmp.npz").rename(share_path)  # on a store: copy and delete; it is whole
     print(f"process {process} of {processes}: sampled {len(indices)} of {eval_config.num_samples} images",
           flush=True)
     parallel.barrier("jaxrep_sample_shares_written")
     seconds["sampling"] = time.perf_counter() - tick
     result = {"config": config, "experiment": experiment, "step": step, "output_dir": output_dir, "seconds": seconds}
     if process == 0:
-        share_paths = [p for p in (os.path.join(share_dir, f"process_{i:03d}.npz") for i in range(processes))
-                       if os.path.exists(p)]
+        share_paths = [p for p in (files.join(share_dir, f"process_{i:03d}.npz") for i in range(processes))
+                       if files.path(p).exists()]
         images, labels = merge_shares(share_paths, eval_config.num_samples)
-        npz_path = os.path.join(output_dir, "samples_{}x{}x{}x3.npz".format(*images.shape[:3]))
+        npz_path = files.join(output_dir, "samples_{}x{}x{}x3.npz".format(*images.shape[:3]))
         write_sample_file(npz_path, images, labels)
-        for path in share_paths:
-            os.remove(path)
-        os.rmdir(share_dir)
+        files.path(share_dir).rmtree()
         grid_count = min(eval_config.grid_images, len(images))
-        save_image_grid(os.path.join(output_dir, "samples_grid.png"), images[:grid_count],
+        save_image_grid(files.join(output_dir, "samples_grid.png"), images[:grid_count],
                         upscale=2 if images.shape[1] <= 64 else 1, ncols=int(np.ceil(np.sqrt(grid_count))))
         result.update(npz=npz_path, images=images, labels=labels)
-        write_json_atomic(os.path.join(output_dir, "sampling.json"),
+        files.write_json_atomic(files.join(output_dir, "sampling.json"),
                           {"step": int(step), "num_samples": int(len(images)), "processes": processes,
                            "devices_per_process": len(local_devices), "labels": eval_config.labels,
-                           "sample": dict(config.sample.to_dict()), "samples_npz": os.path.abspath(npz_path),
+                           "sample": dict(config.sample.to_dict()), "samples_npz": npz_path,
                            "seconds": {name: round(value, 2) for name, value in seconds.items()}})
         print(f"wrote {npz_path} ({len(images)} samples from {processes} process(es))", flush=True)
     return result
@@ -232,7 +232,7 @@ def default_output_dir(workdir: str, eval_config, sample_config, step: int) -> s
     weights = "" if eval_config.use_ema else "_raw"
     name = (f"step{step:07d}{weights}_{sampler}_cfg{sample.cfg_scale:g}_{eval_config.features.extractor}"
             f"_n{eval_config.num_samples}_seed{eval_config.seed}")
-    return os.path.join(workdir, "eval", name)
+    return files.join(workdir, "eval", name)
 
 
 def run(eval_config, workdir: str) -> dict:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import os
 from typing import Any, Callable
 
 import jax
@@ -38,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import traversal as traversal_configs
-from jaxrep import parallel
+from jaxrep import files, parallel
 from jaxrep.config_checks import require
 from jaxrep.experiments import vae as vae_experiment
 from jaxrep.experiments.prerequisites import Prerequisite
@@ -162,8 +161,7 @@ def evaluate(experiment: Experiment, params: Any, workdir: str, step: int) -> di
         "latent_change": float(jnp.mean(jnp.linalg.norm(latents[:, -1] - latents[:, 0], axis=-1))),
         "image_change": float(np.mean(np.abs(images[:, -1] - images[:, 0]))),
     }
-    with open(os.path.join(workdir, FINAL_METRICS), "w") as f:
-        json.dump({"step": step, **metrics}, f, indent=2)
+    files.write_bytes(files.join(workdir, FINAL_METRICS), json.dumps({"step": step, **metrics}, indent=2).encode())
     return metrics
 
 

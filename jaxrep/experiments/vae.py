@@ -38,7 +38,7 @@ import numpy as np
 from ml_collections import ConfigDict
 
 from configs import vae as vae_configs
-from jaxrep import parallel
+from jaxrep import files, parallel
 from jaxrep.chunked import map_in_chunks
 from jaxrep.config_checks import ConfigError
 from jaxrep.data import make_dataset, make_iterator
@@ -140,13 +140,12 @@ def build_experiment(config, devices=None) -> Experiment:
 def load_vae(workdir: str, mesh: jax.sharding.Mesh) -> tuple[ConvVAE, Any, ConfigDict]:
     """The VAE of a `train.vae` work directory: (model, its evaluation (EMA) params replicated on `mesh`,
     the run's config). Raises ConfigError naming `vae.workdir` when there is no finished checkpoint."""
-    config_path = os.path.join(workdir, "config.json")
-    checkpoints = os.path.join(workdir, "checkpoints")
+    config_path = files.path(files.join(workdir, "config.json"))
+    checkpoints = files.join(workdir, "checkpoints")
     hint = f"train one with `python -m train.vae --config=configs/vae.py:plain --workdir={workdir}`"
-    if not os.path.isfile(config_path) or not os.path.isdir(checkpoints):
+    if not config_path.is_file() or not files.path(checkpoints).is_dir():
         raise ConfigError(f"vae.workdir: no VAE run in {workdir!r}; {hint}")
-    with open(config_path) as f:
-        config = ConfigDict(json.load(f))
+    config = ConfigDict(json.loads(config_path.read_text()))
     checkpointer = Checkpointer(checkpoints, save_every=1)
     try:
         if checkpointer.latest_step() is None:
@@ -197,8 +196,7 @@ def evaluate(experiment: Experiment, params: Any, workdir: str, step: int) -> di
         write_strips(workdir, step, strips, config.eval.num_strips)
         metrics["vp"] = traversal_vp(strips, config.seed)
     metrics = {name: float(value) for name, value in metrics.items()}
-    with open(os.path.join(workdir, FINAL_METRICS), "w") as f:
-        json.dump({"step": step, **metrics}, f, indent=2)
+    files.write_bytes(files.join(workdir, FINAL_METRICS), json.dumps({"step": step, **metrics}, indent=2).encode())
     return metrics
 
 

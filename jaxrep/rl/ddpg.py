@@ -27,7 +27,7 @@ import optax
 
 from jaxrep.metrics.representation import effective_rank, srank
 from jaxrep.rl import replay
-from jaxrep.rl.beer import FORMS, beer_loss_and_stats, beer_terms
+from jaxrep.rl.beer import FORMS, beer_loss_and_stats
 from jaxrep.rl.networks import Actor, Critic, critic_head_kernel
 from jaxrep.train_state import TrainState, ema_update, step_key
 
@@ -243,12 +243,12 @@ class DDPG:
         _, next_phi_target = self._critic(target_params["critic"], batch.next_observation,
                                           self.policy(target_params["actor"], batch.next_observation))
         options = self.beer or BeerOptions()
-        cosine, bound = beer_terms(phi, next_phi, next_phi_target, batch.reward,
-                                   critic_head_kernel(params["critic"]), gamma=options.gamma, form=options.form)
+        _, bound_stats = beer_loss_and_stats(phi, next_phi, next_phi_target, batch.reward,
+                                             critic_head_kernel(params["critic"]), gamma=options.gamma,
+                                             form=options.form)
         return {
             "rank/srank": srank(phi),
             "rank/effective_rank": effective_rank(phi),
             "rank/feature_norm": jnp.mean(jnp.linalg.norm(phi, axis=-1)),
-            "bound/active_fraction": jnp.mean((cosine > bound).astype(jnp.float32)),
-            "bound/cosine": jnp.mean(cosine),
+            **{f"bound/{name}": bound_stats[name] for name in ("active_fraction", "cosine", "bound")},
         }

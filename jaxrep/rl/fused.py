@@ -141,19 +141,24 @@ class FusedDDPG:
         state, info = jax.lax.scan(lambda s, _: self.iteration(s), state, length=num_iterations)
         return state, self.summarize(info)
 
-    def evaluate(self, actor_params, key: jax.Array) -> jax.Array:
-        """Undiscounted returns (N,) of one deterministic-policy episode per env, from resets keyed by `key`."""
+    def evaluate(self, params, key: jax.Array) -> dict[str, jax.Array]:
+        """One deterministic-policy episode per env, from resets keyed by `key`; each entry (N,):
+        "return" (undiscounted), "mc_return" (sum_t gamma^t r_t, the Monte-Carlo return the critic estimates)
+        and "q_estimate" (the critic's Q(s_0, pi(s_0)) at the episode's start: BEER's Q-estimation error is
+        q_estimate - mc_return). `params`: the agent's {"actor", "critic"}."""
         env_state, observation = self.env.reset(key)
+        q_estimate = self.agent.value(params, observation)
 
         def step(carry, _):
-            env_state, observation, returns, running = carry
-            env_state, result = self.env.step(env_state, self.agent.policy(actor_params, observation))
-            returns = returns + jnp.where(running, result.reward, 0.0)
+            env_state, observation, returns, discounted, weight, running = carry
+            env_state, result = self.env.step(env_state, self.agent.policy(params["actor"], observation))
+            reward = jnp.where(running, result.reward, 0.0)
             running = running & ~(result.terminated | result.truncated)
-            return (env_state, result.observation, returns, running), None
+            return (env_state, result.observation, returns + reward, discounted + weight * reward,
+                    weight * self.agent.discount, running), None
 
         zeros = jnp.zeros(self.env.num_envs, jnp.float32)
-        carry = (env_state, observation, zeros, jnp.ones(self.env.num_envs, bool))
-        (_, _, returns, _), _ = jax.lax.scan(step, carry, length=self.env.steps_per_episode)
-        return returns
+        carry = (env_state, observation, zeros, zeros, jnp.float32(1.0), jnp.ones(self.env.num_envs, bool))
+        (_, _, returns, discounted, _, _), _ = jax.lax.scan(step, carry, length=self.env.steps_per_episode)
+        return {"return": returns, "mc_return": discounted, "q_estimate": q_estimate}
 

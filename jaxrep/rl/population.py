@@ -17,6 +17,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from jaxrep.rl import replay
 from jaxrep.rl.fused import FusedDDPG, FusedState
 
 __all__ = ["Population"]
@@ -108,6 +109,16 @@ class Population:
         state, info = jax.lax.scan(iteration, state, length=num_iterations)
         return state, jax.vmap(fused.summarize, in_axes=1)(info)
 
-    def evaluate(self, actor_params, keys: jax.Array) -> jax.Array:
-        """(num_members, num_envs) deterministic-policy returns, member m's resets keyed by keys[m]."""
-        return self._map(self.fused.evaluate, actor_params, keys)
+    def representation_metrics(self, state: FusedState, keys: jax.Array, batch_size: int) -> dict[str, jax.Array]:
+        """`DDPG.representation_metrics` (srank, BEER's cosine and bound) of every member on `batch_size`
+        transitions of its own buffer sampled with keys[m]; entries (num_members,)."""
+        agent = self.fused.agent  # the members differ only in BEER's weight, which these metrics do not use
+
+        def one(member: FusedState, key: jax.Array) -> dict[str, jax.Array]:
+            return agent.representation_metrics(member.agent, replay.sample(member.buffer, key, batch_size))
+
+        return self._map(one, state, keys)
+
+    def evaluate(self, params, keys: jax.Array) -> dict[str, jax.Array]:
+        """`FusedDDPG.evaluate` of every member, entries (num_members, num_envs); member m's resets keyed by keys[m]."""
+        return self._map(self.fused.evaluate, params, keys)

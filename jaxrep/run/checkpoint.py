@@ -9,6 +9,9 @@ Damage: once a save has committed, process 0 records the size and SHA-256 of eac
 `<step>/jaxrep_checksums.json`. Restoring the latest checkpoint verifies them first; a checkpoint that fails
 (bit rot, a truncated or missing file, missing metadata, an empty step folder) is moved aside to
 `damaged-<step>-<time>/` with a warning naming it, and the previous one is restored instead.
+
+The directory may be a local path or an object-store URL (`gs://bucket/run/checkpoints`): orbax writes both, and
+the checksums and the set-aside go through `jaxrep.files` (on a store, the set-aside copies and then deletes).
 """
 
 from __future__ import annotations
@@ -26,8 +29,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
-from jaxrep import parallel
-from jaxrep.files import file_sha256, write_json_atomic
+from jaxrep import files, parallel
 
 
 def abstract_like(tree: Any) -> Any:
@@ -69,36 +71,33 @@ class DamagedCheckpointError(OSError):
 
 
 def _step_files(step_dir: str) -> dict[str, str]:
-    files = {}
-    for folder, _, names in os.walk(step_dir):
-        for name in names:
-            path = os.path.join(folder, name)
-            if name != CHECKSUMS:
-                files[os.path.relpath(path, step_dir)] = path
-    return files
+    return {rel: str(path) for rel, path in files.files_under(step_dir).items() if rel != CHECKSUMS}
 
 
 def write_checksums(step_dir: str) -> None:
     """Records {relative path: [size, SHA-256]} of a committed step folder's files."""
-    entries = {rel: [os.path.getsize(path), file_sha256(path)] for rel, path in sorted(_step_files(step_dir).items())}
-    write_json_atomic(os.path.join(step_dir, CHECKSUMS), entries)
+    entries = {rel: [files.file_size(path), files.file_sha256(path)]
+               for rel, path in sorted(_step_files(step_dir).items())}
+    files.write_json_atomic(files.join(step_dir, CHECKSUMS), entries)
 
 
 def verify_checksums(step_dir: str) -> None:
     """Raises DamagedCheckpointError naming the first file that is missing or differs; a step folder without a
     checksum record (written before the record) is only checked for being non-empty."""
-    record = os.path.join(step_dir, CHECKSUMS)
-    if not os.path.isfile(record):
-        if not _step_files(step_dir):
+    record = files.path(files.join(step_dir, CHECKSUMS))
+    if not record.is_file():
+        if not files.path(step_dir).is_dir() or not _step_files(step_dir):
             raise DamagedCheckpointError(f"{step_dir}: empty checkpoint folder")
         return
-    with open(record) as file:
-        entries = json.load(file)
+    try:
+        entries = json.loads(record.read_text())
+    except ValueError as error:
+        raise DamagedCheckpointError(f"{record}: unreadable checksum record ({error})") from None
     for rel, (size, digest) in entries.items():
-        path = os.path.join(step_dir, rel)
-        if not os.path.isfile(path):
+        path = files.join(step_dir, rel)
+        if not files.path(path).is_file():
             raise DamagedCheckpointError(f"{path}: missing")
-        if os.path.getsize(path) != size or file_sha256(path) != digest:
+        if files.file_size(path) != size or files.file_sha256(path) != digest:
             raise DamagedCheckpointError(f"{path}: size or SHA-256 differs from the record (damaged)")
 
 
@@ -112,7 +111,7 @@ class Checkpointer:
 
     def __init__(self, directory: str | os.PathLike, *, save_every: int, keep: int = 3,
                  async_save: bool = True):
-        self.directory = os.path.abspath(os.fspath(directory))
+        self.directory = str(files.path(directory))
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(
@@ -132,14 +131,14 @@ class Checkpointer:
         return list(self._manager.all_steps())
 
     def _step_dir(self, step: int) -> str:
-        return os.path.join(self.directory, str(step))
+        return files.join(self.directory, str(step))
 
     def _record_checksums(self) -> None:
         """Checksums of every committed step that has none yet (process 0; call when no save is in flight)."""
         if jax.process_index() != 0:
             return
         for step in self.all_steps():
-            if not os.path.isfile(os.path.join(self._step_dir(step), CHECKSUMS)):
+            if not files.path(files.join(self._step_dir(step), CHECKSUMS)).is_file():
                 write_checksums(self._step_dir(step))
 
     def save(self, step: int, state: Any, extra: dict | None = None, *, force: bool = False) -> bool:
@@ -174,11 +173,11 @@ class Checkpointer:
 
     def _set_aside(self, step: int, error: Exception) -> None:
         """Moves a damaged step folder out of orbax's sight (so the step can be saved again) and warns."""
-        target = os.path.join(self.directory, f"damaged-{step}-{int(time.time())}")
+        target = files.join(self.directory, f"damaged-{step}-{int(time.time())}")
         print(f"warning: checkpoint {step} in {self.directory} is damaged ({str(error).splitlines()[0]}); moved to "
               f"{target}, restoring the previous one", file=sys.stderr, flush=True)
         if jax.process_index() == 0:
-            os.replace(self._step_dir(step), target)
+            files.move_tree(self._step_dir(step), target)
         parallel.barrier(f"jaxrep_checkpoint_set_aside_{step}")
         self._manager.reload()
 

@@ -1,11 +1,13 @@
 """Run outputs: metrics (stdout progress bar, `metrics.jsonl`, TensorBoard, optionally W&B), configs and pictures.
 
-Everything writes into the run's work directory. Only process 0 writes on multi-host runs.
+Everything writes into the run's work directory, a local path or an object-store URL (`jaxrep.files`). Only
+process 0 writes on multi-host runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import math
 import os
@@ -18,6 +20,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from jaxrep import files
 from jaxrep.config_checks import ConfigError
 
 
@@ -49,36 +52,53 @@ class _WandbRun:
             import wandb
         except ImportError as error:
             raise ConfigError("logging.wandb: W&B is not installed; pip install 'jaxrep[wandb]'") from error
-        id_path = os.path.join(workdir, WANDB_RUN_ID)
-        if os.path.exists(id_path):
-            with open(id_path) as file:
-                run_id = file.read().strip()
+        id_path = files.path(files.join(workdir, WANDB_RUN_ID))
+        if id_path.exists():
+            run_id = id_path.read_text().strip()
         else:
             run_id = uuid.uuid4().hex[:12]
-            with open(id_path, "w") as file:
-                file.write(run_id)
+            id_path.write_text(run_id)
         tags = [tag.strip() for tag in logging_config.tags.split(",") if tag.strip()]
         self._wandb = wandb
         self._run = wandb.init(project=logging_config.project, entity=logging_config.entity or None,
-                               name=logging_config.name or os.path.basename(os.path.abspath(workdir)),
-                               tags=tags, id=run_id, resume="allow", dir=workdir,
+                               name=logging_config.name or files.path(workdir).name,
+                               tags=tags, id=run_id, resume="allow",
+                               dir=workdir if files.is_local(workdir) else None,  # W&B's own files: local
                                config=run_config.to_dict() if hasattr(run_config, "to_dict") else run_config)
 
     def log(self, step: int, scalars: Mapping[str, float], media: Mapping[str, Media]) -> None:
         entries = {name: value for name, value in scalars.items() if math.isfinite(value)}
         for name, item in media.items():
-            entries[name] = (self._wandb.Video(item.path, format="mp4") if item.kind == "video"
-                             else self._wandb.Image(item.path))
+            local = files.local_copy(item.path)
+            entries[name] = (self._wandb.Video(local, format="mp4") if item.kind == "video"
+                             else self._wandb.Image(local))
         self._run.log(entries, step=int(step))
 
     def close(self) -> None:
         self._run.finish()
 
 
+class _ObjectLines:
+    """`metrics.jsonl` on an object store, which cannot append: the lines are kept here, and the whole object is
+    uploaded again after every write (an object appears whole, so a reader sees every line up to some write)."""
+
+    def __init__(self, location: str):
+        self._path = files.path(location)
+        self._text = self._path.read_text() if self._path.exists() else ""
+
+    def write(self, line: str) -> None:
+        self._text += line
+        self._path.write_text(self._text)
+
+    def close(self) -> None:
+        pass
+
+
 class MetricLogger:
     """Appends `{"step": s, **metrics}` lines to `metrics.jsonl` and scalars to TensorBoard events; with
     `config.logging.wandb` also to a W&B run (scalars, `Media` files and the config; the run's id is kept in the
-    work directory, so a resumed run continues the same W&B run). Only process 0 logs."""
+    work directory, so a resumed run continues the same W&B run). Only process 0 logs. On an object store
+    TensorBoard's events are uploaded whole at each flush (tensorboardX's gs:// writer)."""
 
     def __init__(self, workdir: str, *, tensorboard: bool = True, config: Any = None):
         self.workdir = workdir
@@ -87,12 +107,13 @@ class MetricLogger:
         self._tb = None
         self._wandb = None
         if self._enabled:
-            os.makedirs(workdir, exist_ok=True)
-            self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", buffering=1)
+            files.path(workdir).mkdir(parents=True, exist_ok=True)
+            metrics = files.join(workdir, "metrics.jsonl")
+            self._jsonl = open(metrics, "a", buffering=1) if files.is_local(workdir) else _ObjectLines(metrics)
             if tensorboard:
                 from tensorboardX import SummaryWriter
 
-                self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+                self._tb = SummaryWriter(files.join(workdir, "tensorboard"))
             logging_config = config.get("logging") if config is not None else None
             if logging_config is not None and logging_config.wandb:
                 self._wandb = _WandbRun(workdir, logging_config, config)
@@ -122,8 +143,8 @@ class MetricLogger:
 
 def read_metrics(workdir: str) -> list[dict]:
     """Reads back `metrics.jsonl` (for studies, plots and tests)."""
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    text = files.path(files.join(workdir, "metrics.jsonl")).read_text()
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 class LineProgress:
@@ -176,14 +197,14 @@ def progress_bar(total: int, initial: int = 0, desc: str = "train", unit: str = 
 def workdir_summary(workdir: str, since: float, *, title: str, next_command: str = "") -> str:
     """What a run left in `workdir`: the latest checkpoint step, the last logged metrics, the files written since
     the time `since` (newest first), TensorBoard, and the next command."""
-    workdir = os.path.abspath(workdir)
+    workdir = str(files.path(workdir))
     lines = [title, f"  work directory: {workdir}"]
-    checkpoints = os.path.join(workdir, "checkpoints")
-    steps = sorted(int(name) for name in (os.listdir(checkpoints) if os.path.isdir(checkpoints) else ())
-                   if name.isdigit())
+    checkpoints = files.path(files.join(workdir, "checkpoints"))
+    steps = sorted(int(entry.name) for entry in (checkpoints.iterdir() if checkpoints.is_dir() else ())
+                   if entry.name.isdigit())
     if steps:
         lines.append(f"  checkpoints: {checkpoints} (latest step {steps[-1]})")
-    logged = [record for record in (read_metrics(workdir) if os.path.exists(os.path.join(workdir, "metrics.jsonl"))
+    logged = [record for record in (read_metrics(workdir) if files.path(files.join(workdir, "metrics.jsonl")).exists()
                                     else []) if "step" in record]
     training = lambda name: name not in _BOOKKEEPING and not name.startswith("eval/")  # noqa: E731
     evaluation = lambda name: name.startswith("eval/")  # noqa: E731
@@ -193,14 +214,15 @@ def workdir_summary(workdir: str, since: float, *, title: str, next_command: str
                   if name != "step" and keep(name) and isinstance(value, float)]
         if values:
             lines.append(f"  last {kind} metrics (step {record['step']}, metrics.jsonl): {', '.join(values[:8])}")
-    written = sorted(((os.path.getmtime(path), os.path.relpath(path, workdir)) for path in _files(workdir)
-                      if os.path.getmtime(path) >= since), reverse=True)
+    folder = files.path(workdir)
+    written = sorted(((modified, name) for name, modified in (_run_files(folder) if folder.is_dir() else ())
+                      if modified >= since), reverse=True)
     if written:
         names = [name for _, name in written[:6]]
         more = f" (+{len(written) - 6} more)" if len(written) > 6 else ""
         lines.append(f"  written: {', '.join(names)}{more}")
-    if os.path.isdir(os.path.join(workdir, "tensorboard")):
-        lines.append(f"  curves: tensorboard --logdir {os.path.join(workdir, 'tensorboard')}")
+    if files.path(files.join(workdir, "tensorboard")).is_dir():
+        lines.append(f"  curves: tensorboard --logdir {files.join(workdir, 'tensorboard')}")
     if next_command:
         lines.append(f"  next: {next_command}")
     return "\n".join(lines)
@@ -210,23 +232,25 @@ def workdir_summary(workdir: str, since: float, *, title: str, next_command: str
 _BOOKKEEPING = ("learning_rate", "samples_per_s", "finite", "grad_norm")
 
 
-def _files(workdir: str):
-    """The run's own files: checkpoints' and TensorBoard's internals left out (summarised separately)."""
-    for root, dirs, files in os.walk(workdir):
-        dirs[:] = [d for d in dirs if d not in ("checkpoints", "tensorboard") and not d.startswith(".")]
-        for name in files:
-            if not name.startswith("."):
-                yield os.path.join(root, name)
+def _run_files(folder, prefix: str = ""):
+    """(relative name, modification time) of the run's own files: checkpoints' and TensorBoard's internals left out
+    (summarised separately)."""
+    for entry in folder.iterdir():
+        if entry.name.startswith(".") or (not prefix and entry.name in ("checkpoints", "tensorboard")):
+            continue
+        if entry.is_dir():
+            yield from _run_files(entry, f"{prefix}{entry.name}/")
+        else:
+            yield f"{prefix}{entry.name}", (os.path.getmtime(entry) if files.is_local(entry)  # to the nanosecond
+                                            else entry.stat().mtime)
 
 
 def save_config(workdir: str, config: Any) -> None:
     """Writes the resolved config as `config.json` (ml_collections `to_json_best_effort`)."""
     if not is_main_process():
         return
-    os.makedirs(workdir, exist_ok=True)
     text = config.to_json_best_effort(indent=2) if hasattr(config, "to_json_best_effort") else json.dumps(config, indent=2)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(text)
+    files.write_bytes(files.join(workdir, "config.json"), text.encode())
 
 
 def to_uint8(images: np.ndarray, value_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
@@ -262,16 +286,17 @@ def save_image_grid(path: str, images: np.ndarray, *, ncols: int | None = None,
         grid = grid.repeat(upscale, axis=0).repeat(upscale, axis=1)
     if grid.shape[-1] == 1:
         grid = grid[..., 0]
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    Image.fromarray(grid).save(path)
+    buffer = io.BytesIO()
+    Image.fromarray(grid).save(buffer, format="PNG")
+    files.write_bytes(path, buffer.getvalue())
 
 
 def save_video(path: str, frames: Sequence[np.ndarray], fps: int = 30) -> None:
     """Writes uint8 RGB frames (T of (H, W, 3)) as an H.264 MP4 (imageio with its bundled ffmpeg)."""
     import imageio.v3 as iio
 
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    iio.imwrite(path, np.stack(frames), fps=fps, codec="libx264", macro_block_size=1)
+    files.write_bytes(path, iio.imwrite("<bytes>", np.stack(frames), extension=".mp4", fps=fps, codec="libx264",
+                                        macro_block_size=1))
 
 
 def save_curves(path: str, curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], *,
@@ -293,6 +318,7 @@ def save_curves(path: str, curves: Mapping[str, tuple[Sequence[float], Sequence[
         ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
     plt.close(fig)
+    files.write_bytes(path, buffer.getvalue())

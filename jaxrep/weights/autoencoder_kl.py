@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from jaxrep import files
 from jaxrep.diffusion.latents import LatentNormalization
 from jaxrep.nn.autoencoder_kl import SD_VAE_FT_MSE_CONFIG, AutoencoderKL
 from jaxrep.weights import hub
@@ -149,8 +150,9 @@ def load_latent_stats(path: str) -> LatentNormalization:
     `sdvae-ft-mse-f8d4-latents-stats.pt` (read with `weights_only=True`), a `.safetensors` or an `.npz`."""
     from jaxrep.weights.convert import load_state_dict
 
-    if not os.path.isfile(path):
+    if not files.path(path).is_file():
         raise FileNotFoundError(f"data.latent_stats_path: no such file {path!r}")
+    path = files.local_copy(path)
     arrays = dict(np.load(path, allow_pickle=False)) if path.endswith(".npz") else load_state_dict(path)
     missing = [key for key in ("latents_scale", "latents_bias") if key not in arrays]
     if missing:

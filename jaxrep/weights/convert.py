@@ -30,6 +30,7 @@ import ml_dtypes
 import numpy as np
 from flax import traverse_util
 
+from jaxrep import files
 from jaxrep.nn.vit import ViT
 
 __all__ = [
@@ -111,8 +112,9 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     path = os.fspath(path)
     if not path.endswith((".safetensors", ".pth", ".pt", ".bin")):
         raise UnreadableWeightsError(f"{path}: unsupported checkpoint extension (use .safetensors, .pth, .pt or .bin)")
-    if not os.path.isfile(path):
+    if not files.path(path).is_file():
         raise MissingWeightsError(f"no weight file at {path!r}")
+    path = files.local_copy(path)
     if path.endswith(".safetensors"):
         return read_or_explain(path, _load_safetensors)
     import torch

@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from jaxrep import files
 from jaxrep.nn.rope import axial_rope_tables
 from jaxrep.nn.sit import SiT, sincos_2d
 from jaxrep.weights.convert import (
@@ -123,8 +124,9 @@ def read_sit_checkpoint(path: str | os.PathLike, weights: str = "ema") -> SiTChe
     path = os.fspath(path)
     if weights not in WEIGHTS:
         raise ValueError(f"weights: must be one of {WEIGHTS}, got {weights!r}")
-    if not os.path.isfile(path):
+    if not files.path(path).is_file():
         raise MissingWeightsError(f"no checkpoint file at {path!r}")
+    path = files.local_copy(path)
     if path.endswith(".safetensors"):
         return SiTCheckpoint(load_state_dict(path), "bare")
     if not path.endswith((".pt", ".pth", ".bin")):

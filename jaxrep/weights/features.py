@@ -21,7 +21,7 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
+import io
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrep import parallel
+from jaxrep import files, parallel
 from jaxrep.metrics.frechet import FeatureStatistics, as_float64_statistics
 from jaxrep.nn.eval_net import EvalNet
 from jaxrep.nn.inception import FID_FEATURE_DIM, FIDInceptionV3
@@ -161,9 +161,10 @@ def load_feature_extractor(kind: str, path: str | os.PathLike) -> FeatureExtract
     if kind == "eval_net":
         model, params, metadata = load_eval_net(path)
         return eval_net_extractor(model, params, image_shape=tuple(metadata["image_shape"]),
-                                  metadata=dict(metadata, path=os.path.abspath(os.fspath(path))))
+                                  metadata=dict(metadata, path=str(files.path(path))))
     if kind == "inception":
-        return inception_extractor(load_inception_variables(path), metadata={"path": os.path.abspath(os.fspath(path))})
+        return inception_extractor(load_inception_variables(files.local_copy(path)),
+                                   metadata={"path": str(files.path(path))})
     raise ValueError(f"feature extractor must be one of {EXTRACTOR_KINDS}, got {kind!r}")
 
 
@@ -223,17 +224,15 @@ def extract_features(extractor: FeatureExtractor, batches: Iterable[np.ndarray],
 def save_feature_set(path: str | os.PathLike, feature_set: FeatureSet, description: dict | None = None) -> None:
     """Writes `mu`, `sigma` (pytorch-fid / ADM layout), `count`, `features` and a JSON `description`, atomically."""
     statistics = feature_set.statistics
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=directory, suffix=".npz", delete=False) as file:
-        np.savez(file, mu=statistics.mean, sigma=statistics.covariance, count=np.int64(statistics.count),
-                 features=feature_set.features, description=np.str_(json.dumps(description or {}, sort_keys=True)))
-    os.replace(file.name, path)  # readers never see a half-written file
+    buffer = io.BytesIO()
+    np.savez(buffer, mu=statistics.mean, sigma=statistics.covariance, count=np.int64(statistics.count),
+             features=feature_set.features, description=np.str_(json.dumps(description or {}, sort_keys=True)))
+    files.write_bytes_atomic(path, buffer.getvalue())
 
 
 def load_feature_set(path: str | os.PathLike) -> tuple[FeatureSet, dict]:
     """Reads what `save_feature_set` wrote: (FeatureSet, description)."""
-    with np.load(path, allow_pickle=False) as data:
+    with np.load(io.BytesIO(files.read_bytes(path)), allow_pickle=False) as data:
         count = int(data["count"])
         statistics = FeatureStatistics(count, np.asarray(data["mu"], np.float64),
                                        np.asarray(data["sigma"], np.float64) * (count - 1))
@@ -258,8 +257,8 @@ def cached_reference_features(extractor: FeatureExtractor, make_batches: Callabl
     key_fields = {"extractor": extractor.kind, "fingerprint": extractor.fingerprint, "keep": int(keep),
                   "data": description}
     key = hashlib.sha256(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:16]
-    path = os.path.join(os.fspath(cache_dir), f"reference_{extractor.kind}_{key}.npz")
-    if os.path.exists(path):
+    path = files.join(cache_dir, f"reference_{extractor.kind}_{key}.npz")
+    if files.path(path).exists():
         feature_set, stored = load_feature_set(path)
         if stored == key_fields and feature_set.statistics.dim == extractor.dim:
             return feature_set, path, True
@@ -272,10 +271,12 @@ def cached_reference_features(extractor: FeatureExtractor, make_batches: Callabl
 def save_statistics(path: str | os.PathLike, mu, sigma) -> None:
     """Writes `mu`, `sigma` to an `.npz`, the layout of pytorch-fid's `--save-stats` and ADM's reference batches."""
     mu, sigma = as_float64_statistics(mu, sigma)
-    np.savez(path, mu=mu, sigma=sigma)
+    buffer = io.BytesIO()
+    np.savez(buffer, mu=mu, sigma=sigma)
+    files.write_bytes_atomic(path, buffer.getvalue())
 
 
 def load_statistics(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """Reads (mu, sigma) from an `.npz` with `mu` and `sigma` keys (pytorch-fid stats, ADM reference batches)."""
-    with np.load(path) as data:
+    with np.load(io.BytesIO(files.read_bytes(path)), allow_pickle=False) as data:
         return as_float64_statistics(data["mu"], data["sigma"])

@@ -14,6 +14,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxrep import files
 from jaxrep.run.checkpoint import Checkpointer, CheckpointMismatchError
 from jaxrep.weights.convert import WeightFileError
 
@@ -41,8 +42,8 @@ def read_frozen_metadata(directory: str | os.PathLike, kind: str, *, what: str, 
     import orbax.checkpoint as ocp
 
     article = "an" if what[0] in "aeiou" else "a"
-    directory = os.path.abspath(os.fspath(directory))
-    if not os.path.isdir(directory):
+    directory = str(files.path(directory))
+    if not files.path(directory).is_dir():
         raise FrozenWeightsError(f"no {what} checkpoint directory at {directory!r}")
     manager = ocp.CheckpointManager(directory, item_names=("state", "extra"))
     try:
@@ -64,7 +65,7 @@ def read_frozen_metadata(directory: str | os.PathLike, kind: str, *, what: str, 
 def restore_frozen_params(directory: str | os.PathLike, model: Any, input_shape: tuple[int, ...]) -> Any:
     """The params of `model` (initialised on an input of `input_shape`) stored in `directory`, on the first local
     device; FrozenWeightsError naming the first mismatch when they do not fit."""
-    directory = os.path.abspath(os.fspath(directory))
+    directory = str(files.path(directory))
     inputs = jax.ShapeDtypeStruct(tuple(input_shape), jnp.float32)
     shapes = jax.eval_shape(model.init, jax.random.key(0), inputs)["params"]
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])

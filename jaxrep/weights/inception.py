@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from jaxrep import files
 from jaxrep.nn.inception import FID_INPUT_SIZE, FIDInceptionV3
 from jaxrep.weights.convert import CheckpointMismatchError, MissingWeightsError, load_state_dict
 
@@ -90,7 +91,7 @@ def load_inception_variables(path: str | os.PathLike) -> dict:
 
     Returns the `FIDInceptionV3` variables {"params", "batch_stats"}; see `inception_variables_from_state_dict`.
     """
-    if not os.path.isfile(path):
+    if not files.path(path).is_file():
         raise MissingWeightsError(f"no FID Inception weights at {os.fspath(path)!r} (pytorch-fid's "
                                 "pt_inception-2015-12-05-6726825d.pth; see docs/evaluation.md)")
     return inception_variables_from_state_dict(load_state_dict(path))

@@ -82,10 +82,24 @@ def test_resume_after_a_chunk_is_bitwise_identical(fused, tmp_path):
                               first.agent.params["critic"]["head"]["kernel"])
 
 
-def test_evaluate_returns_one_episode_per_env(fused):
+def test_evaluate_returns_one_episode_per_env_with_its_discounted_return_and_q_estimate(fused):
     fused_ddpg, init, _ = fused
     state = init(jax.random.PRNGKey(3))
-    returns = jax.jit(fused_ddpg.evaluate)(state.agent.params["actor"], jax.random.PRNGKey(4))
+    outcome = jax.jit(fused_ddpg.evaluate)(state.agent.params, jax.random.PRNGKey(4))
+    returns = np.asarray(outcome["return"])
     assert returns.shape == (NUM_ENVS,)
     # Exactly STEPS_PER_EPISODE rewards of -|x| <= 0 each: the episode's steps only, none after its end.
-    assert np.all(np.asarray(returns) <= 0) and np.all(np.asarray(returns) >= -STEPS_PER_EPISODE * 1.5)
+    assert np.all(returns <= 0) and np.all(returns >= -STEPS_PER_EPISODE * 1.5)
+    # The same episodes stepped one by one here: sum_t gamma^t r_t, and the critic at the first observation.
+    env, agent, params = fused_ddpg.env, fused_ddpg.agent, state.agent.params
+    env_state, observation = env.reset(jax.random.PRNGKey(4))
+    expected_q = np.asarray(agent.value(params, observation))
+    rewards = []
+    for _ in range(STEPS_PER_EPISODE):
+        env_state, result = env.step(env_state, agent.policy(params["actor"], observation))
+        observation = result.observation
+        rewards.append(np.asarray(result.reward))
+    discounts = agent.discount ** np.arange(STEPS_PER_EPISODE)
+    np.testing.assert_allclose(outcome["mc_return"], (discounts[:, None] * np.stack(rewards)).sum(0), rtol=1e-5)
+    np.testing.assert_allclose(returns, np.stack(rewards).sum(0), rtol=1e-5)
+    np.testing.assert_allclose(outcome["q_estimate"], expected_q, rtol=1e-5)

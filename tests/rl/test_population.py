@@ -102,11 +102,12 @@ def test_evaluation_is_per_member():
     population = Population(fused_loop(None), num_seeds=2)
     state = jax.jit(lambda k: population.init(k, CAPACITY))(jax.vmap(jax.random.PRNGKey)(np.arange(2)))
     eval_keys = jax.vmap(jax.random.PRNGKey)(np.array([5, 6]))
-    returns = jax.jit(population.evaluate)(state.agent.params["actor"], eval_keys)
-    assert returns.shape == (2, NUM_ENVS)
+    outcome = jax.jit(population.evaluate)(state.agent.params, eval_keys)
+    assert outcome["return"].shape == (2, NUM_ENVS)
     for index in range(2):
-        alone = jax.jit(population.fused.evaluate)(member(state.agent.params["actor"], index), eval_keys[index])
-        np.testing.assert_allclose(returns[index], alone, rtol=1e-5, atol=1e-6)
+        alone = jax.jit(population.fused.evaluate)(member(state.agent.params, index), eval_keys[index])
+        for name in ("return", "mc_return", "q_estimate"):
+            np.testing.assert_allclose(outcome[name][index], alone[name], rtol=1e-5, atol=1e-6)
     assert dataclasses.replace(population, num_seeds=3).num_members == 3
 
 

@@ -73,6 +73,10 @@ def test_the_study_preset_runs_its_host_tasks_on_the_host_loop():
     assert rl_grid.loop_of(study, mjx_task, available=()) == "host"
     with pytest.raises(ConfigError, match="^host_tasks: 'walker-run' names tasks not in tasks="):
         grid_configs.validate(tiny_grid(host_tasks="walker-run"))
+    mechanism = grid_configs.get_config("mechanism")  # BEER's mechanism study: its MJX cell last, after the host runs
+    grid_configs.validate(mechanism)
+    assert grid_configs.names(mechanism.tasks)[-1] not in grid_configs.names(mechanism.host_tasks)
+    assert mechanism.eval_every % mechanism.num_envs == 0 and mechanism.start_steps >= mechanism.batch_size
     with pytest.raises(ConfigError, match="^preset: unknown rl_grid preset 'studdy'"):
         grid_configs.get_config("studdy")
 
@@ -88,6 +92,12 @@ def test_grid_writes_one_table_and_skips_finished_runs(tmp_path, monkeypatch):
     with open(os.path.join(tmp_path, "cartpole-balance", "ddpg", "seed0", "metrics.jsonl")) as f:
         logged = [json.loads(line) for line in f if "eval/return" in line]
     assert [r["eval/return"] for r in logged] == [r for _, r in rows[1]["evals"]]
+    # BEER's mechanism, read back from each run's log: the Q-estimation error at every evaluation, and srank and
+    # the bound's statistics where the updates were logged.
+    mechanism = rows[1]["mechanism"]
+    assert [step for step, _ in mechanism["eval/q_error"]] == [step for step, _ in rows[1]["evals"]]
+    assert [value for _, value in mechanism["eval/q_error"]] == [r["eval/q_error"] for r in logged]
+    assert {"rank/srank", "bound/cosine", "bound/bound"} <= set(rows[0]["mechanism"])
     table = (tmp_path / "results.md").read_text()
     assert "| cartpole-balance | beer | host | 400 |" in table and "| cartpole-balance | ddpg | host | 400 |" in table
 
@@ -123,6 +133,10 @@ def test_an_mjx_cell_gives_one_row_per_seed(tmp_path, monkeypatch):
 
     def fake_population(config, workdir):  # two members, two evaluations
         assert config.num_seeds == 2
+        os.makedirs(workdir)
+        with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:  # what rl_mjx logs for each member
+            f.writelines(json.dumps({"step": step, "eval/q_error": 0.5, "eval/q_error_member0": 0.25 * step,
+                                     "eval/q_error_member1": -1.0}) + "\n" for step in (200, 400))
         return {"env_steps": 400, "preempted": False, "member_evals": [[200, [1.0, 2.0]], [400, [3.0, 4.0]]]}
 
     monkeypatch.setattr(mjx_experiment, "train_and_evaluate", fake_population)
@@ -131,6 +145,8 @@ def test_an_mjx_cell_gives_one_row_per_seed(tmp_path, monkeypatch):
         rows = json.load(f)
     assert [(r["seed"], r["loop"], r["evals"]) for r in rows] == [
         (5, "mjx", [[200, 1.0], [400, 3.0]]), (6, "mjx", [[200, 2.0], [400, 4.0]])]
+    assert [r["mechanism"] for r in rows] == [{"eval/q_error": [[200, 50.0], [400, 100.0]]},
+                                              {"eval/q_error": [[200, -1.0], [400, -1.0]]}]
     assert "| cartpole-balance | ddpg | mjx | 400 | 5: 3.0, 6: 4.0 | 3.5 |" in (tmp_path / "results.md").read_text()
 
 
