@@ -55,7 +55,8 @@ def main(argv) -> None:
                    if {"beer", "ddpg"} <= set(methods) else None)
     # A vmapped MJX cell reports its wall-clock once per seed row: count each run once.
     seconds = list({(r["task"], r["method"], r["loop"], r["run_seconds"]) for r in rows if r.get("run_seconds")})
-    write(configs, tasks, methods, per, intervals, improvement, png, [s[-1] for s in seconds])
+    mechanism = mechanism_section(tasks, methods, per, output_dir, stem)
+    write(configs, tasks, methods, per, intervals, improvement, png, [s[-1] for s in seconds], mechanism)
     print(open(_OUTPUT.value).read())
 
 
@@ -83,6 +84,66 @@ def verdict(intervals, improvement, task_intervals) -> str:
                    "hyperparameters, and nothing about the paper's 1M-step 12-task claim.")
 
 
+# BEER's mechanism (He et al., ICLR 2024): what the grid's runs record of it (`rl_grid.MECHANISM_METRICS`), the
+# name in the report, and which way is better (None: neither; reported, not judged).
+MECHANISM = (("eval/q_abs_error", "|Q error| (critic Q(s0, pi(s0)) vs discounted MC return)", "lower"),
+             ("eval/q_error", "Q error (signed: > 0 overestimates)", None),
+             ("rank/srank", "srank of the critic's features (of 256)", None),
+             ("bound/cosine", "cosine of consecutive features", None),
+             ("bound/bound", "BEER's bound on that cosine", None))
+
+
+def mechanism_section(tasks, methods, per, output_dir: str, stem: str) -> list[str]:
+    """The mechanism's table (each metric's last value per run: mean [95 % bootstrap CI] over seeds), its curves
+    (the Q error and srank against steps) and what the Q-error intervals show; empty when the runs record none."""
+    from jaxrep.metrics.convergence import bootstrap_mean_ci
+
+    recorded = [(name, label, better) for name, label, better in MECHANISM
+                if all(name in r.get("mechanism", {}) for t in tasks for m in methods for r in per[(t, m)])]
+    if not recorded:
+        return []
+    lines = ["## BEER's mechanism: Q-estimation error, srank and the bound (last value per run; mean [95 % "
+             "bootstrap CI] over seeds)", "",
+             "The Q error is measured at each evaluation on its own episodes (the critic's Q(s_0, pi(s_0)) at each "
+             "episode's start against that episode's discounted return, gamma 0.99); srank (delta 0.01) and the "
+             "cosine of consecutive critic features with BEER's bound on it are measured on a replay batch at each "
+             "log (for DDPG too, which does not use them).", "",
+             "| task | metric | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
+    finals = {}
+    for t in tasks:
+        for name, label, _ in recorded:
+            cells = []
+            for m in methods:
+                finals[(t, m, name)] = bootstrap_mean_ci([r["mechanism"][name][-1][1] for r in per[(t, m)]])
+                mean, low, high = finals[(t, m, name)]
+                cells.append(f"{mean:.3g} [{low:.3g}, {high:.3g}]")
+            lines.append(f"| {t} | {label} | " + " | ".join(cells) + " |")
+    pictures = []
+    for name, picture, ylabel in (("eval/q_abs_error", "q_error", "|Q error|"), ("rank/srank", "srank", "srank")):
+        if any(name == recorded_name for recorded_name, _, _ in recorded):
+            path = os.path.join(output_dir, f"{stem}_{picture}.png")
+            steps = {t: [s for s, _ in per[(t, methods[0])][0]["mechanism"][name]] for t in tasks}
+            curves = {t: {m: np.array([[v for _, v in r["mechanism"][name]] for r in per[(t, m)]]) for m in methods}
+                      for t in tasks}
+            rl_figures.plot_learning_curves(path, steps, curves, ylabel=ylabel)
+            pictures += [f"![{ylabel} against steps]({os.path.basename(path)})", ""]
+    if {"beer", "ddpg"} <= set(methods) and any(name == "eval/q_abs_error" for name, _, _ in recorded):
+        lines += ["", "**What the Q-error intervals show.** " + mechanism_verdict(tasks, finals)]
+    return lines + [""] + pictures
+
+
+def mechanism_verdict(tasks, finals) -> str:
+    """Per task, whether BEER's final |Q error| interval lies below DDPG's, above it, or overlaps it."""
+    parts = []
+    for t in tasks:
+        beer, ddpg = finals[(t, "beer", "eval/q_abs_error")], finals[(t, "ddpg", "eval/q_abs_error")]
+        lower = statistics.higher_interval({"ddpg": ddpg, "beer": beer})
+        parts.append(f"{t}: " + ("BEER's is lower (the paper's claim)" if lower == "ddpg" else
+                                 "BEER's is higher" if lower == "beer" else "the intervals overlap"))
+    return ("Final |Q error| per task, BEER against DDPG: " + "; ".join(parts) + ". The bound's cosine and srank are "
+            "reported, not judged: the paper argues for an adaptive rank, not a higher or lower one.")
+
+
 def final_return_intervals(tasks, methods, per) -> dict[str, dict[str, tuple[float, float, float]]]:
     """{task: {method: (mean, low, high)}}: the percentile-bootstrap interval of the mean final return over seeds."""
     from jaxrep.metrics.convergence import bootstrap_mean_ci
@@ -90,7 +151,7 @@ def final_return_intervals(tasks, methods, per) -> dict[str, dict[str, tuple[flo
     return {t: {m: bootstrap_mean_ci([r["evals"][-1][1] for r in per[(t, m)]]) for m in methods} for t in tasks}
 
 
-def write(configs, tasks, methods, per, intervals, improvement, png, seconds) -> None:
+def write(configs, tasks, methods, per, intervals, improvement, png, seconds, mechanism: list[str]) -> None:
     seeds = len(per[(tasks[0], methods[0])])
     first = next(iter(configs.values()))
     lines = [
@@ -149,7 +210,7 @@ def write(configs, tasks, methods, per, intervals, improvement, png, seconds) ->
         lines += ["", "**What the intervals show.** " + verdict(intervals, improvement, task_intervals)]
     lines += ["", f"![IQM and mean]({os.path.basename(png['aggregates'])})", "",
               f"![performance profiles]({os.path.basename(png['profiles'])})", "",
-              f"![learning curves]({os.path.basename(png['curves'])})", ""]
+              f"![learning curves]({os.path.basename(png['curves'])})", ""] + mechanism
     with open(_OUTPUT.value, "w") as f:
         f.write("\n".join(lines) + "\n")
 

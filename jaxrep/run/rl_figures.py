@@ -56,12 +56,14 @@ def plot_profiles(path: str, taus: Sequence[float], profiles: Mapping[str, np.nd
 
 
 def plot_learning_curves(path: str, steps: Mapping[str, Sequence[int]],
-                         curves: Mapping[str, Mapping[str, np.ndarray]]) -> None:
-    """One panel per task: each method's mean evaluation return against env steps with its bootstrap band.
+                         curves: Mapping[str, Mapping[str, np.ndarray]], ylabel: str = "eval return") -> None:
+    """One panel per task: each method's mean of a per-run curve (by default the evaluation return) against env
+    steps, with its bootstrap band.
 
     Args:
-      steps: {task: evaluation env steps (points,)}.
-      curves: {task: {method: (runs, points) returns}}.
+      steps: {task: env steps (points,)}.
+      curves: {task: {method: (runs, points) values}}.
+      ylabel: what the values are.
     """
     import matplotlib
 
@@ -78,7 +80,7 @@ def plot_learning_curves(path: str, steps: Mapping[str, Sequence[int]],
         ax.set_title(task)
         ax.set_xlabel("env steps")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("eval return (95 % bootstrap CI)")
+    axes[0][0].set_ylabel(f"{ylabel} (95 % bootstrap CI)")
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)

@@ -1,0 +1,38 @@
+"""benchmarks/beer_report.py from the command line on a grid's results: returns with rliable intervals, and BEER's
+mechanism (Q-estimation error, srank, the bound) where the runs record it, judged by its intervals."""
+
+import json
+import subprocess
+import sys
+
+from tests.helpers import REPO
+
+
+def run(task, method, seed, q_abs_error):
+    steps = [5000, 10000]
+    return {"task": task, "method": method, "seed": seed, "loop": "host", "env_steps": 10000,
+            "evals": [[step, 100.0 + seed] for step in steps], "run_seconds": 1.0,
+            "mechanism": {"eval/q_abs_error": [[step, q_abs_error * step / 10000] for step in steps],
+                          "eval/q_error": [[step, -q_abs_error] for step in steps],
+                          "rank/srank": [[step, 100.0 + seed] for step in steps],
+                          "bound/cosine": [[step, 0.9] for step in steps], "bound/bound": [[step, 0.8] for step in steps]}}
+
+
+def test_the_report_states_the_mechanism_with_its_intervals(tmp_path):
+    rows = ([run("apart", "beer", seed, 1.0 + 0.1 * seed) for seed in range(3)]
+            + [run("apart", "ddpg", seed, 5.0 + 0.1 * seed) for seed in range(3)]
+            + [run("mixed", method, seed, value) for method, values in (("beer", (1.0, 6.0, 3.0)), ("ddpg", (2.0, 5.0, 4.0)))
+               for seed, value in enumerate(values)])
+    (tmp_path / "grid").mkdir()
+    (tmp_path / "grid" / "results.json").write_text(json.dumps(rows))
+    (tmp_path / "grid" / "config.json").write_text(json.dumps({"tasks": "apart,mixed", "start_steps": 1000,
+                                                                "eval_every": 5000}))
+    output = tmp_path / "beer.md"
+    done = subprocess.run([sys.executable, "-m", "benchmarks.beer_report", f"--grid={tmp_path / 'grid'}",
+                           f"--output={output}", "--reps=200"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = output.read_text()
+    assert "| apart | |Q error| (critic Q(s0, pi(s0)) vs discounted MC return) | 1.1 [1, 1.2] | 5.1 [5, 5.2] |" in report
+    assert "apart: BEER's is lower (the paper's claim); mixed: the intervals overlap." in report
+    assert "| mixed | srank of the critic's features (of 256) | 101 [100, 102] | 101 [100, 102] |" in report
+    assert (tmp_path / "beer_q_error.png").stat().st_size > 0 and (tmp_path / "beer_srank.png").stat().st_size > 0
