@@ -21,8 +21,6 @@ The latent presets read SD-VAE latents from `data.path`: records of train.prepar
 
 from __future__ import annotations
 
-import os
-
 import ml_collections
 
 from configs._common import (
@@ -33,6 +31,7 @@ from configs._common import (
     preset_base,
     validate_logging,
 )
+from jaxrep import files
 from jaxrep.align.erw import erw_initial_weight
 from jaxrep.align.objective import METHODS as ALIGN_METHODS
 from jaxrep.config_checks import ConfigError, require, require_choice, require_positive
@@ -270,13 +269,13 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int, image_size:
     require_choice(config, "sample.sampler", SAMPLERS)
     require_choice(config, "sample.ode_method", ODE_METHODS)
     if check_files:
-        require(config.data.source != "arrays" or os.path.isfile(config.data.path), "data.path",
+        require(config.data.source != "arrays" or files.path(config.data.path).is_file(), "data.path",
                 f"data.source='arrays' needs a .npy/.npz file of images or latents; no such file {config.data.path!r}")
         require(config.data.source != "latent_records"
-                or os.path.isfile(os.path.join(config.data.path, "manifest.json")), "data.path",
+                or files.path(files.join(config.data.path, "manifest.json")).is_file(), "data.path",
                 f"data.source='latent_records' needs a directory written by train.prepare_latents; no manifest.json "
                 f"in {config.data.path!r}")
-        require(not config.data.latent_stats_path or os.path.isfile(config.data.latent_stats_path),
+        require(not config.data.latent_stats_path or files.path(config.data.latent_stats_path).is_file(),
                 "data.latent_stats_path", f"no such file {config.data.latent_stats_path!r}")
     require(config.data.latent_scale > 0, "data.latent_scale", f"must be > 0, got {config.data.latent_scale}")
     require(config.data.num_workers >= 0, "data.num_workers", "must be >= 0 (0: no worker processes)")
@@ -345,22 +344,22 @@ def validate_alignment(config: ml_collections.ConfigDict, check_files: bool = Tr
         if align.encoder.source == "dinov2":
             require(preset in ("S/14", "B/14", "L/14", "g/14"), "align.encoder.preset",
                     f"must be one of ('S/14', 'B/14', 'L/14', 'g/14') for each encoder, got {preset!r}")
-            require(not check_files or hub.is_hub_name(path) or (bool(path) and os.path.isfile(path)),
+            require(not check_files or hub.is_hub_name(path) or (bool(path) and files.path(path).is_file()),
                     "align.encoder.path", f"no DINOv2 weights file at {path!r} (a .safetensors/.pth, or a Hugging "
                     "Face name such as hf://facebook/dinov2-base; see docs/dinov2.md)")
         else:
             require(bool(path), "align.encoder.path", "empty; name the encoder checkpoint directory")
-            require(os.path.exists(path) or (len(specs) == 1 and config.data.source in FACTOR_SOURCES),
+            require(files.path(path).exists() or (len(specs) == 1 and config.data.source in FACTOR_SOURCES),
                     "align.encoder.path", f"no encoder checkpoint at {path!r}; train one with `python -m "
                     "train.encoder` (train.diffusion does so first for one encoder on shapes32, dsprites and "
                     "fashion_mnist) or use align.encoder.source='dinov2'")
-            require(not os.path.isfile(path), "align.encoder.path",
+            require(not files.path(path).is_file(), "align.encoder.path",
                     f"{path!r} is a file; the in-repo encoder is a checkpoint directory (a DINOv2 file needs "
                     f"align.encoder.source='dinov2')")
     if align.encoder.source == "dinov2":
         require(align.encoder.image_size % 14 == 0, "align.encoder.image_size",
                 f"{align.encoder.image_size} is not a multiple of the DINOv2 patch size 14")
-    require(not check_files or not align.encoder.images_path or os.path.isfile(align.encoder.images_path),
+    require(not check_files or not align.encoder.images_path or files.path(align.encoder.images_path).is_file(),
             "align.encoder.images_path", f"no such file {align.encoder.images_path!r}")
     if align.method == "erw":
         require(1 <= align.erw.l2r_depth <= depth, "align.erw.l2r_depth",

@@ -12,12 +12,11 @@ Presets:
 
 from __future__ import annotations
 
-import os
-
 import ml_collections
 from ml_collections import config_dict
 
 from configs._common import distributed_config, preset_base
+from jaxrep import files
 from jaxrep.config_checks import ConfigError, require, require_choice, require_positive
 from jaxrep.diffusion.samplers import ODE_METHODS, SAMPLERS
 
@@ -101,7 +100,7 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
         require_positive(config, "sample.num_steps")
     if config.features.extractor == "inception" and not config.sample_only:
         path = config.features.inception_path
-        require(bool(path) and os.path.isfile(path), "features.inception_path",
+        require(bool(path) and files.path(path).is_file(), "features.inception_path",
                 f"no FID Inception weights at {path!r}: pytorch-fid's pt_inception-2015-12-05-6726825d.pth "
                 "(docs/evaluation.md), or use features.extractor='eval_net'")
 

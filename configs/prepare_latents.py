@@ -8,11 +8,10 @@ Presets:
 
 from __future__ import annotations
 
-import os
-
 import ml_collections
 
 from configs._common import ACTIVATION_DTYPES, distributed_config, preset_base
+from jaxrep import files
 from jaxrep.config_checks import require, require_choice, require_positive
 from jaxrep.weights import hub
 
@@ -58,11 +57,11 @@ def validate(config: ml_collections.ConfigDict, *, num_local_devices: int) -> No
     require_choice(config, "image_format", ("png", "jpeg"))
     require_choice(config, "on_error", ("stop", "skip"))
     require_choice(config, "vae.dtype", ACTIVATION_DTYPES)
-    require(bool(config.data_dir) and os.path.isdir(config.data_dir), "data_dir",
+    require(bool(config.data_dir) and files.path(config.data_dir).is_dir(), "data_dir",
             f"no image directory at {config.data_dir!r}")
-    require(not config.labels_path or os.path.isfile(config.labels_path), "labels_path",
+    require(not config.labels_path or files.path(config.labels_path).is_file(), "labels_path",
             f"no such file {config.labels_path!r}")
-    require(bool(config.vae.path) and (hub.is_hub_name(config.vae.path) or os.path.exists(config.vae.path)),
+    require(bool(config.vae.path) and (hub.is_hub_name(config.vae.path) or files.path(config.vae.path).exists()),
             "vae.path", f"no SD-VAE at {config.vae.path!r}: a diffusers AutoencoderKL directory (config.json + "
             "diffusion_pytorch_model.safetensors), a .safetensors file or a Hugging Face name such as "
             "hf://stabilityai/sd-vae-ft-ema (docs/imagenet.md)")

@@ -15,12 +15,11 @@ its fields on the command line as `--config.vae.config.total_steps=...`). Preset
 
 from __future__ import annotations
 
-import os
-
 import ml_collections
 
 from configs import vae as vae_configs
 from configs._common import logging_config, optim_config, preset_base, validate_logging, validate_optim
+from jaxrep import files
 from jaxrep.config_checks import ConfigError, require, require_choice, require_positive
 from jaxrep.traversal import EQUATIONS, SPATIAL_OPERATORS
 
@@ -138,7 +137,7 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int) -> None:
 
 def has_generator(config: ml_collections.ConfigDict) -> bool:
     """Whether `vae.workdir` holds checkpoints of a train.vae run."""
-    return os.path.isdir(os.path.join(config.vae.workdir, "checkpoints"))
+    return files.path(files.join(config.vae.workdir, "checkpoints")).is_dir()
 
 
 __all__ = ["ConfigError", "FAMILIES", "PRESETS", "get_config", "has_generator", "validate"]

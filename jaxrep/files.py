@@ -71,9 +71,14 @@ def check_backend(location: str, field: str) -> None:
 
 
 def path(location: str | os.PathLike) -> epath.Path:
-    """The epath of `location`: a URL as it is, a local path made absolute."""
+    """The epath of `location`: a URL as it is, a local path made absolute; ConfigError for a URL of a storage
+    etils.epath cannot reach."""
     location = os.fspath(location)
-    return epath.Path(location if scheme(location) else os.path.abspath(location))
+    kind = scheme(location)
+    if kind and kind not in STORE_CLIENTS:
+        raise ConfigError(f"{location!r}: {kind}:// is not a storage jaxrep can use (local paths, "
+                          f"{', '.join(f'{name}://' for name in STORE_CLIENTS)})")
+    return epath.Path(location if kind else os.path.abspath(location))
 
 
 def join(location: str | os.PathLike, *names: str) -> str:

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 from flax import serialization
 
-from jaxrep.data.images import decode_image
 from jaxrep import files
+from jaxrep.data.images import decode_image
 
 MANIFEST = "manifest.json"
 FORMAT = "jaxrep-latent-records-v1"

@@ -30,10 +30,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import prepare_latents as prepare_configs
-from jaxrep import parallel
+from jaxrep import files, parallel
 from jaxrep.data.images import ImageReadError, center_crop_adm, encode_image, list_images, read_rgb
 from jaxrep.data.latent_records import FORMAT, MANIFEST, DatasetError, encode_record, shard_info_name, shard_name
-from jaxrep import files
 from jaxrep.run.logging import progress_bar
 from jaxrep.run.workdir_lock import locks_workdir
 from jaxrep.weights import hub

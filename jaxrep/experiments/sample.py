@@ -31,15 +31,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import evaluate as evaluate_configs
-from jaxrep import parallel
+from jaxrep import files, parallel
 from jaxrep.config_checks import ConfigError
 from jaxrep.data.latent_records import read_manifest
 from jaxrep.diffusion.latents import LatentNormalization
 from jaxrep.experiments import diffusion as diffusion_experiment
 from jaxrep.experiments.run_config import load_run_config, sampling_config
-from jaxrep import files
 from jaxrep.run.checkpoint import Checkpointer, abstract_like
 from jaxrep.run.logging import progress_bar, save_image_grid, to_uint8
+from jaxrep.weights import hub
 
 # Errors that mean bad input or a run that cannot go on (the command line prints them as one line).
 EXPECTED_ERRORS = (FileNotFoundError,)
@@ -75,7 +75,7 @@ def vae_path_for(eval_config, run_config) -> str:
     else:
         raise ConfigError("vae.path: the run models latents; name the SD-VAE that decodes them (a diffusers "
                           "AutoencoderKL directory or .safetensors file)")
-    if not files.path(path).exists():
+    if not hub.is_hub_name(path) and not files.path(path).exists():
         raise ConfigError(f"vae.path: no SD-VAE at {path!r}")
     return path
 

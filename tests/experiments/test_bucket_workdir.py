@@ -13,6 +13,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from configs import diffusion as diffusion_configs
 from configs import eval_net as eval_net_configs
 from jaxrep import files
 from jaxrep.config_checks import ConfigError
@@ -84,6 +85,19 @@ def test_a_run_in_a_bucket_is_killed_resumes_bitwise_and_evaluates(bucket, tmp_p
         assert samples["arr_0"].shape == (8, 32, 32, 3) and samples["arr_0"].dtype == np.uint8
     assert not (output / "shares").exists()
     assert [entry.name.startswith("reference_eval_net_") for entry in files.path(f"{bucket}/cache").iterdir()] == [True]
+
+
+def test_configs_accept_data_and_weights_named_in_the_bucket(bucket):
+    """The pod recipe of docs/imagenet.md names its data and weights by gs:// URL: the configs check them there."""
+    files.path(f"{bucket}/latents/manifest.json").write_text("{}")
+    files.path(f"{bucket}/weights/dinov2.safetensors").write_bytes(b"weights")
+    config = tiny_diffusion_config(**{"data.source": "latent_records", "data.path": f"{bucket}/latents",
+                                      "align.method": "repa", "align.depth": 1, "align.encoder.source": "dinov2",
+                                      "align.encoder.path": f"{bucket}/weights/dinov2.safetensors"})
+    diffusion_configs.validate(config, num_devices=1)
+    config.data.path = f"{bucket}/elsewhere"
+    with pytest.raises(ConfigError, match=f"^data.path: .*no manifest.json in '{bucket}/elsewhere'"):
+        diffusion_configs.validate(config, num_devices=1)
 
 
 def test_the_lock_in_a_bucket_is_a_conditional_create(bucket):
