@@ -100,6 +100,27 @@ def test_configs_accept_data_and_weights_named_in_the_bucket(bucket):
         diffusion_configs.validate(config, num_devices=1)
 
 
+def test_weight_files_in_the_bucket_are_read_through_a_local_copy(bucket, tmp_path, monkeypatch):
+    from safetensors.numpy import save_file
+
+    from jaxrep.weights import hub
+    from jaxrep.weights.convert import MissingWeightsError, load_state_dict
+
+    monkeypatch.setattr(files, "CACHE_DIR", str(tmp_path / "cache"))
+    weights = {"encoder.weight": np.arange(12, dtype=np.float32).reshape(3, 4), "step": np.array([7], np.int64)}
+    save_file(weights, str(tmp_path / "w.safetensors"))
+    files.path(f"{bucket}/vae/diffusion_pytorch_model.safetensors").write_bytes((tmp_path / "w.safetensors").read_bytes())
+    files.path(f"{bucket}/vae/config.json").write_text("{}")
+    loaded = load_state_dict(f"{bucket}/vae/diffusion_pytorch_model.safetensors")
+    assert loaded.keys() == weights.keys() and all(np.array_equal(loaded[k], weights[k]) for k in weights)
+    folder = hub.resolve(f"{bucket}/vae", field="vae.path", files=())
+    assert folder == str(tmp_path / "cache" / "gs" / "runs" / "vae")
+    assert sorted(p.name for p in (tmp_path / "cache" / "gs" / "runs" / "vae").iterdir()) == [
+        "config.json", "diffusion_pytorch_model.safetensors"]
+    with pytest.raises(MissingWeightsError, match=f"^vae.path: nothing at '{bucket}/missing'"):
+        hub.resolve(f"{bucket}/missing", field="vae.path", files=())
+
+
 def test_the_lock_in_a_bucket_is_a_conditional_create(bucket):
     workdir = f"{bucket}/locked"
     with workdir_lock(workdir):
