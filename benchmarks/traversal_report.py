@@ -41,11 +41,9 @@ def paired(results: dict, metric: str, first: str, second: str) -> tuple[np.ndar
 def verdict(name: str, difference: np.ndarray, ci: tuple[float, float, float], better: str, digits: int = 3) -> str:
     mean, low, high = ci
     wins = int(np.sum(difference > 0 if better == "higher" else difference < 0))
-    if low > 0 or high < 0:
-        side = "higher" if low > 0 else "lower"
-        finding = f"the interval excludes 0: {side} on these seeds"
-    else:
-        finding = "the interval contains 0: no difference these seeds can show"
+    finding = compared(low, high, "the interval excludes 0: higher on these seeds",
+                       "the interval excludes 0: lower on these seeds",
+                       "the interval contains 0: no difference these seeds can show")
     return (f"- {name}: {mean:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]; {finding} ({better} is better; "
             f"better on {wins}/{len(difference)} seeds).")
 

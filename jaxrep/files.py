@@ -23,7 +23,7 @@ import json
 import os
 import re
 import shutil
-from typing import Any
+from typing import Any, Callable
 
 import fsspec
 from etils import epath
@@ -59,8 +59,7 @@ def check_backend(location: str, field: str) -> None:
     if not kind or kind == "hf":
         return
     if kind not in STORE_CLIENTS:
-        raise ConfigError(f"{field}: {location!r}: {kind}:// is not a storage jaxrep can use (local paths, "
-                          f"{', '.join(f'{name}://' for name in STORE_CLIENTS)})")
+        raise ConfigError(f"{field}: {_unreachable(location, kind)}")
     try:
         for client in STORE_CLIENTS[kind]:
             importlib.import_module(client)
@@ -70,14 +69,18 @@ def check_backend(location: str, field: str) -> None:
                           f"{hint}") from None
 
 
+def _unreachable(location: str, kind: str) -> str:
+    return (f"{location!r}: {kind}:// is not a storage jaxrep can use (local paths, "
+            f"{', '.join(f'{name}://' for name in STORE_CLIENTS)})")
+
+
 def path(location: str | os.PathLike) -> epath.Path:
     """The epath of `location`: a URL as it is, a local path made absolute; ConfigError for a URL of a storage
     etils.epath cannot reach."""
     location = os.fspath(location)
     kind = scheme(location)
     if kind and kind not in STORE_CLIENTS:
-        raise ConfigError(f"{location!r}: {kind}:// is not a storage jaxrep can use (local paths, "
-                          f"{', '.join(f'{name}://' for name in STORE_CLIENTS)})")
+        raise ConfigError(_unreachable(location, kind))
     return epath.Path(location if kind else os.path.abspath(location))
 
 
@@ -116,12 +119,16 @@ def file_size(location: str | os.PathLike) -> int:
     return path(location).stat().length
 
 
-def files_under(location: str | os.PathLike) -> dict[str, epath.Path]:
-    """{path relative to `location`, "/"-separated: file} of every file below the directory `location`."""
+def files_under(location: str | os.PathLike, keep: Callable[[str], bool] = lambda name: True
+                ) -> dict[str, epath.Path]:
+    """{path relative to `location`, "/"-separated: file} of every file below the directory `location`; a file or
+    folder whose name `keep` rejects is left out with everything below it (never listed)."""
     found = {}
     for entry in path(location).iterdir():
+        if not keep(entry.name):
+            continue
         if entry.is_dir():
-            found.update({f"{entry.name}/{name}": file for name, file in files_under(entry).items()})
+            found.update({f"{entry.name}/{name}": file for name, file in files_under(entry, keep).items()})
         else:
             found[entry.name] = entry
     return found

@@ -25,8 +25,9 @@ class ArraySource:
         self._images = self._load(images, images_key)
         if labels is not None:
             self._labels = self._load(labels, labels_key)
-        elif images.endswith(".npz") and labels_key in np.load(files.local_copy(images), allow_pickle=False).files:
-            self._labels = np.load(files.local_copy(images), allow_pickle=False)[labels_key]
+        elif images.endswith(".npz") and labels_key in (archive := np.load(files.local_copy(images),
+                                                                           allow_pickle=False)).files:
+            self._labels = archive[labels_key]
         else:
             self._labels = np.zeros((len(self._images),), np.int32)
         if self._images.ndim != 4:

@@ -198,9 +198,9 @@ def sample(eval_config, workdir: str, output_dir: str = "", *, show_progress: bo
         show_progress=show_progress and process == 0)
     share_path = files.join(share_dir, f"process_{process:03d}.npz")
     if images is not None:
-        with files.path(f"{share_path}.tmp.npz").open("wb") as file:
-            np.savez(file, images=images, labels=labels, indices=indices)
-        files.path(f"{share_path}.tmp.npz").rename(share_path)  # on a store: copy and delete; it is whole
+        buffer = io.BytesIO()
+        np.savez(buffer, images=images, labels=labels, indices=indices)
+        files.write_bytes_atomic(share_path, buffer.getvalue())
     print(f"process {process} of {processes}: sampled {len(indices)} of {eval_config.num_samples} images",
           flush=True)
     parallel.barrier("jaxrep_sample_shares_written")

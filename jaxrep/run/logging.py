@@ -215,7 +215,7 @@ def workdir_summary(workdir: str, since: float, *, title: str, next_command: str
         if values:
             lines.append(f"  last {kind} metrics (step {record['step']}, metrics.jsonl): {', '.join(values[:8])}")
     folder = files.path(workdir)
-    written = sorted(((modified, name) for name, modified in (_run_files(folder) if folder.is_dir() else ())
+    written = sorted(((modified, name) for name, modified in (_run_files(folder) if folder.is_dir() else {}).items()
                       if modified >= since), reverse=True)
     if written:
         names = [name for _, name in written[:6]]
@@ -232,17 +232,13 @@ def workdir_summary(workdir: str, since: float, *, title: str, next_command: str
 _BOOKKEEPING = ("learning_rate", "samples_per_s", "finite", "grad_norm")
 
 
-def _run_files(folder, prefix: str = ""):
-    """(relative name, modification time) of the run's own files: checkpoints' and TensorBoard's internals left out
-    (summarised separately)."""
-    for entry in folder.iterdir():
-        if entry.name.startswith(".") or (not prefix and entry.name in ("checkpoints", "tensorboard")):
-            continue
-        if entry.is_dir():
-            yield from _run_files(entry, f"{prefix}{entry.name}/")
-        else:
-            yield f"{prefix}{entry.name}", (os.path.getmtime(entry) if files.is_local(entry)  # to the nanosecond
-                                            else entry.stat().mtime)
+def _run_files(folder) -> dict[str, float]:
+    """{relative name: modification time} of the run's own files: checkpoints' and TensorBoard's internals left out
+    (summarised separately), and hidden files."""
+    own = files.files_under(folder, keep=lambda name: not name.startswith(".")
+                            and name not in ("checkpoints", "tensorboard"))
+    return {name: os.path.getmtime(entry) if files.is_local(entry) else entry.stat().mtime  # local: to the ns
+            for name, entry in own.items()}
 
 
 def save_config(workdir: str, config: Any) -> None:

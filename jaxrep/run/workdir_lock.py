@@ -47,7 +47,7 @@ def _alive(pid: int) -> bool:
 
 class _LocalLockFile:
     def __init__(self, path: str):
-        self.path, self.generation = path, None
+        self.path = path
 
     def create(self, text: str) -> bool:
         try:
