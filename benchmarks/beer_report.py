@@ -1,48 +1,49 @@
-"""Report of a `train.rl_grid` study (BEER vs DDPG): rliable aggregates, per-task curves; writes beer.md + PNGs.
+"""Report of a `train.rl_grid` study (BEER vs DDPG): returns, BEER's mechanism, rliable intervals, curves; writes
+the Markdown report and its PNGs.
 
-  python -m train.rl_grid --config=configs/rl_grid.py:study --workdir=/work/beer_study   # resumable, in pieces
-  python -m benchmarks.beer_report --grid=/work/beer_study
-  python -m benchmarks.beer_report --grid=docs/results/beer_grid   # the committed study's results tables
-  python -m benchmarks.beer_report --grid=/work/beer_study,/work/more_tasks   # several grids, one report
+  python -m benchmarks.beer_report   # docs/results/beer.md from the committed 100k-step mechanism grids
+  python -m benchmarks.beer_report --grid=docs/results/beer_grid --output=docs/results/beer_20k.md   # the 20k grid
+  python -m train.rl_grid --config=configs/rl_grid.py:mechanism --workdir=/work/beer_study   # resumable, in pieces
+  python -m benchmarks.beer_report --grid=/work/beer_study,/work/more_tasks --output=/work/beer.md   # several grids
 
 Reads `<grid>/results.json` and `<grid>/config.json` of each grid (a task is taken from the first grid that has
-it). Scores are each run's final evaluation return / 1000
-(`jaxrep.rl.statistics`); IQM and mean use rliable's stratified bootstrap over runs within each task, the
-probability of improvement averages the per-task Mann-Whitney statistic, and the learning curves carry
-percentile-bootstrap bands over seeds. A partial grid is reported with the cells it has and says so.
+it). Scores are each run's final evaluation return / 1000 (`jaxrep.rl.statistics`); IQM and mean use rliable's
+stratified bootstrap over runs within each task, the probability of improvement averages the per-task Mann-Whitney
+statistic (of the return, and of the final |Q error| for the mechanism), and the per-task tables and learning curves
+carry percentile-bootstrap intervals over seeds. A partial grid is reported with the cells it has and says so.
 """
 
 from __future__ import annotations
 
-import datetime
 import os
-import platform
 
 import numpy as np
 from absl import app, flags
 
 from benchmarks.grid_results import complete_tasks, load, unfinished_tasks
+from benchmarks.verdicts import compared
 from jaxrep.rl import statistics
 from jaxrep.run import rl_figures
 
-_GRID = flags.DEFINE_list("grid", ["/work/beer_study"], "Work directories of train.rl_grid runs, comma-separated.")
-_OUTPUT = flags.DEFINE_string("output", "docs/results/beer.md", "Markdown report; PNGs go next to it.")
-_REPS = flags.DEFINE_integer("reps", 20_000, "Bootstrap resamples of the aggregate intervals.")
+MECHANISM_GRIDS = ["docs/results/beer_mechanism_grid", "docs/results/beer_mechanism_walker_grid",
+                   "docs/results/beer_mechanism_cartpole_grid"]  # the `:mechanism` preset, one grid per process
+REPORT = "docs/results/beer.md"
 
 
 def main(argv) -> None:
     del argv
-    configs, rows = load(_GRID.value)
+    grids, output = flags.FLAGS.grid, flags.FLAGS.output
+    configs, rows = load(grids)
     methods = list(dict.fromkeys(r["method"] for r in rows))
     tasks = complete_tasks(rows, methods)
     if not tasks:
-        raise app.UsageError(f"no task in {_GRID.value} has finished runs of every method yet")
+        raise app.UsageError(f"no task in {grids} has finished runs of every method yet")
     per = {(t, m): [r for r in rows if r["task"] == t and r["method"] == m] for t in tasks for m in methods}
     finals = {m: np.array([[r["evals"][-1][1] for r in per[(t, m)]] for t in tasks]).T for m in methods}
     scores = statistics.normalize_returns(finals)
-    intervals = statistics.aggregate_intervals(scores, reps=_REPS.value)
-    output_dir = os.path.dirname(_OUTPUT.value) or "."
-    stem = os.path.splitext(os.path.basename(_OUTPUT.value))[0]
+    intervals = statistics.aggregate_intervals(scores, reps=flags.FLAGS.reps)
+    output_dir = os.path.dirname(output) or "."
+    stem = os.path.splitext(os.path.basename(output))[0]
     png = {name: os.path.join(output_dir, f"{stem}_{name}.png") for name in ("aggregates", "profiles", "curves")}
     rl_figures.plot_aggregates(png["aggregates"], intervals)
     taus = np.linspace(0, 1, 41)
@@ -51,13 +52,16 @@ def main(argv) -> None:
     steps = {t: [s for s, _ in per[(t, methods[0])][0]["evals"]] for t in tasks}
     curves = {t: {m: np.array([[v for _, v in r["evals"]] for r in per[(t, m)]]) for m in methods} for t in tasks}
     rl_figures.plot_learning_curves(png["curves"], steps, curves)
-    improvement = (statistics.probability_of_improvement(scores, "beer", "ddpg")
-                   if {"beer", "ddpg"} <= set(methods) else None)
+    compare = {"beer", "ddpg"} <= set(methods)
+    improvement = statistics.probability_of_improvement(scores, "beer", "ddpg") if compare else None
     # A vmapped MJX cell reports its wall-clock once per seed row: count each run once.
     seconds = list({(r["task"], r["method"], r["loop"], r["run_seconds"]) for r in rows if r.get("run_seconds")})
-    mechanism = mechanism_section(tasks, methods, per, output_dir, stem)
-    write(configs, tasks, methods, per, intervals, improvement, png, [s[-1] for s in seconds], mechanism)
-    print(open(_OUTPUT.value).read())
+    q_lower = lower_q_error(tasks, per) if compare and recorded(tasks, methods, per, "eval/q_abs_error") else None
+    mechanism = mechanism_section(tasks, methods, per, output_dir, stem, q_lower)
+    sentence = evidence(intervals, improvement, q_lower) if compare else None
+    write(command(grids, output), output, configs, tasks, methods, per, intervals, improvement, png,
+          [s[-1] for s in seconds], mechanism, sentence)
+    print(open(output).read())
 
 
 def verdict(intervals, improvement, task_intervals) -> str:
@@ -90,17 +94,52 @@ MECHANISM = (("eval/q_abs_error", "|Q error| (critic Q(s0, pi(s0)) vs discounted
              ("eval/q_error", "Q error (signed: > 0 overestimates)", None),
              ("rank/srank", "srank of the critic's features (of 256)", None),
              ("bound/cosine", "cosine of consecutive features", None),
-             ("bound/bound", "BEER's bound on that cosine", None))
+             ("bound/bound", "BEER's bound on that cosine", None),
+             ("bound/active_fraction", "fraction of the batch with cosine > bound (BEER's penalty active)", None))
 
 
-def mechanism_section(tasks, methods, per, output_dir: str, stem: str) -> list[str]:
+def recorded(tasks, methods, per, name: str) -> bool:
+    """Whether every run of the report records the mechanism series `name`."""
+    return all(name in r.get("mechanism", {}) for t in tasks for m in methods for r in per[(t, m)])
+
+
+def lower_q_error(tasks, per) -> statistics.Interval:
+    """P(BEER's final |Q error| < DDPG's): rliable's probability of improvement on the negated errors (a
+    Mann-Whitney statistic per task, so tasks of different value scales average fairly), with its interval."""
+    errors = {m: -np.array([[r["mechanism"]["eval/q_abs_error"][-1][1] for r in per[(t, m)]] for t in tasks]).T
+              for m in ("beer", "ddpg")}
+    return statistics.probability_of_improvement(errors, "beer", "ddpg")
+
+
+def evidence(intervals, improvement: statistics.Interval, q_lower: statistics.Interval | None) -> str:
+    """The report's (and the README's) sentence: whether BEER's mechanism (a smaller Q-estimation error) and its
+    effect (a higher return) are visible in the intervals, and what the intervals exclude where they are not."""
+    def stated(name: str, interval: statistics.Interval, event: str) -> str:
+        p, low, high = interval
+        return (f"{name} is " + compared(low - 0.5, high - 0.5, "visible", "reversed", "not visible")
+                + f": P({event}) = {p:.2f} [{low:.2f}, {high:.2f}]"
+                + (", which excludes no difference (0.5)" if low > 0.5 or high < 0.5 else
+                   f", which rules out P > {high:.2f} and P < {low:.2f}"))
+
+    text = ""
+    if q_lower is not None:
+        text += stated("BEER's mechanism", q_lower, "BEER's final |Q error| < DDPG's") + "; "
+    iqm = {m: intervals[m]["iqm"] for m in ("beer", "ddpg")}
+    return (text + stated("its effect on return" if text else "BEER's effect on return", improvement,
+                          "BEER's final return > DDPG's")
+            + f" (IQM of return/1000: BEER {iqm['beer'][0]:.3f} [{iqm['beer'][1]:.3f}, {iqm['beer'][2]:.3f}], DDPG "
+            f"{iqm['ddpg'][0]:.3f} [{iqm['ddpg'][1]:.3f}, {iqm['ddpg'][2]:.3f}]).")
+
+
+def mechanism_section(tasks, methods, per, output_dir: str, stem: str, q_lower: statistics.Interval | None
+                      ) -> list[str]:
     """The mechanism's table (each metric's last value per run: mean [95 % bootstrap CI] over seeds), its curves
     (the Q error and srank against steps) and what the Q-error intervals show; empty when the runs record none."""
     from jaxrep.metrics.convergence import bootstrap_mean_ci
 
-    recorded = [(name, label, better) for name, label, better in MECHANISM
-                if all(name in r.get("mechanism", {}) for t in tasks for m in methods for r in per[(t, m)])]
-    if not recorded:
+    recorded_metrics = [(name, label, better) for name, label, better in MECHANISM
+                        if recorded(tasks, methods, per, name)]
+    if not recorded_metrics:
         return []
     lines = ["## BEER's mechanism: Q-estimation error, srank and the bound (last value per run; mean [95 % "
              "bootstrap CI] over seeds)", "",
@@ -111,7 +150,7 @@ def mechanism_section(tasks, methods, per, output_dir: str, stem: str) -> list[s
              "| task | metric | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
     finals = {}
     for t in tasks:
-        for name, label, _ in recorded:
+        for name, label, _ in recorded_metrics:
             cells = []
             for m in methods:
                 finals[(t, m, name)] = bootstrap_mean_ci([r["mechanism"][name][-1][1] for r in per[(t, m)]])
@@ -120,15 +159,17 @@ def mechanism_section(tasks, methods, per, output_dir: str, stem: str) -> list[s
             lines.append(f"| {t} | {label} | " + " | ".join(cells) + " |")
     pictures = []
     for name, picture, ylabel in (("eval/q_abs_error", "q_error", "|Q error|"), ("rank/srank", "srank", "srank")):
-        if any(name == recorded_name for recorded_name, _, _ in recorded):
+        if recorded(tasks, methods, per, name):
             path = os.path.join(output_dir, f"{stem}_{picture}.png")
             steps = {t: [s for s, _ in per[(t, methods[0])][0]["mechanism"][name]] for t in tasks}
             curves = {t: {m: np.array([[v for _, v in r["mechanism"][name]] for r in per[(t, m)]]) for m in methods}
                       for t in tasks}
             rl_figures.plot_learning_curves(path, steps, curves, ylabel=ylabel)
             pictures += [f"![{ylabel} against steps]({os.path.basename(path)})", ""]
-    if {"beer", "ddpg"} <= set(methods) and any(name == "eval/q_abs_error" for name, _, _ in recorded):
-        lines += ["", "**What the Q-error intervals show.** " + mechanism_verdict(tasks, finals)]
+    if q_lower is not None:
+        lines += ["", "**What the Q-error intervals show.** " + mechanism_verdict(tasks, finals)
+                  + f" Over the tasks, P(BEER's final |Q error| < DDPG's) = {q_lower[0]:.2f} [{q_lower[1]:.2f}, "
+                  f"{q_lower[2]:.2f}] (rliable's probability of improvement; 0.5: no difference)."]
     return lines + [""] + pictures
 
 
@@ -151,15 +192,23 @@ def final_return_intervals(tasks, methods, per) -> dict[str, dict[str, tuple[flo
     return {t: {m: bootstrap_mean_ci([r["evals"][-1][1] for r in per[(t, m)]]) for m in methods} for t in tasks}
 
 
-def write(configs, tasks, methods, per, intervals, improvement, png, seconds, mechanism: list[str]) -> None:
+def command(grids: list[str], output: str) -> str:
+    """The command line that rebuilds the report, its flags where they are not the defaults."""
+    return ("python -m benchmarks.beer_report" + ("" if grids == MECHANISM_GRIDS else f" --grid={','.join(grids)}")
+            + ("" if output == REPORT else f" --output={output}"))
+
+
+def write(rebuild: str, output: str, configs, tasks, methods, per, intervals, improvement, png, seconds,
+          mechanism: list[str], sentence: str | None) -> None:
     seeds = len(per[(tasks[0], methods[0])])
     first = next(iter(configs.values()))
+    steps = max(r["env_steps"] for t in tasks for m in methods for r in per[(t, m)])
+    repeat = first.get("action_repeat", 1) or 1
     lines = [
         "# BEER-DDPG vs DDPG: a task x seed grid on this machine",
         "",
-        f"Generated by `python -m benchmarks.beer_report --grid={','.join(_GRID.value)}` on {datetime.date.today()} "
-        f"from the `train.rl_grid` runs in {', '.join(f'`{g}`' for g in configs)} ({platform.machine()}, "
-        f"{os.cpu_count()} CPU cores). Agent: the official BEER settings (256-256 actor and critic, Adam 3e-4, "
+        f"Generated by `{rebuild}` from the `train.rl_grid` runs in {', '.join(f'`{g}`' for g in configs)}. "
+        f"Agent: the official BEER settings (256-256 actor and critic, Adam 3e-4, "
         f"batch {first.get('batch_size', 256)}, tau 0.005, beta {first.get('beer_coef', 1e-3):g}), action repeat "
         f"{first.get('action_repeat', '?')}, UTD {first.get('updates_per_step', 1)}. {seeds} seeds per task and "
         f"method (seeds 0..{seeds - 1}; on MJX one vmapped program per task and method, `jaxrep.rl.population`).",
@@ -180,9 +229,10 @@ def write(configs, tasks, methods, per, intervals, improvement, png, seconds, me
                   "aggregates below cover only the tasks listed above."]
     lines += [
         "",
-        f"Each run is a few percent of the paper's 1M steps, on {len(tasks)} tasks, not its 12-task protocol (the "
-        "paper's task list could not be established; see `configs/rl.py`). It measures BEER against DDPG at a "
-        "small budget; it cannot confirm or refute the paper's 1M-step claim.",
+        f"Each run takes at most {steps:,} agent steps ({steps * repeat:,} control steps at action repeat {repeat}), "
+        f"{steps / 1e6:.0%} of the paper's 1M updates, on {len(tasks)} tasks, not its 12-task protocol (the paper's "
+        "task list could not be established; see `configs/rl.py`). It measures BEER against DDPG at a small budget; "
+        "it cannot confirm or refute the paper's 1M-step claim.",
         "",
         "## Final evaluation return per task (mean [95 % bootstrap CI] over seeds)",
         "",
@@ -206,14 +256,18 @@ def write(configs, tasks, methods, per, intervals, improvement, png, seconds, me
     if improvement is not None:
         lines += ["", f"Probability of improvement P(BEER > DDPG) = {improvement[0]:.2f} "
                   f"[{improvement[1]:.2f}, {improvement[2]:.2f}] (0.5: no difference)."]
-    if {"beer", "ddpg"} <= set(methods):
+    if sentence is not None:
+        lines[4:4] = ["**What the evidence shows.** " + sentence, ""]
         lines += ["", "**What the intervals show.** " + verdict(intervals, improvement, task_intervals)]
     lines += ["", f"![IQM and mean]({os.path.basename(png['aggregates'])})", "",
               f"![performance profiles]({os.path.basename(png['profiles'])})", "",
               f"![learning curves]({os.path.basename(png['curves'])})", ""] + mechanism
-    with open(_OUTPUT.value, "w") as f:
+    with open(output, "w") as f:
         f.write("\n".join(lines) + "\n")
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # flags defined here only: tests import this module beside other benchmarks
+    flags.DEFINE_list("grid", MECHANISM_GRIDS, "Work directories of train.rl_grid runs, comma-separated.")
+    flags.DEFINE_string("output", REPORT, "Markdown report; PNGs go next to it.")
+    flags.DEFINE_integer("reps", 20_000, "Bootstrap resamples of the aggregate intervals.")
     app.run(main)

@@ -16,6 +16,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import ConfigDict
 
+from benchmarks.verdicts import compared
 from jaxrep.metrics.convergence import bootstrap_mean_ci
 
 VAE_METRICS = ("mig", "dci_disentanglement", "dci_completeness", "dci_informativeness", "nll", "vp")
@@ -143,10 +144,6 @@ def write_report(results: dict, output: str, results_dir: str) -> None:
     with open(output, "w") as file:
         file.write("\n".join(lines))
     print(f"wrote {output}")
-
-
-def compared(low: float, high: float, above: str, below: str, neither: str) -> str:
-    return above if low > 0 else below if high < 0 else neither
 
 
 def evidence(vae: dict, traversal: dict, chance: float) -> str:

@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+from benchmarks import beer_report
 from tests.helpers import REPO
 
 
@@ -34,5 +35,21 @@ def test_the_report_states_the_mechanism_with_its_intervals(tmp_path):
     report = output.read_text()
     assert "| apart | |Q error| (critic Q(s0, pi(s0)) vs discounted MC return) | 1.1 [1, 1.2] | 5.1 [5, 5.2] |" in report
     assert "apart: BEER's is lower (the paper's claim); mixed: the intervals overlap." in report
+    assert ("**What the evidence shows.** BEER's mechanism is not visible: P(BEER's final |Q error| < DDPG's) ="
+            in report)
     assert "| mixed | srank of the critic's features (of 256) | 101 [100, 102] | 101 [100, 102] |" in report
     assert (tmp_path / "beer_q_error.png").stat().st_size > 0 and (tmp_path / "beer_srank.png").stat().st_size > 0
+
+
+def test_the_sentence_follows_the_intervals_whichever_way_they_fall():
+    intervals = {"beer": {"iqm": (0.30, 0.25, 0.35)}, "ddpg": {"iqm": (0.20, 0.15, 0.25)}}
+    sentence = beer_report.evidence(intervals, (0.62, 0.44, 0.80), (0.81, 0.66, 0.95))
+    assert sentence.startswith("BEER's mechanism is visible: P(BEER's final |Q error| < DDPG's) = 0.81 [0.66, 0.95], "
+                               "which excludes no difference (0.5)")
+    assert "its effect on return is not visible: P(BEER's final return > DDPG's) = 0.62 [0.44, 0.80], which rules " \
+           "out P > 0.80 and P < 0.44" in sentence
+    assert "BEER 0.300 [0.250, 0.350], DDPG 0.200 [0.150, 0.250]" in sentence
+    reversed_mechanism = beer_report.evidence(intervals, (0.9, 0.7, 1.0), (0.2, 0.05, 0.4))
+    assert reversed_mechanism.startswith("BEER's mechanism is reversed")
+    assert "its effect on return is visible" in reversed_mechanism
+    assert beer_report.evidence(intervals, (0.5, 0.3, 0.7), None).startswith("BEER's effect on return is not visible")
