@@ -257,7 +257,7 @@ def write(rebuild: str, output: str, configs, tasks, methods, per, intervals, im
         lines += ["", f"Probability of improvement P(BEER > DDPG) = {improvement[0]:.2f} "
                   f"[{improvement[1]:.2f}, {improvement[2]:.2f}] (0.5: no difference)."]
     if sentence is not None:
-        lines[4:4] = ["**What the evidence shows.** " + sentence, ""]
+        lines[4:4] = ["## What the evidence shows", "", sentence, ""]
         lines += ["", "**What the intervals show.** " + verdict(intervals, improvement, task_intervals)]
     lines += ["", f"![IQM and mean]({os.path.basename(png['aggregates'])})", "",
               f"![performance profiles]({os.path.basename(png['profiles'])})", "",

@@ -35,7 +35,7 @@ def test_the_report_states_the_mechanism_with_its_intervals(tmp_path):
     report = output.read_text()
     assert "| apart | |Q error| (critic Q(s0, pi(s0)) vs discounted MC return) | 1.1 [1, 1.2] | 5.1 [5, 5.2] |" in report
     assert "apart: BEER's is lower (the paper's claim); mixed: the intervals overlap." in report
-    assert ("**What the evidence shows.** BEER's mechanism is not visible: P(BEER's final |Q error| < DDPG's) ="
+    assert ("## What the evidence shows\n\nBEER's mechanism is not visible: P(BEER's final |Q error| < DDPG's) ="
             in report)
     assert "| mixed | srank of the critic's features (of 256) | 101 [100, 102] | 101 [100, 102] |" in report
     assert (tmp_path / "beer_q_error.png").stat().st_size > 0 and (tmp_path / "beer_srank.png").stat().st_size > 0
