@@ -58,7 +58,8 @@ def main(argv) -> None:
     seconds = list({(r["task"], r["method"], r["loop"], r["run_seconds"]) for r in rows if r.get("run_seconds")})
     q_lower = lower_q_error(tasks, per) if compare and recorded(tasks, methods, per, "eval/q_abs_error") else None
     mechanism = mechanism_section(tasks, methods, per, output_dir, stem, q_lower)
-    sentence = evidence(intervals, improvement, q_lower) if compare else None
+    active = active_share(tasks, per) if compare and recorded(tasks, ["beer"], per, "bound/active_fraction") else None
+    sentence = evidence(intervals, improvement, q_lower, active) if compare else None
     write(command(grids, output), output, configs, tasks, methods, per, intervals, improvement, png,
           [s[-1] for s in seconds], mechanism, sentence)
     print(open(output).read())
@@ -111,9 +112,20 @@ def lower_q_error(tasks, per) -> statistics.Interval:
     return statistics.probability_of_improvement(errors, "beer", "ddpg")
 
 
-def evidence(intervals, improvement: statistics.Interval, q_lower: statistics.Interval | None) -> str:
+def active_share(tasks, per) -> statistics.Interval:
+    """The fraction of the replay batch on which BEER's hinge is active (cosine > bound), averaged over each BEER
+    run's logs: mean [95 % percentile-bootstrap CI] over the BEER runs of every task."""
+    from jaxrep.metrics.convergence import bootstrap_mean_ci
+
+    return bootstrap_mean_ci([np.mean([v for _, v in r["mechanism"]["bound/active_fraction"]])
+                              for t in tasks for r in per[(t, "beer")]])
+
+
+def evidence(intervals, improvement: statistics.Interval, q_lower: statistics.Interval | None,
+             active: statistics.Interval | None = None) -> str:
     """The report's (and the README's) sentence: whether BEER's mechanism (a smaller Q-estimation error) and its
-    effect (a higher return) are visible in the intervals, and what the intervals exclude where they are not."""
+    effect (a higher return) are visible in the intervals, and what the intervals exclude where they are not;
+    with `active`, how often BEER's penalty acts at all."""
     def stated(name: str, interval: statistics.Interval, event: str) -> str:
         p, low, high = interval
         return (f"{name} is " + compared(low - 0.5, high - 0.5, "visible", "reversed", "not visible")
@@ -124,6 +136,9 @@ def evidence(intervals, improvement: statistics.Interval, q_lower: statistics.In
     text = ""
     if q_lower is not None:
         text += stated("BEER's mechanism", q_lower, "BEER's final |Q error| < DDPG's") + "; "
+    if active is not None:
+        text += (f"its penalty acts on a fraction {active[0]:.4f} [{active[1]:.4f}, {active[2]:.4f}] of the replay "
+                 "batch (cosine above the bound), averaged over each run's logs; ")
     iqm = {m: intervals[m]["iqm"] for m in ("beer", "ddpg")}
     return (text + stated("its effect on return" if text else "BEER's effect on return", improvement,
                           "BEER's final return > DDPG's")

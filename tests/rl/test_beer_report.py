@@ -16,7 +16,8 @@ def run(task, method, seed, q_abs_error):
             "mechanism": {"eval/q_abs_error": [[step, q_abs_error * step / 10000] for step in steps],
                           "eval/q_error": [[step, -q_abs_error] for step in steps],
                           "rank/srank": [[step, 100.0 + seed] for step in steps],
-                          "bound/cosine": [[step, 0.9] for step in steps], "bound/bound": [[step, 0.8] for step in steps]}}
+                          "bound/cosine": [[step, 0.9] for step in steps], "bound/bound": [[step, 0.8] for step in steps],
+                          "bound/active_fraction": [[step, 0.01 * seed] for step in steps]}}
 
 
 def test_the_report_states_the_mechanism_with_its_intervals(tmp_path):
@@ -37,6 +38,7 @@ def test_the_report_states_the_mechanism_with_its_intervals(tmp_path):
     assert "apart: BEER's is lower (the paper's claim); mixed: the intervals overlap." in report
     assert ("## What the evidence shows\n\nBEER's mechanism is not visible: P(BEER's final |Q error| < DDPG's) ="
             in report)
+    assert "of the replay batch (cosine above the bound)" in report
     assert "| mixed | srank of the critic's features (of 256) | 101 [100, 102] | 101 [100, 102] |" in report
     assert (tmp_path / "beer_q_error.png").stat().st_size > 0 and (tmp_path / "beer_srank.png").stat().st_size > 0
 
@@ -53,3 +55,5 @@ def test_the_sentence_follows_the_intervals_whichever_way_they_fall():
     assert reversed_mechanism.startswith("BEER's mechanism is reversed")
     assert "its effect on return is visible" in reversed_mechanism
     assert beer_report.evidence(intervals, (0.5, 0.3, 0.7), None).startswith("BEER's effect on return is not visible")
+    assert "its penalty acts on a fraction 0.0040 [0.0020, 0.0060] of the replay batch" in beer_report.evidence(
+        intervals, (0.5, 0.3, 0.7), (0.81, 0.66, 0.95), (0.004, 0.002, 0.006))
