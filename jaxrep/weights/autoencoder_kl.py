@@ -87,8 +87,7 @@ def autoencoder_kl_params_from_state_dict(state_dict: Mapping[str, Any], model: 
 
 
 def _model_config(config_path: str) -> dict:
-    with open(config_path) as file:
-        config = json.load(file)
+    config = json.loads(files.read_bytes(config_path))
     for field, required in _SUPPORTED_ONLY.items():
         values = config.get(field, required)
         if any(value != required for value in ([values] if isinstance(values, str) else values)):
@@ -135,10 +134,10 @@ def load_autoencoder_kl(path: str | os.PathLike, *, dtype: Any = jnp.float32) ->
 def abstract_autoencoder_kl(path: str | os.PathLike = "", *, latent_size: int = 32,
                             dtype: Any = jnp.float32) -> tuple[AutoencoderKL, dict]:
     """(model, variables as `jax.ShapeDtypeStruct`s) of the `AutoencoderKL` that `load_autoencoder_kl(path)` builds,
-    without reading weights: the architecture from a diffusers directory's `config.json`, else SD-VAE's
-    (`SD_VAE_FT_MSE_CONFIG`), for an ahead-of-time compile (`train.compile_check`)."""
+    without reading weights: the architecture from a diffusers directory's `config.json` (local or in a bucket),
+    else SD-VAE's (`SD_VAE_FT_MSE_CONFIG`), for an ahead-of-time compile (`train.compile_check`)."""
     path = os.fspath(path)
-    config = (_model_config(os.path.join(path, "config.json")) if path and os.path.isdir(path)
+    config = (_model_config(files.join(path, "config.json")) if path and files.path(path).is_dir()
               else SD_VAE_FT_MSE_CONFIG)
     model = AutoencoderKL(**config, dtype=dtype)
     side = latent_size * 2 ** (len(model.block_out_channels) - 1)  # the image side of `latent_size` latents

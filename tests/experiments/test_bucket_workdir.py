@@ -104,6 +104,7 @@ def test_weight_files_in_the_bucket_are_read_through_a_local_copy(bucket, tmp_pa
     from safetensors.numpy import save_file
 
     from jaxrep.weights import hub
+    from jaxrep.weights.autoencoder_kl import abstract_autoencoder_kl
     from jaxrep.weights.convert import MissingWeightsError, load_state_dict
 
     monkeypatch.setattr(files, "CACHE_DIR", str(tmp_path / "cache"))
@@ -119,6 +120,10 @@ def test_weight_files_in_the_bucket_are_read_through_a_local_copy(bucket, tmp_pa
         "config.json", "diffusion_pytorch_model.safetensors"]
     with pytest.raises(MissingWeightsError, match=f"^vae.path: nothing at '{bucket}/missing'"):
         hub.resolve(f"{bucket}/missing", field="vae.path", files=())
+    # The ahead-of-time compile's VAE shapes come from the bucket folder's config.json (diffusers' defaults for
+    # "{}": one 64-channel block), not SD-VAE's four blocks.
+    vae, _ = abstract_autoencoder_kl(f"{bucket}/vae", latent_size=4)
+    assert vae.block_out_channels == (64,)
 
 
 def test_the_lock_in_a_bucket_is_a_conditional_create(bucket):
