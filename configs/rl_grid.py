@@ -8,7 +8,7 @@ grid-wide budget below.
 Presets:
 - `cpu`: cartpole-balance and cartpole-swingup, BEER and DDPG, 2 seeds, 5k env steps with action repeat 4:
   a few minutes on 2 CPU cores per cell.
-- `study`: the 4-task x 5-seed CPU study of docs/results/beer.md, 20k agent steps per run (2k uniform-random
+- `study`: the 4-task x 5-seed CPU study of docs/results/beer_20k.md, 20k agent steps per run (2k uniform-random
   first, evaluated every 2k): 0.9 hours on 2 CPU cores. cartpole-swingup runs on MJX (its 5 seeds one vmapped
   program: 3-4 min per cell); MJX's contact-rich tasks crawl on this CPU (cheetah-run: 3-5 agent steps/s per
   seed, 5 seeds in one program, 2-3 hours per cell), so cheetah-run, walker-walk and reacher-easy run on the
@@ -16,8 +16,11 @@ Presets:
 - `mechanism`: BEER's mechanism study (issue 31, docs/results/beer.md): cheetah-run and walker-walk on the host
   loop, cartpole-swingup on MJX, 5 seeds, 100k agent steps (10k uniform-random first, evaluated every 5k on 10
   episodes); the runs record the Q-estimation error, srank and BEER's cosine against its bound
-  (`jaxrep.experiments.rl_grid.MECHANISM_METRICS`). About 10 min per host run on 2 CPU cores: ~4 hours in all,
-  in resumable pieces.
+  (`jaxrep.experiments.rl_grid.MECHANISM_METRICS`). About 11 min per host run with two runs sharing 2 CPU cores:
+  ~4 hours in all, in resumable pieces. The committed study ran it as three processes, one per task
+  (`--config.tasks=cheetah-run --config.host_tasks=cheetah-run`, likewise walker-walk, and
+  `--config.tasks=cartpole-swingup --config.host_tasks=`), so that both cores work; `benchmarks.beer_report`
+  reports the three work directories as one grid.
 """
 
 from __future__ import annotations
