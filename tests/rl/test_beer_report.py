@@ -1,7 +1,9 @@
 """benchmarks/beer_report.py from the command line on a grid's results: returns with rliable intervals, and BEER's
-mechanism (Q-estimation error, srank, the bound) where the runs record it, judged by its intervals."""
+mechanism (Q-estimation error, srank, the bound) where the runs record it, judged by its intervals; the committed
+report is what the command rebuilds from the committed results tables."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -41,6 +43,18 @@ def test_the_report_states_the_mechanism_with_its_intervals(tmp_path):
     assert "of the replay batch (cosine above the bound)" in report
     assert "| mixed | srank of the critic's features (of 256) | 101 [100, 102] | 101 [100, 102] |" in report
     assert (tmp_path / "beer_q_error.png").stat().st_size > 0 and (tmp_path / "beer_srank.png").stat().st_size > 0
+
+
+def test_the_committed_report_is_rebuilt_from_the_committed_results_by_one_command(tmp_path):
+    output = tmp_path / "beer.md"
+    done = subprocess.run([sys.executable, "-m", "benchmarks.beer_report", f"--output={output}"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rebuilt = output.read_text().replace(f"python -m benchmarks.beer_report --output={output}",
+                                         "python -m benchmarks.beer_report")
+    with open(os.path.join(REPO, beer_report.REPORT)) as file:
+        assert rebuilt == file.read()
+    assert all((tmp_path / f"beer_{name}.png").stat().st_size > 0 for name in ("curves", "q_error", "srank"))
 
 
 def test_the_sentence_follows_the_intervals_whichever_way_they_fall():
