@@ -7,15 +7,21 @@ import os
 
 
 def load(grids: list[str]) -> tuple[dict[str, dict], list[dict]]:
-    """({grid: its config}, every run's row with its "grid"); a task already in an earlier grid is skipped."""
+    """({grid: its config}, every run's row with its "grid"). A cell (task, method) already in an earlier grid is
+    skipped, so a task's methods may come from different grids (a study split over processes), but never from
+    different loops (ValueError)."""
     configs, rows = {}, []
     for grid in grids:
         with open(os.path.join(grid, "results.json")) as f:
             grid_rows = json.load(f)
         path = os.path.join(grid, "config.json")
         configs[grid] = json.load(open(path)) if os.path.exists(path) else {}
-        seen = {r["task"] for r in rows}
-        rows += [dict(r, grid=grid) for r in grid_rows if r["task"] not in seen]
+        seen = {(r["task"], r["method"]) for r in rows}
+        rows += [dict(r, grid=grid) for r in grid_rows if (r["task"], r["method"]) not in seen]
+    for task in dict.fromkeys(r["task"] for r in rows):
+        loops = {r["loop"] for r in rows if r["task"] == task}
+        if len(loops) > 1:
+            raise ValueError(f"{task}: its runs in {grids} come from different loops ({sorted(loops)})")
     return configs, rows
 
 

@@ -17,10 +17,10 @@ Presets:
   loop, cartpole-swingup on MJX, 5 seeds, 100k agent steps (10k uniform-random first, evaluated every 5k on 10
   episodes); the runs record the Q-estimation error, srank and BEER's cosine against its bound
   (`jaxrep.experiments.rl_grid.MECHANISM_METRICS`). About 11 min per host run with two runs sharing 2 CPU cores:
-  ~4 hours in all, in resumable pieces. The committed study ran it as three processes, one per task
-  (`--config.tasks=cheetah-run --config.host_tasks=cheetah-run`, likewise walker-walk, and
-  `--config.tasks=cartpole-swingup --config.host_tasks=`), so that both cores work; `benchmarks.beer_report`
-  reports the three work directories as one grid.
+  ~4 hours in all, in resumable pieces. The committed study ran it as four processes so that both cores work:
+  one per task (`--config.tasks=cheetah-run --config.host_tasks=cheetah-run`, likewise walker-walk, and
+  `--config.tasks=cartpole-swingup --config.host_tasks=`), walker-walk's DDPG cell split off into a fourth
+  (`--config.methods=ddpg`); `benchmarks.beer_report` reports the work directories as one grid.
 """
 
 from __future__ import annotations

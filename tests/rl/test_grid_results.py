@@ -1,7 +1,9 @@
-"""benchmarks/grid_results.py (what beer_report reads): several grids merge into one report's rows, each task
-from its first grid."""
+"""benchmarks/grid_results.py (what beer_report reads): several grids merge into one report's rows, each cell
+(task, method) from its first grid, a task's cells from one loop."""
 
 import json
+
+import pytest
 
 from benchmarks.grid_results import complete_tasks, load, unfinished_tasks
 
@@ -15,7 +17,7 @@ def _grid(path, task_rows, **config):
     return str(path)
 
 
-def test_grids_merge_and_a_task_comes_from_its_first_grid(tmp_path):
+def test_grids_merge_and_a_cell_comes_from_its_first_grid(tmp_path):
     mjx = _grid(tmp_path / "mjx", [("cartpole-swingup", m, s, "mjx", 40) for m in ("beer", "ddpg") for s in (0, 1)],
                 start_steps=5)
     host = _grid(tmp_path / "host", [("cheetah-run", m, s, "host", 20) for m in ("beer", "ddpg") for s in (0, 1)]
@@ -26,6 +28,18 @@ def test_grids_merge_and_a_task_comes_from_its_first_grid(tmp_path):
     assert all(r["grid"] == mjx for r in rows if r["task"] == "cartpole-swingup")
     assert sum(r["task"] == "cheetah-run" and r["grid"] == host for r in rows) == 4
     assert complete_tasks(rows, ["beer", "ddpg"]) == ["cartpole-swingup", "cheetah-run"]
+
+
+def test_a_tasks_methods_may_come_from_two_grids_of_one_loop(tmp_path):
+    beer = _grid(tmp_path / "beer", [("walker-walk", "beer", s, "host", 20) for s in (0, 1)])
+    ddpg = _grid(tmp_path / "ddpg", [("walker-walk", "ddpg", s, "host", 20) for s in (0, 1)])
+    _, rows = load([beer, ddpg])
+    assert [(r["method"], r["grid"]) for r in rows] == [("beer", beer)] * 2 + [("ddpg", ddpg)] * 2
+    assert complete_tasks(rows, ["beer", "ddpg"]) == ["walker-walk"]
+    mjx = _grid(tmp_path / "mjx", [("walker-walk", "ddpg", s, "mjx", 20) for s in (0, 1)])
+    loops = r"^walker-walk: its runs in .* come from different loops \(\['host', 'mjx'\]\)$"
+    with pytest.raises(ValueError, match=loops):
+        load([beer, mjx])
 
 
 def test_a_partial_grid_names_its_unfinished_tasks():
