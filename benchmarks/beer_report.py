@@ -7,8 +7,9 @@ the Markdown report and its PNGs.
   python -m benchmarks.beer_report --grid=/work/beer_study,/work/more_tasks --output=/work/beer.md   # several grids
 
 Reads `<grid>/results.json` and `<grid>/config.json` of each grid (a cell (task, method) is taken from the first
-grid that has it; `grid_results.load`). Scores are each run's final evaluation return / 1000 (`jaxrep.rl.statistics`); IQM and mean use rliable's
-stratified bootstrap over runs within each task, the probability of improvement averages the per-task Mann-Whitney
+grid that has it; `grid_results.load`). Scores are each run's final evaluation return / 1000
+(`jaxrep.rl.statistics`); IQM and mean use rliable's stratified bootstrap over runs within each task, the
+probability of improvement averages the per-task Mann-Whitney
 statistic (of the return, and of the final |Q error| for the mechanism), and the per-task tables and learning curves
 carry percentile-bootstrap intervals over seeds. A partial grid is reported with the cells it has and says so.
 """
