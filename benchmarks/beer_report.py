@@ -9,9 +9,8 @@ the Markdown report and its PNGs.
 Reads `<grid>/results.json` and `<grid>/config.json` of each grid (a cell (task, method) is taken from the first
 grid that has it; `grid_results.load`). Scores are each run's final evaluation return / 1000
 (`jaxrep.rl.statistics`); IQM and mean use rliable's stratified bootstrap over runs within each task, the
-probability of improvement averages the per-task Mann-Whitney
-statistic (of the return, and of the final |Q error| for the mechanism), and the per-task tables and learning curves
-carry percentile-bootstrap intervals over seeds. A partial grid is reported with the cells it has and says so.
+probability of improvement averages the per-task Mann-Whitney statistic (of the return, and of the final |Q error| for
+the mechanism), and the per-task tables and learning curves carry percentile-bootstrap intervals over seeds. A partial grid is reported with the cells it has and says so.
 """
 
 from __future__ import annotations
