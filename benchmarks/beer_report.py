@@ -92,7 +92,7 @@ def verdict(intervals, improvement, task_intervals) -> str:
 
 # BEER's mechanism (He et al., ICLR 2024): what the grid's runs record of it (`rl_grid.MECHANISM_METRICS`), the
 # name in the report, and which way is better (None: neither; reported, not judged).
-MECHANISM = (("eval/q_abs_error", "|Q error| (critic Q(s0, pi(s0)) vs discounted MC return)", "lower"),
+MECHANISM = (("eval/q_abs_error", r"\|Q error\| (critic Q(s0, pi(s0)) vs discounted MC return)", "lower"),
              ("eval/q_error", "Q error (signed: > 0 overestimates)", None),
              ("rank/srank", "srank of the critic's features (of 256)", None),
              ("bound/cosine", "cosine of consecutive features", None),
@@ -129,10 +129,11 @@ def evidence(intervals, improvement: statistics.Interval, q_lower: statistics.In
     with `active`, how often BEER's penalty acts at all."""
     def stated(name: str, interval: statistics.Interval, event: str) -> str:
         p, low, high = interval
+        excluded = [f"P > {high:.2f}"] * (high < 1) + [f"P < {low:.2f}"] * (low > 0)
         return (f"{name} is " + compared(low - 0.5, high - 0.5, "visible", "reversed", "not visible")
                 + f": P({event}) = {p:.2f} [{low:.2f}, {high:.2f}]"
                 + (", which excludes no difference (0.5)" if low > 0.5 or high < 0.5 else
-                   f", which rules out P > {high:.2f} and P < {low:.2f}"))
+                   ", which rules out " + (" and ".join(excluded) or "nothing")))
 
     text = ""
     if q_lower is not None:

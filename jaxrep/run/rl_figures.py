@@ -57,11 +57,11 @@ def plot_profiles(path: str, taus: Sequence[float], profiles: Mapping[str, np.nd
 
 def plot_learning_curves(path: str, steps: Mapping[str, Sequence[int]],
                          curves: Mapping[str, Mapping[str, np.ndarray]], ylabel: str = "eval return") -> None:
-    """One panel per task: each method's mean of a per-run curve (by default the evaluation return) against env
-    steps, with its bootstrap band.
+    """One panel per task: each method's mean of a per-run curve (by default the evaluation return) against agent
+    steps (the loops' env steps: one action, held for the action repeat), with its bootstrap band.
 
     Args:
-      steps: {task: env steps (points,)}.
+      steps: {task: agent steps (points,)}.
       curves: {task: {method: (runs, points) values}}.
       ylabel: what the values are.
     """
@@ -78,7 +78,7 @@ def plot_learning_curves(path: str, steps: Mapping[str, Sequence[int]],
             ax.plot(steps[task], mean, label=f"{method} (n={len(runs)})")
             ax.fill_between(steps[task], low, high, alpha=0.2)
         ax.set_title(task)
-        ax.set_xlabel("env steps")
+        ax.set_xlabel("agent steps")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(f"{ylabel} (95 % bootstrap CI)")
     axes[0][0].legend(fontsize=8)

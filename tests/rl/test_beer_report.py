@@ -36,7 +36,7 @@ def test_the_report_states_the_mechanism_with_its_intervals(tmp_path):
                            f"--output={output}", "--reps=200"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     report = output.read_text()
-    assert "| apart | |Q error| (critic Q(s0, pi(s0)) vs discounted MC return) | 1.1 [1, 1.2] | 5.1 [5, 5.2] |" in report
+    assert r"| apart | \|Q error\| (critic Q(s0, pi(s0)) vs discounted MC return) | 1.1 [1, 1.2] | 5.1 [5, 5.2] |" in report
     assert "apart: BEER's is lower (the paper's claim); mixed: the intervals overlap." in report
     assert ("## What the evidence shows\n\nBEER's mechanism is not visible: P(BEER's final |Q error| < DDPG's) ="
             in report)
@@ -69,5 +69,7 @@ def test_the_sentence_follows_the_intervals_whichever_way_they_fall():
     assert reversed_mechanism.startswith("BEER's mechanism is reversed")
     assert "its effect on return is visible" in reversed_mechanism
     assert beer_report.evidence(intervals, (0.5, 0.3, 0.7), None).startswith("BEER's effect on return is not visible")
+    assert "= 0.50 [0.00, 1.00], which rules out nothing" in beer_report.evidence(intervals, (0.5, 0.0, 1.0), None)
+    assert "which rules out P < 0.20 (IQM" in beer_report.evidence(intervals, (0.6, 0.2, 1.0), None)
     assert "its penalty acts on a fraction 0.0040 [0.0020, 0.0060] of the replay batch" in beer_report.evidence(
         intervals, (0.5, 0.3, 0.7), (0.81, 0.66, 0.95), (0.004, 0.002, 0.006))
