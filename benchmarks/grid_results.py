@@ -25,14 +25,13 @@ def load(grids: list[str]) -> tuple[dict[str, dict], list[dict]]:
     return configs, rows
 
 
-def complete_tasks(rows: list[dict], methods: list[str]) -> list[str]:
-    """Tasks every method has the same number (> 0) of finished seeds on: rliable needs (runs, tasks) arrays."""
-    tasks = []
-    for task in dict.fromkeys(r["task"] for r in rows):
-        counts = {m: sum(1 for r in rows if r["task"] == task and r["method"] == m) for m in methods}
-        if min(counts.values()) > 0 and len(set(counts.values())) == 1:
-            tasks.append(task)
-    return tasks
+def comparable_runs(rows: list[dict], methods: list[str]) -> tuple[list[str], list[int]]:
+    """(the tasks every method has finished runs on, the seeds finished in every cell (task, method) of those tasks):
+    rliable needs (runs, tasks) arrays, so a partial grid is reported on the seeds that all its cells share."""
+    tasks = [task for task in dict.fromkeys(r["task"] for r in rows)
+             if all(any(r["task"] == task and r["method"] == m for r in rows) for m in methods)]
+    cells = [{r["seed"] for r in rows if r["task"] == task and r["method"] == m} for task in tasks for m in methods]
+    return tasks, sorted(set.intersection(*cells)) if cells else []
 
 
 def unfinished_tasks(configs: dict[str, dict], tasks: list[str]) -> list[str]:

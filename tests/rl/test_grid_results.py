@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from benchmarks.grid_results import complete_tasks, load, unfinished_tasks
+from benchmarks.grid_results import comparable_runs, load, unfinished_tasks
 
 
 def _grid(path, task_rows, **config):
@@ -27,7 +27,7 @@ def test_grids_merge_and_a_cell_comes_from_its_first_grid(tmp_path):
     assert [(r["task"], r["grid"]) for r in rows].count(("cartpole-swingup", mjx)) == 4
     assert all(r["grid"] == mjx for r in rows if r["task"] == "cartpole-swingup")
     assert sum(r["task"] == "cheetah-run" and r["grid"] == host for r in rows) == 4
-    assert complete_tasks(rows, ["beer", "ddpg"]) == ["cartpole-swingup", "cheetah-run"]
+    assert comparable_runs(rows, ["beer", "ddpg"]) == (["cartpole-swingup", "cheetah-run"], [0, 1])
 
 
 def test_a_tasks_methods_may_come_from_two_grids_of_one_loop(tmp_path):
@@ -35,11 +35,20 @@ def test_a_tasks_methods_may_come_from_two_grids_of_one_loop(tmp_path):
     ddpg = _grid(tmp_path / "ddpg", [("walker-walk", "ddpg", s, "host", 20) for s in (0, 1)])
     _, rows = load([beer, ddpg])
     assert [(r["method"], r["grid"]) for r in rows] == [("beer", beer)] * 2 + [("ddpg", ddpg)] * 2
-    assert complete_tasks(rows, ["beer", "ddpg"]) == ["walker-walk"]
+    assert comparable_runs(rows, ["beer", "ddpg"]) == (["walker-walk"], [0, 1])
     mjx = _grid(tmp_path / "mjx", [("walker-walk", "ddpg", s, "mjx", 20) for s in (0, 1)])
     loops = r"^walker-walk: its runs in .* come from different loops \(\['host', 'mjx'\]\)$"
     with pytest.raises(ValueError, match=loops):
         load([beer, mjx])
+
+
+def test_a_partial_grid_is_compared_on_the_seeds_every_cell_has_finished():
+    rows = ([{"task": "cheetah-run", "method": "beer", "seed": s} for s in range(5)]
+            + [{"task": "cheetah-run", "method": "ddpg", "seed": s} for s in (0, 1, 3)]
+            + [{"task": "walker-walk", "method": m, "seed": s} for m in ("beer", "ddpg") for s in (1, 3, 4)]
+            + [{"task": "cartpole-swingup", "method": "beer", "seed": 0}])
+    assert comparable_runs(rows, ["beer", "ddpg"]) == (["cheetah-run", "walker-walk"], [1, 3])
+    assert comparable_runs(rows[:5], ["beer", "ddpg"]) == ([], [])
 
 
 def test_a_partial_grid_names_its_unfinished_tasks():
