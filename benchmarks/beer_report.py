@@ -6,8 +6,8 @@ the Markdown report and its PNGs.
   python -m train.rl_grid --config=configs/rl_grid.py:mechanism --workdir=/work/beer_study   # resumable, in pieces
   python -m benchmarks.beer_report --grid=/work/beer_study,/work/more_tasks --output=/work/beer.md   # several grids
 
-Reads `<grid>/results.json` and `<grid>/config.json` of each grid (a cell (task, method) is taken from the first
-grid that has it; `grid_results.load`). Scores are each run's final evaluation return / 1000
+Reads `<grid>/results.json` and `<grid>/config.json` of each grid (a run (task, method, seed) is taken from the
+first grid that has it; `grid_results.load`). Scores are each run's final evaluation return / 1000
 (`jaxrep.rl.statistics`); IQM and mean use rliable's stratified bootstrap over runs within each task, the
 probability of improvement averages the per-task Mann-Whitney statistic (of the return, and of the final |Q error| for
 the mechanism), and the per-task tables and learning curves carry percentile-bootstrap intervals over seeds. A partial grid is reported with the cells it has and says so.
@@ -26,7 +26,7 @@ from jaxrep.rl import statistics
 from jaxrep.run import rl_figures
 
 MECHANISM_GRIDS = ["docs/results/beer_mechanism_grid", "docs/results/beer_mechanism_walker_grid",
-                   "docs/results/beer_mechanism_walker_ddpg_grid",
+                   "docs/results/beer_mechanism_walker_ddpg_grid", "docs/results/beer_mechanism_walker_ddpg_seed4_grid",
                    "docs/results/beer_mechanism_cartpole_grid"]  # the `:mechanism` preset, one grid per process
 REPORT = "docs/results/beer.md"
 

@@ -7,8 +7,8 @@ import os
 
 
 def load(grids: list[str]) -> tuple[dict[str, dict], list[dict]]:
-    """({grid: its config}, every run's row with its "grid"). A cell (task, method) already in an earlier grid is
-    skipped, so a task's methods may come from different grids (a study split over processes), but never from
+    """({grid: its config}, every run's row with its "grid"). A run (task, method, seed) already in an earlier grid
+    is skipped, so a task's runs may come from different grids (a study split over processes), but never from
     different loops (ValueError)."""
     configs, rows = {}, []
     for grid in grids:
@@ -16,8 +16,8 @@ def load(grids: list[str]) -> tuple[dict[str, dict], list[dict]]:
             grid_rows = json.load(f)
         path = os.path.join(grid, "config.json")
         configs[grid] = json.load(open(path)) if os.path.exists(path) else {}
-        seen = {(r["task"], r["method"]) for r in rows}
-        rows += [dict(r, grid=grid) for r in grid_rows if (r["task"], r["method"]) not in seen]
+        seen = {(r["task"], r["method"], r["seed"]) for r in rows}
+        rows += [dict(r, grid=grid) for r in grid_rows if (r["task"], r["method"], r["seed"]) not in seen]
     for task in dict.fromkeys(r["task"] for r in rows):
         loops = {r["loop"] for r in rows if r["task"] == task}
         if len(loops) > 1:

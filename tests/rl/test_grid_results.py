@@ -1,5 +1,5 @@
-"""benchmarks/grid_results.py (what beer_report reads): several grids merge into one report's rows, each cell
-(task, method) from its first grid, a task's cells from one loop."""
+"""benchmarks/grid_results.py (what beer_report reads): several grids merge into one report's rows, each run
+(task, method, seed) from its first grid, a task's runs from one loop."""
 
 import json
 
@@ -17,7 +17,7 @@ def _grid(path, task_rows, **config):
     return str(path)
 
 
-def test_grids_merge_and_a_cell_comes_from_its_first_grid(tmp_path):
+def test_grids_merge_and_a_run_comes_from_its_first_grid(tmp_path):
     mjx = _grid(tmp_path / "mjx", [("cartpole-swingup", m, s, "mjx", 40) for m in ("beer", "ddpg") for s in (0, 1)],
                 start_steps=5)
     host = _grid(tmp_path / "host", [("cheetah-run", m, s, "host", 20) for m in ("beer", "ddpg") for s in (0, 1)]
@@ -30,11 +30,13 @@ def test_grids_merge_and_a_cell_comes_from_its_first_grid(tmp_path):
     assert comparable_runs(rows, ["beer", "ddpg"]) == (["cartpole-swingup", "cheetah-run"], [0, 1])
 
 
-def test_a_tasks_methods_may_come_from_two_grids_of_one_loop(tmp_path):
+def test_a_tasks_runs_may_come_from_several_grids_of_one_loop(tmp_path):
     beer = _grid(tmp_path / "beer", [("walker-walk", "beer", s, "host", 20) for s in (0, 1)])
-    ddpg = _grid(tmp_path / "ddpg", [("walker-walk", "ddpg", s, "host", 20) for s in (0, 1)])
-    _, rows = load([beer, ddpg])
-    assert [(r["method"], r["grid"]) for r in rows] == [("beer", beer)] * 2 + [("ddpg", ddpg)] * 2
+    ddpg = _grid(tmp_path / "ddpg", [("walker-walk", "ddpg", 0, "host", 20), ("walker-walk", "ddpg", 1, "host", 30)])
+    ddpg_seed_1 = _grid(tmp_path / "ddpg_seed_1", [("walker-walk", "ddpg", 1, "host", 20)])
+    _, rows = load([beer, ddpg_seed_1, ddpg])
+    assert [(r["method"], r["seed"], r["grid"]) for r in rows] == [
+        ("beer", 0, beer), ("beer", 1, beer), ("ddpg", 1, ddpg_seed_1), ("ddpg", 0, ddpg)]
     assert comparable_runs(rows, ["beer", "ddpg"]) == (["walker-walk"], [0, 1])
     mjx = _grid(tmp_path / "mjx", [("walker-walk", "ddpg", s, "mjx", 20) for s in (0, 1)])
     loops = r"^walker-walk: its runs in .* come from different loops \(\['host', 'mjx'\]\)$"
