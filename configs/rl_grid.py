@@ -17,10 +17,11 @@ Presets:
   loop, cartpole-swingup on MJX, 5 seeds, 100k agent steps (10k uniform-random first, evaluated every 5k on 10
   episodes); the runs record the Q-estimation error, srank and BEER's cosine against its bound
   (`jaxrep.experiments.rl_grid.MECHANISM_METRICS`). About 11 min per host run with two runs sharing 2 CPU cores:
-  ~4 hours in all, in resumable pieces. The committed study ran it as four processes so that both cores work:
+  ~4 hours in all, in resumable pieces. The committed study ran as several processes so that both cores work:
   one per task (`--config.tasks=cheetah-run --config.host_tasks=cheetah-run`, likewise walker-walk, and
-  `--config.tasks=cartpole-swingup --config.host_tasks=`), walker-walk's DDPG cell split off into a fourth
-  (`--config.methods=ddpg`); `benchmarks.beer_report` reports the work directories as one grid.
+  `--config.tasks=cartpole-swingup --config.host_tasks=`), walker-walk's DDPG cell split off
+  (`--config.methods=ddpg`, its seed 4 in a process of its own: `--config.seed=4 --config.num_seeds=1`), each in a
+  work directory of its own; `benchmarks.beer_report` reports the work directories as one grid.
 """
 
 from __future__ import annotations
