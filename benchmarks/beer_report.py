@@ -59,10 +59,11 @@ def main(argv) -> None:
     improvement = statistics.probability_of_improvement(scores, "beer", "ddpg") if compare else None
     # A vmapped MJX cell reports its wall-clock once per seed row: count each run once.
     seconds = list({(r["task"], r["method"], r["loop"], r["run_seconds"]) for r in rows if r.get("run_seconds")})
-    q_lower = lower_q_error(tasks, per) if compare and recorded(tasks, methods, per, "eval/q_abs_error") else None
-    mechanism = mechanism_section(tasks, methods, per, output_dir, stem, q_lower)
-    active = active_share(tasks, per) if compare and recorded(tasks, ["beer"], per, "bound/active_fraction") else None
-    sentence = evidence(intervals, improvement, q_lower, active) if compare else None
+    q_lower, bound_lower = ((beer_lower(tasks, per, value) if compare and recorded(tasks, methods, per, name) else None)
+                            for name, value in (("eval/q_abs_error", final_q_error),
+                                                ("bound/active_fraction", mean_violation)))
+    mechanism = mechanism_section(tasks, methods, per, output_dir, stem, q_lower, bound_lower)
+    sentence = evidence(intervals, improvement, q_lower, bound_lower) if compare else None
     write(command(grids, output), output, configs, tasks, methods, per, intervals, improvement, png,
           [s[-1] for s in seconds], mechanism, sentence, left_out)
     print(open(output).read())
@@ -107,28 +108,29 @@ def recorded(tasks, methods, per, name: str) -> bool:
     return all(name in r.get("mechanism", {}) for t in tasks for m in methods for r in per[(t, m)])
 
 
-def lower_q_error(tasks, per) -> statistics.Interval:
-    """P(BEER's final |Q error| < DDPG's): rliable's probability of improvement on the negated errors (a
-    Mann-Whitney statistic per task, so tasks of different value scales average fairly), with its interval."""
-    errors = {m: -np.array([[r["mechanism"]["eval/q_abs_error"][-1][1] for r in per[(t, m)]] for t in tasks]).T
-              for m in ("beer", "ddpg")}
-    return statistics.probability_of_improvement(errors, "beer", "ddpg")
+def final_q_error(run: dict) -> float:
+    """The run's |Q error| at its last evaluation."""
+    return run["mechanism"]["eval/q_abs_error"][-1][1]
 
 
-def active_share(tasks, per) -> statistics.Interval:
-    """The fraction of the replay batch on which BEER's hinge is active (cosine > bound), averaged over each BEER
-    run's logs: mean [95 % percentile-bootstrap CI] over the BEER runs of every task."""
-    from jaxrep.metrics.convergence import bootstrap_mean_ci
-
-    return bootstrap_mean_ci([np.mean([v for _, v in r["mechanism"]["bound/active_fraction"]])
-                              for t in tasks for r in per[(t, "beer")]])
+def mean_violation(run: dict) -> float:
+    """The fraction of the replay batch whose consecutive-feature cosine exceeds BEER's bound, averaged over the run's
+    logs (the penalty's active fraction for BEER; what the bound would flag for DDPG)."""
+    return float(np.mean([v for _, v in run["mechanism"]["bound/active_fraction"]]))
 
 
-def evidence(intervals, improvement: statistics.Interval, q_lower: statistics.Interval | None,
-             active: statistics.Interval | None = None) -> str:
-    """The report's (and the README's) sentence: whether BEER's mechanism (a smaller Q-estimation error) and its
-    effect (a higher return) are visible in the intervals, and what the intervals exclude where they are not;
-    with `active`, how often BEER's penalty acts at all."""
+def beer_lower(tasks, per, value) -> statistics.Interval:
+    """P(BEER's `value(run)` < DDPG's): rliable's probability of improvement on the negated values (a Mann-Whitney
+    statistic per task, so tasks of different scales average fairly), with its stratified-bootstrap interval."""
+    values = {m: -np.array([[value(r) for r in per[(t, m)]] for t in tasks]).T for m in ("beer", "ddpg")}
+    return statistics.probability_of_improvement(values, "beer", "ddpg")
+
+
+def evidence(intervals, improvement: statistics.Interval, q_lower: statistics.Interval | None = None,
+             bound_lower: statistics.Interval | None = None) -> str:
+    """The report's (and the README's) sentence: whether BEER's mechanism (consecutive features kept below the
+    bound, `bound_lower`), its predicted consequence (a smaller Q-estimation error, `q_lower`) and its effect (a
+    higher return) are visible in the intervals, and what the intervals rule out where they are not."""
     def stated(name: str, interval: statistics.Interval, event: str) -> str:
         p, low, high = interval
         excluded = [f"P > {high:.2f}"] * (high < 1) + [f"P < {low:.2f}"] * (low > 0)
@@ -137,12 +139,16 @@ def evidence(intervals, improvement: statistics.Interval, q_lower: statistics.In
                 + (", which excludes no difference (0.5)" if low > 0.5 or high < 0.5 else
                    ", which rules out " + (" and ".join(excluded) or "nothing")))
 
-    text = ""
+    parts = []
+    if bound_lower is not None:
+        parts.append(stated("BEER's mechanism, its bound on the similarity of consecutive critic features,",
+                            bound_lower, "BEER's share of the batch above the bound < DDPG's, averaged over each "
+                            "run's logs"))
     if q_lower is not None:
-        text += stated("BEER's mechanism", q_lower, "BEER's final |Q error| < DDPG's") + "; "
-    if active is not None:
-        text += (f"its penalty acts on a fraction {active[0]:.4f} [{active[1]:.4f}, {active[2]:.4f}] of the replay "
-                 "batch (cosine above the bound), averaged over each run's logs; ")
+        parts.append(stated("its predicted consequence, a smaller Q-estimation error," if parts else
+                            "BEER's predicted consequence, a smaller Q-estimation error,", q_lower,
+                            "BEER's final |Q error| < DDPG's"))
+    text = "; ".join(parts) + ("; " if parts else "")
     iqm = {m: intervals[m]["iqm"] for m in ("beer", "ddpg")}
     return (text + stated("its effect on return" if text else "BEER's effect on return", improvement,
                           "BEER's final return > DDPG's")
@@ -150,8 +156,8 @@ def evidence(intervals, improvement: statistics.Interval, q_lower: statistics.In
             f"{iqm['ddpg'][0]:.3f} [{iqm['ddpg'][1]:.3f}, {iqm['ddpg'][2]:.3f}]).")
 
 
-def mechanism_section(tasks, methods, per, output_dir: str, stem: str, q_lower: statistics.Interval | None
-                      ) -> list[str]:
+def mechanism_section(tasks, methods, per, output_dir: str, stem: str, q_lower: statistics.Interval | None,
+                      bound_lower: statistics.Interval | None) -> list[str]:
     """The mechanism's table (each metric's last value per run: mean [95 % bootstrap CI] over seeds), its curves
     (the Q error and srank against steps) and what the Q-error intervals show; empty when the runs record none."""
     from jaxrep.metrics.convergence import bootstrap_mean_ci
@@ -189,6 +195,14 @@ def mechanism_section(tasks, methods, per, output_dir: str, stem: str, q_lower: 
         lines += ["", "**What the Q-error intervals show.** " + mechanism_verdict(tasks, finals)
                   + f" Over the tasks, P(BEER's final |Q error| < DDPG's) = {q_lower[0]:.2f} [{q_lower[1]:.2f}, "
                   f"{q_lower[2]:.2f}] (rliable's probability of improvement; 0.5: no difference)."]
+    if bound_lower is not None:
+        means = {(t, m): bootstrap_mean_ci([mean_violation(r) for r in per[(t, m)]]) for t in tasks for m in methods}
+        lines += ["", "**The bound.** The share of the replay batch whose consecutive-feature cosine exceeds BEER's "
+                  "bound, averaged over each run's logs (BEER's penalty acts there; DDPG is only measured): "
+                  + "; ".join(f"{t}: " + ", ".join(f"{m.upper()} {means[(t, m)][0]:.4f} [{means[(t, m)][1]:.4f}, "
+                                                   f"{means[(t, m)][2]:.4f}]" for m in methods) for t in tasks)
+                  + f". Over the tasks, P(BEER's share < DDPG's) = {bound_lower[0]:.2f} [{bound_lower[1]:.2f}, "
+                  f"{bound_lower[2]:.2f}]."]
     return lines + [""] + pictures
 
 

@@ -38,9 +38,9 @@ def test_the_report_states_the_mechanism_with_its_intervals(tmp_path):
     report = output.read_text()
     assert r"| apart | \|Q error\| (critic Q(s0, pi(s0)) vs discounted MC return) | 1.1 [1, 1.2] | 5.1 [5, 5.2] |" in report
     assert "apart: BEER's is lower (the paper's claim); mixed: the intervals overlap." in report
-    assert ("## What the evidence shows\n\nBEER's mechanism is not visible: P(BEER's final |Q error| < DDPG's) ="
-            in report)
-    assert "of the replay batch (cosine above the bound)" in report
+    assert "## What the evidence shows\n\nBEER's mechanism, its bound on the similarity of consecutive" in report
+    assert "its predicted consequence, a smaller Q-estimation error, is not visible" in report
+    assert "**The bound.** " in report and "apart: BEER 0.0100 [0.0000, 0.0200], DDPG 0.0100" in report
     assert "| mixed | srank of the critic's features (of 256) | 101 [100, 102] | 101 [100, 102] |" in report
     assert (tmp_path / "beer_q_error.png").stat().st_size > 0 and (tmp_path / "beer_srank.png").stat().st_size > 0
 
@@ -59,17 +59,18 @@ def test_the_committed_report_is_rebuilt_from_the_committed_results_by_one_comma
 
 def test_the_sentence_follows_the_intervals_whichever_way_they_fall():
     intervals = {"beer": {"iqm": (0.30, 0.25, 0.35)}, "ddpg": {"iqm": (0.20, 0.15, 0.25)}}
-    sentence = beer_report.evidence(intervals, (0.62, 0.44, 0.80), (0.81, 0.66, 0.95))
-    assert sentence.startswith("BEER's mechanism is visible: P(BEER's final |Q error| < DDPG's) = 0.81 [0.66, 0.95], "
-                               "which excludes no difference (0.5)")
+    sentence = beer_report.evidence(intervals, (0.62, 0.44, 0.80), (0.81, 0.66, 0.95), (0.9, 0.7, 1.0))
+    assert sentence.startswith("BEER's mechanism, its bound on the similarity of consecutive critic features, is "
+                               "visible: P(BEER's share of the batch above the bound < DDPG's, averaged over each "
+                               "run's logs) = 0.90 [0.70, 1.00], which excludes no difference (0.5); ")
+    assert ("its predicted consequence, a smaller Q-estimation error, is visible: P(BEER's final |Q error| < DDPG's) "
+            "= 0.81 [0.66, 0.95], which excludes no difference (0.5)") in sentence
     assert "its effect on return is not visible: P(BEER's final return > DDPG's) = 0.62 [0.44, 0.80], which rules " \
            "out P > 0.80 and P < 0.44" in sentence
     assert "BEER 0.300 [0.250, 0.350], DDPG 0.200 [0.150, 0.250]" in sentence
-    reversed_mechanism = beer_report.evidence(intervals, (0.9, 0.7, 1.0), (0.2, 0.05, 0.4))
-    assert reversed_mechanism.startswith("BEER's mechanism is reversed")
-    assert "its effect on return is visible" in reversed_mechanism
-    assert beer_report.evidence(intervals, (0.5, 0.3, 0.7), None).startswith("BEER's effect on return is not visible")
-    assert "= 0.50 [0.00, 1.00], which rules out nothing" in beer_report.evidence(intervals, (0.5, 0.0, 1.0), None)
-    assert "which rules out P < 0.20 (IQM" in beer_report.evidence(intervals, (0.6, 0.2, 1.0), None)
-    assert "its penalty acts on a fraction 0.0040 [0.0020, 0.0060] of the replay batch" in beer_report.evidence(
-        intervals, (0.5, 0.3, 0.7), (0.81, 0.66, 0.95), (0.004, 0.002, 0.006))
+    reversed_consequence = beer_report.evidence(intervals, (0.9, 0.7, 1.0), (0.2, 0.05, 0.4))
+    assert reversed_consequence.startswith("BEER's predicted consequence, a smaller Q-estimation error, is reversed")
+    assert "its effect on return is visible" in reversed_consequence
+    assert beer_report.evidence(intervals, (0.5, 0.3, 0.7)).startswith("BEER's effect on return is not visible")
+    assert "= 0.50 [0.00, 1.00], which rules out nothing" in beer_report.evidence(intervals, (0.5, 0.0, 1.0))
+    assert "which rules out P < 0.20 (IQM" in beer_report.evidence(intervals, (0.6, 0.2, 1.0))
