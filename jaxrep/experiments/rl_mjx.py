@@ -141,7 +141,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
                 returns = np.asarray(outcome["return"])
                 log_evaluation(workdir, logger, progress, env_step, outcome, labels, config)
                 chunk_keys = jax.vmap(jax.random.fold_in, (0, None))(diagnostics_keys, progress["chunk"])
-                log_per_member(logger, env_step, jax.device_get(diagnostics(state, chunk_keys, config.batch_size)))
+                logger.log(env_step, per_member(jax.device_get(diagnostics(state, chunk_keys, config.batch_size))))
                 if film is not None:  # member 0's first evaluation episode
                     actor = jax.tree.map(lambda leaf: leaf[0], state.agent.params["actor"])
                     frames = film_env.render(jax.device_get(film(actor, eval_keys[0])), config.video.size)
@@ -173,12 +173,12 @@ def member_means(summary: dict) -> dict[str, float]:
     return record
 
 
-def log_per_member(logger: MetricLogger, env_step: int, metrics: dict) -> None:
-    """Logs entries (members,) as their mean and, with several members, as `<name>_member<m>`."""
+def per_member(metrics: dict) -> dict:
+    """Entries (members,) as their means and, with several members, as `<name>_member<m>`: what one log records."""
     values = {name: np.mean(value) for name, value in metrics.items()}
     if len(next(iter(metrics.values()))) > 1:
         values.update({f"{name}_member{m}": v for name, value in metrics.items() for m, v in enumerate(value)})
-    logger.log(env_step, values)
+    return values
 
 
 def log_evaluation(workdir: str, logger: MetricLogger, progress: dict, env_step: int, outcome: dict,
@@ -189,16 +189,15 @@ def log_evaluation(workdir: str, logger: MetricLogger, progress: dict, env_step:
     `eval_returns.json` and `learning_curve.png`."""
     returns = np.asarray(outcome["return"])
     error = np.asarray(outcome["q_estimate"]) - np.asarray(outcome["mc_return"])
-    per_member = returns.mean(axis=1)
+    member_returns = returns.mean(axis=1)
     progress["evals"].append([env_step, float(returns.mean())])
-    progress["member_evals"].append([env_step, [float(r) for r in per_member]])
-    values = {"eval/return": returns.mean(), "eval/return_std": returns.std()}
-    if len(labels) > 1:
-        values.update({f"eval/return_member{m}": r for m, r in enumerate(per_member)})
+    progress["member_evals"].append([env_step, [float(r) for r in member_returns]])
+    values = per_member({"eval/return": member_returns, "eval/q_estimate": np.mean(outcome["q_estimate"], axis=1),
+                         "eval/mc_return": np.mean(outcome["mc_return"], axis=1), "eval/q_error": error.mean(axis=1),
+                         "eval/q_abs_error": np.abs(error).mean(axis=1)})
+    # the mean over every episode, as progress keeps it (not the mean of the members' means, equal up to rounding)
+    values.update({"eval/return": returns.mean(), "eval/return_std": returns.std()})
     logger.log(env_step, values)
-    log_per_member(logger, env_step, {"eval/q_estimate": np.mean(outcome["q_estimate"], axis=1),
-                                      "eval/mc_return": np.mean(outcome["mc_return"], axis=1),
-                                      "eval/q_error": error.mean(axis=1), "eval/q_abs_error": np.abs(error).mean(axis=1)})
     files.write_json_atomic(files.join(workdir, "eval_returns.json"),
                             {"task": config.task, "method": config.method, "members": labels,
                              "evals": progress["member_evals"]})
